@@ -1,0 +1,198 @@
+"""Concept grids: which concepts exist, their values, class means and ranges (paper_spec §2.2-2.5).
+
+A *concept grid* is an ordered list of binary concepts. Every class is one combination of
+concept values; its index is the row-major unravel over the concepts in grid order
+(2x2 color x size: ``l = 2*color + size``). Index 0 of every concept is the *base* value, and a
+class is held out when more than one of its concepts differs from the base (the "fid_axis"
+rule), unless the held-out classes are listed explicitly.
+
+Continuous attributes are set by *separations* (the concept signal knob):
+
+==========  =======================  ==========================================  ==============
+concept     values (index 0, 1)      class means                                  sampling range
+==========  =======================  ==========================================  ==============
+color       red, blue                red (.5+h, .5-h, .5-h), blue (.5-h, .5-h, .5+h)  mean +- sep/8
+size        large, small             radius .45 + h, .45 - h (grid units)         mean +- 3 sep/8, >= 0.1
+background  light, dark              grey .5 + h, .5 - h                          mean +- sep/8
+shape       circle, triangle         (categorical, no separation)                 -
+==========  =======================  ==========================================  ==============
+
+with h = sep / 2. Concepts that are not in the grid are fixed (color: the red of separation
+0.4, size: radius 0.45, shape: circle) or nuisance (background: light pastel, each channel
+uniform in [0.8, 1]).
+
+The 11-d conditioning vector given to the model holds the *actual* sampled attribute values:
+``[shape one-hot (2), x, y, object RGB (3), radius, background RGB (3)]``; entries of concepts
+that are not in the grid are zero (position is never conditioned on).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+CONCEPTS: dict[str, tuple[str, str]] = {
+    "shape": ("circle", "triangle"),
+    "color": ("red", "blue"),
+    "size": ("large", "small"),
+    "background": ("light", "dark"),
+}
+"""Known concepts and the names of their values (index 0 = base value)."""
+
+ORDER = ("shape", "color", "size", "background")
+"""Canonical concept order, used to index classes (as in the authors' code)."""
+
+SEPARATED = ("color", "size", "background")
+"""Concepts whose class means are set by a separation (shape is categorical)."""
+
+MAX_SEPARATION = {"color": 0.8, "size": 0.6, "background": 0.8}
+"""Largest separation that keeps every sampled color in [0, 1] and every radius >= 0.1."""
+
+COND_DIM = 11
+COND_SLICES = {
+    "shape": slice(0, 2),
+    "position": slice(2, 4),
+    "color": slice(4, 7),
+    "size": slice(7, 8),
+    "background": slice(8, 11),
+}
+
+SIZE_CENTER = 0.45
+SIZE_FLOOR = 0.1
+FIXED_COLOR = (0.7, 0.3, 0.3)  # red at separation 0.4, used when color is not a concept
+NUISANCE_BG = (0.8, 1.0)  # per-channel uniform range of the background when it is not a concept
+
+
+@dataclass(frozen=True)
+class ConceptGrid:
+    """An ordered set of binary concepts with their separations.
+
+    :param concepts: concept names, any subset of :data:`CONCEPTS`; stored in canonical order.
+    :param separations: separation per separated concept in the grid (e.g. ``{"color": 0.4}``).
+    :param held_out: explicit held-out classes as value-name dicts, or ``None`` for the rule
+        "more than one concept differs from the base value".
+    """
+
+    concepts: tuple[str, ...]
+    separations: dict[str, float] = field(default_factory=dict)
+    held_out: tuple[dict[str, str], ...] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.concepts if c not in CONCEPTS]
+        if unknown:
+            raise ValueError(f"unknown concept(s) {unknown}; known: {list(CONCEPTS)}")
+        ordered = tuple(c for c in ORDER if c in self.concepts)
+        object.__setattr__(self, "concepts", ordered)
+        missing = [c for c in ordered if c in SEPARATED and c not in self.separations]
+        if missing:
+            raise ValueError(f"no separation given for concept(s) {missing}")
+
+    # ---- classes ------------------------------------------------------------------------
+    @property
+    def n_classes(self) -> int:
+        return 2 ** len(self.concepts)
+
+    def class_bits(self, index: int) -> tuple[int, ...]:
+        """Concept value indices of class ``index`` (row-major over the grid's concepts)."""
+        return tuple(int(b) for b in np.unravel_index(index, (2,) * len(self.concepts)))
+
+    def class_index(self, bits: tuple[int, ...]) -> int:
+        return int(np.ravel_multi_index(bits, (2,) * len(self.concepts)))
+
+    def class_name(self, index: int) -> str:
+        """Readable name, e.g. ``"blue_small"`` (values joined in grid order)."""
+        bits = self.class_bits(index)
+        return "_".join(CONCEPTS[c][b] for c, b in zip(self.concepts, bits, strict=True))
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.class_name(i) for i in range(self.n_classes)]
+
+    def is_held_out(self, index: int) -> bool:
+        bits = self.class_bits(index)
+        if self.held_out is None:
+            return sum(bits) > 1
+        return any(
+            all(CONCEPTS[c][b] == spec.get(c, CONCEPTS[c][0]) for c, b in zip(self.concepts, bits))
+            for spec in self.held_out
+        )
+
+    @property
+    def train_classes(self) -> list[int]:
+        return [i for i in range(self.n_classes) if not self.is_held_out(i)]
+
+    @property
+    def held_out_classes(self) -> list[int]:
+        return [i for i in range(self.n_classes) if self.is_held_out(i)]
+
+    def all_bits(self) -> np.ndarray:
+        """Concept value indices of every class, shape ``[n_classes, n_concepts]``."""
+        return np.array(list(itertools.product((0, 1), repeat=len(self.concepts))), dtype=np.int64)
+
+    # ---- attribute means and ranges ----------------------------------------------------
+    def color_mean(self, value: int) -> np.ndarray:
+        """Object RGB mean of color value 0 (red) or 1 (blue), shape ``[3]``."""
+        h = self.separations["color"] / 2
+        return np.array([0.5 + h, 0.5 - h, 0.5 - h] if value == 0 else [0.5 - h, 0.5 - h, 0.5 + h])
+
+    def size_mean(self, value: int) -> float:
+        h = self.separations["size"] / 2
+        return SIZE_CENTER + h if value == 0 else SIZE_CENTER - h
+
+    def background_mean(self, value: int) -> np.ndarray:
+        h = self.separations["background"] / 2
+        return np.full(3, 0.5 + h if value == 0 else 0.5 - h)
+
+    def half_range(self, concept: str) -> float:
+        """Half-width of the uniform sampling range of a separated concept."""
+        sep = self.separations[concept]
+        return 3 * sep / 8 if concept == "size" else sep / 8
+
+    def class_mean_cond(self, index: int) -> np.ndarray:
+        """The class-mean conditioning vector (the naive prompt), shape ``[11]``."""
+        return self.mean_cond(dict(zip(self.concepts, self.class_bits(index), strict=True)))
+
+    def mean_cond(self, values: dict[str, int]) -> np.ndarray:
+        """Conditioning vector with each given concept at its class mean, shape ``[11]``.
+
+        Concepts of the grid missing from ``values`` are left at zero: this gives the
+        single-concept vectors used by linear latent interventions.
+        """
+        h = np.zeros(COND_DIM, dtype=np.float32)
+        for c, v in values.items():
+            if c not in self.concepts:
+                raise ValueError(f"concept {c!r} is not in the grid {list(self.concepts)}")
+            if c == "shape":
+                h[COND_SLICES["shape"]][v] = 1.0
+            elif c == "color":
+                h[COND_SLICES["color"]] = self.color_mean(v)
+            elif c == "size":
+                h[COND_SLICES["size"]] = self.size_mean(v)
+            elif c == "background":
+                h[COND_SLICES["background"]] = self.background_mean(v)
+        return h
+
+    def to_dict(self) -> dict:
+        return {
+            "concepts": list(self.concepts),
+            "separations": dict(self.separations),
+            "held_out": None if self.held_out is None else [dict(h) for h in self.held_out],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ConceptGrid:
+        held = d.get("held_out")
+        return cls(
+            concepts=tuple(d["concepts"]),
+            separations={k: float(v) for k, v in d.get("separations", {}).items()},
+            held_out=None if held is None else tuple(dict(h) for h in held),
+        )
+
+
+def preset(name: str, **separations: float) -> ConceptGrid:
+    """Named grids: ``"2x2"`` (color x size) and ``"2x2x2"`` (+ background)."""
+    concepts = {"2x2": ("color", "size"), "2x2x2": ("color", "size", "background")}[name]
+    defaults = {"color": 0.4, "size": 0.4, "background": 0.4}
+    return ConceptGrid(concepts, {c: separations.get(c, defaults[c]) for c in concepts})

@@ -1,0 +1,96 @@
+"""Artifact I/O: atomic writes and checked reads.
+
+Every artifact is written to a temporary file in its destination directory and renamed into
+place (``os.replace`` is atomic on POSIX), so a killed stage leaves the old file or none, never
+a half-written one. Readers raise :class:`ArtifactError` naming the file when it is missing or
+unreadable.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class ArtifactError(RuntimeError):
+    """A missing, corrupt or incompatible artifact; the message names the file."""
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """Uncompressed npz that is byte-identical for identical arrays.
+
+    ``np.savez`` stamps each zip entry with the current time; we write the same ``.npy``
+    members ourselves with a fixed timestamp so that datasets hash identically on every run.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, arr in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(info, member.getvalue())
+    write_bytes(path, buf.getvalue())
+
+
+def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
+    """Atomically create ``path`` with ``writer(tmp_path)`` (e.g. a figure's savefig)."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_npz(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, ...
+        raise ArtifactError(f"{path}: unreadable npz ({type(e).__name__}: {e})") from None
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ArtifactError(f"{path}: missing arrays {missing}")
+    return data

@@ -1,0 +1,71 @@
+"""What every stage shares: argument parsing, params loading, clean error exits, devices."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from conceptspace.io import ArtifactError
+from conceptspace.params import Params, ParamsError, load_params
+
+PARAMS_FILE = "params.yaml"
+
+
+def parser(doc: str | None, *, identity: bool = True) -> argparse.ArgumentParser:
+    """An argument parser with ``--params`` and, for per-run stages, ``--run`` and ``--seed``."""
+    p = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
+    p.add_argument("--params", default=PARAMS_FILE, help="parameters file (default params.yaml)")
+    if identity:
+        p.add_argument("--run", required=True, help="run id (a key of `runs` in params.yaml)")
+        p.add_argument("--seed", required=True, type=int, help="seed (one of `seeds`)")
+    return p
+
+
+def load(args: argparse.Namespace) -> Params:
+    """Load and validate params and, for per-run stages, check the run id and seed."""
+    params = load_params(args.params)
+    if getattr(args, "run", None) is not None:
+        params.grid_for(args.run)
+        params.check_seed(args.seed)
+    return params
+
+
+def entry(run: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[str] | None], int]:
+    """Wrap a stage's ``main`` so that bad input exits 2 with one clear line, no traceback."""
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        try:
+            run(argv)
+        except (ParamsError, ArtifactError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
+
+    main.__doc__ = run.__doc__
+    return main
+
+
+def set_threads(n: int) -> None:
+    """Fix the intra-op thread count (results may depend on it, so it comes from params)."""
+    import torch
+
+    torch.set_num_threads(n)
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+
+
+def pick_device(requested: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ParamsError("train.device = 'cuda': no CUDA device is available")
+    return requested
+
+
+def paths(*ps: str | Path) -> list[Path]:
+    return [Path(p) for p in ps]
