@@ -341,30 +341,42 @@ def concept_speed(steps: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 def heading_changes(
-    steps: np.ndarray, xy: np.ndarray, *, min_disp_frac: float = 0.1
+    steps: np.ndarray, xy: np.ndarray, *, window: int = 2, min_disp_frac: float = 0.1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Change of heading along a trajectory, in degrees.
+    """Change of heading at each checkpoint of a trajectory, in degrees.
 
-    Displacements between successive checkpoints shorter than ``min_disp_frac`` × the longest
-    one are ignored (their direction is noise). For each pair of consecutive *kept*
-    displacements the angle between them is assigned to the checkpoint where the later one
-    starts, i.e. where the trajectory leaves in its new direction (this also handles a stall at
-    the turning point). Returns ``(vertex_steps [M], angles_deg [M])``.
+    steps: [T]; xy: [T, d]. At checkpoint i the heading before is ``xy[i] - xy[i-window]`` and
+    after is ``xy[i+window] - xy[i]``; spanning ``window`` checkpoints averages out jitter. A
+    checkpoint counts only if both displacements are at least ``min_disp_frac`` × the longest
+    ``window``-displacement of the trajectory: the direction of a near-standstill is noise (a
+    saturated tail would otherwise produce the largest "turns"). A stall longer than ``window``
+    at the turning point hides the turn, so raise ``window`` for such trajectories.
+    Returns ``(vertex_steps [M], angles_deg [M])`` for the checkpoints that count.
     """
     steps = np.asarray(steps, dtype=float)
     xy = np.asarray(xy, dtype=float)
-    disp = np.diff(xy, axis=0)
-    norm = np.linalg.norm(disp, axis=1)
-    if norm.size == 0 or norm.max() <= 0:
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if len(steps) < 2 * window + 1:
         return np.empty(0), np.empty(0)
-    kept = np.flatnonzero(norm >= min_disp_frac * norm.max())
-    prev, nxt = kept[:-1], kept[1:]
-    cos = (disp[prev] * disp[nxt]).sum(axis=1) / (norm[prev] * norm[nxt])
-    return steps[nxt], np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    disp = xy[window:] - xy[:-window]  # disp[j] = xy[j + window] - xy[j]
+    norm = np.linalg.norm(disp, axis=1)
+    idx = np.arange(window, len(steps) - window)
+    before, after = idx - window, idx  # indices into disp
+    keep = np.minimum(norm[before], norm[after]) >= min_disp_frac * norm.max()
+    keep &= norm.max() > 0
+    idx, before, after = idx[keep], before[keep], after[keep]
+    cos = (disp[before] * disp[after]).sum(axis=1) / (norm[before] * norm[after])
+    return steps[idx], np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 def turn_step(
-    steps: np.ndarray, xy: np.ndarray, *, after: float | None = None, min_disp_frac: float = 0.1
+    steps: np.ndarray,
+    xy: np.ndarray,
+    *,
+    after: float | None = None,
+    window: int = 2,
+    min_disp_frac: float = 0.1,
 ) -> dict:
     """Locate the sudden turn of a (held-out) trajectory (paper_spec §5.5).
 
@@ -381,7 +393,7 @@ def turn_step(
     xy = np.asarray(xy, dtype=float)
     lo = -np.inf if after is None else float(after)
     out: dict = {"heading_step": None, "angle_deg": float("nan")}
-    v_steps, angles = heading_changes(steps, xy, min_disp_frac=min_disp_frac)
+    v_steps, angles = heading_changes(steps, xy, window=window, min_disp_frac=min_disp_frac)
     ok = v_steps >= lo
     if ok.any():
         i = np.argmax(np.where(ok, angles, -np.inf))

@@ -115,7 +115,10 @@ class ConceptGrid:
         if self.held_out is None:
             return sum(bits) > 1
         return any(
-            all(CONCEPTS[c][b] == spec.get(c, CONCEPTS[c][0]) for c, b in zip(self.concepts, bits))
+            all(
+                CONCEPTS[c][b] == spec.get(c, CONCEPTS[c][0])
+                for c, b in zip(self.concepts, bits, strict=True)
+            )
             for spec in self.held_out
         )
 

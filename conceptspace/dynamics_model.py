@@ -43,7 +43,10 @@ def rhs(
     alpha = switch(t, switch_t, switch_rate)
     weak, strong = 1.0 / (2.0 * a), a / 2.0
     return speed * np.array(
-        [weak * (1.0 - c[0]) + strong * (alpha - c[0]), strong * (1.0 - c[1]) + weak * (alpha - c[1])]
+        [
+            weak * (1.0 - c[0]) + strong * (alpha - c[0]),
+            strong * (1.0 - c[1]) + weak * (alpha - c[1]),
+        ]
     )
 
 

@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from .concepts import CONCEPTS, MAX_SEPARATION, SEPARATED, ConceptGrid
 
@@ -37,6 +38,11 @@ RUN_ID = r"^[a-z][a-z0-9_]*$"
 
 class ParamsError(ValueError):
     """Invalid parameters; the message names the key and the value."""
+
+
+def _keyed(message: str) -> PydanticCustomError:
+    """An error whose message already names its key (relative to the validated model)."""
+    return PydanticCustomError("keyed", "{message}", {"message": message})
 
 
 def _real(v: Any) -> Any:
@@ -80,15 +86,15 @@ class Grid(_Section):
     def _held_out_in_grid(self) -> Grid:
         for i, spec in enumerate(self.held_out or []):
             if not spec:
-                raise ValueError(f"held_out[{i}] is empty")
+                raise _keyed(f"held_out[{i}] = {{}}: a held-out class names no concept")
             for concept, value in spec.items():
                 if concept not in self.concepts:
-                    raise ValueError(
+                    raise _keyed(
                         f"held_out[{i}].{concept} = {value!r}: concept {concept!r} is not in "
                         f"grid.concepts {self.concepts}"
                     )
                 if value not in CONCEPTS[concept]:
-                    raise ValueError(
+                    raise _keyed(
                         f"held_out[{i}].{concept} = {value!r}: not a value of {concept!r} "
                         f"{list(CONCEPTS[concept])}"
                     )
@@ -128,12 +134,10 @@ class Params(_Section):
             given = seps.as_dict()
             for c in needed:
                 if c not in given:
-                    raise ValueError(
-                        f"runs.{run_id}: no separation for concept {c!r} of grid.concepts"
-                    )
+                    raise _keyed(f"runs.{run_id}: no separation for concept {c!r} of grid.concepts")
             for c in given:
                 if c not in self.grid.concepts:
-                    raise ValueError(
+                    raise _keyed(
                         f"runs.{run_id}.{c} = {given[c]}: concept {c!r} is not in grid.concepts"
                     )
         return self
@@ -223,8 +227,9 @@ def validate(doc: Any, source: str = "params.yaml") -> Params:
             loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
             value = err.get("input", _lookup(doc, loc))
             msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "value_error" and " = " in msg:
-                lines.append(msg)  # our own validators already name key and value
+            if err["type"] == "keyed":  # our own validators name key and value themselves
+                prefix = _loc(loc)
+                lines.append(msg if prefix == "<root>" else f"{prefix}.{msg}")
             else:
                 lines.append(f"{_loc(loc)} = {value!r}: {msg}")
         raise ParamsError(f"{source}: invalid parameters:\n  " + "\n  ".join(lines)) from None

@@ -42,8 +42,11 @@ def run(argv=None) -> None:
     seps = ", ".join(f"{k} {v:g}" for k, v in grid.separations.items())
     sample_grid(rows, labels, args.samples, title=f"{args.run} seed {args.seed}: {seps}")
     signal = ", ".join(f"{k} {v:.4f}" for k, v in card["concept_signal"].items())
-    print(f"synthesize {args.run} seed {args.seed}: {len(data['images'])} images; "
-          f"concept signal (pixel MSE) {signal}", file=sys.stderr)
+    print(
+        f"synthesize {args.run} seed {args.seed}: {len(data['images'])} images; "
+        f"concept signal (pixel MSE) {signal}",
+        file=sys.stderr,
+    )
 
 
 main = entry(run)

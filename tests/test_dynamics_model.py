@@ -38,7 +38,7 @@ def test_large_a_memorizes_then_turns():
 
 
 def test_quasi_static_c1_follows_the_switch():
-    # for fast relaxation c1 tracks its instantaneous fixed point (1/(2a) + a/2·alpha)/(1/(2a) + a/2)
+    # with fast relaxation c1 tracks its moving fixed point (1/(2a) + a/2·α) / (1/(2a) + a/2)
     a = 5.0
     t, c = simulate(a, speed=50.0)
     alpha = switch(t, 10.0, 0.1)

@@ -1,0 +1,108 @@
+"""Checkpoint files: atomic writes, validated loads, and rebuilding a model from its checkpoint.
+
+A checkpoint is a plain dict saved with ``torch.save`` and read back with
+``torch.load(..., weights_only=True)``, so it holds only tensors, numbers, strings, lists and
+dicts. It carries its own network config: evaluation rebuilds the model from the file, never
+from today's params (DESIGN.md, "Contracts").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from conceptspace.schedule import LogSNRSchedule
+from conceptspace.unet import UNet, UNetConfig
+
+FORMAT = "conceptspace.ckpt.v1"
+REQUIRED_KEYS = ("format", "step", "net_config", "net", "schedule")
+TMP_PREFIX = ".tmp-"  # temporary directories of atomic_torch_save start with this
+
+
+class CheckpointError(Exception):
+    """A checkpoint file is missing, unreadable or not a conceptspace checkpoint."""
+
+
+def checkpoint_path(ckpt_dir: Path, step: int) -> Path:
+    """ckpt_dir / "step_000500.pt": zero-padded so that names sort by step."""
+    return Path(ckpt_dir) / f"step_{step:06d}.pt"
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` that never leaves a partial file under ``path``.
+
+    The archive is written inside a fresh temporary directory next to ``path`` and then moved
+    into place with ``os.replace`` (atomic on one filesystem). The temporary file has the *same
+    basename* as ``path`` because torch names the records inside its zip archive after the file
+    name: this way the bytes equal those of a direct ``torch.save(obj, path)``, and checkpoints
+    written in different directories compare byte for byte.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=path.parent))
+    try:
+        tmp = tmp_dir / path.name
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the data reach the disk before the rename makes them visible
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete leftovers of atomic saves that were killed mid-write."""
+    directory = Path(directory)
+    if directory.is_dir():
+        for p in directory.glob(f"{TMP_PREFIX}*"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load and validate a checkpoint on the CPU; any problem raises :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, unpickling refused, ...
+        raise CheckpointError(
+            f"checkpoint {path}: cannot be read ({type(e).__name__}: {e})"
+        ) from e
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {path}: expected a dict, found {type(ckpt).__name__}")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: missing keys {missing}")
+    if ckpt["format"] != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path}: format {ckpt['format']!r}, expected {FORMAT!r}"
+        )
+    return ckpt
+
+
+def load_model(path: Path) -> tuple[UNet, LogSNRSchedule, dict[str, Any]]:
+    """Rebuild (net, schedule) from a checkpoint's own config and weights, in eval mode, on CPU.
+
+    Returns (net, schedule, ckpt) where ckpt is the full checkpoint dict.
+    """
+    ckpt = load_checkpoint(path)
+    try:
+        net = UNet(UNetConfig.from_dict(ckpt["net_config"]))
+        net.load_state_dict(ckpt["net"])
+        train_cfg = ckpt.get("train_config") or {}
+        schedule = LogSNRSchedule(
+            train_cfg.get("gamma_min", -5.0), train_cfg.get("gamma_max", 10.0)
+        )
+        schedule.load_state_dict(ckpt["schedule"])
+    except (TypeError, ValueError, RuntimeError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {path}: cannot rebuild the model ({e})") from e
+    return net.eval(), schedule.eval(), ckpt

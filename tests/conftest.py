@@ -1,0 +1,62 @@
+"""Shared fixtures: the repository root, the committed params, and tiny params documents."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def params_doc() -> dict:
+    """The committed params.yaml as a fresh dict (tests mutate copies of it)."""
+    return copy.deepcopy(yaml.safe_load((ROOT / "params.yaml").read_text()))
+
+
+@pytest.fixture(scope="session")
+def tiny_doc() -> dict:
+    """tests/params.tiny.yaml: the same keys as params.yaml with values that run in seconds."""
+    return yaml.safe_load((ROOT / "tests" / "params.tiny.yaml").read_text())
+
+
+def copy_project(dest: Path, params: dict | None = None) -> Path:
+    """Copy the tracked project files into ``dest`` (a git repo with one commit), optionally
+    replacing params.yaml, for tests that run snakemake or dvc end to end."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if not src.is_file() or f.startswith("results/") or f == "dvc.lock":
+            continue
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest / f)
+    if params is not None:
+        (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "copy"]):
+        subprocess.run(cmd, cwd=dest, check=True, env=env, capture_output=True)
+    return dest

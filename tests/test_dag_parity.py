@@ -1,0 +1,78 @@
+"""Snakemake and DVC describe the same DAG: the same output files, the same file-level edges
+and the same command strings (ecosystem.md §10.7)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.workflow
+
+REDIRECT = re.compile(r"\s*>\s*logs/\S+\s+2>&1\s*$")
+
+
+def _run(root, *cmd: str) -> str:
+    return subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+def snakemake_jobs(root) -> list[dict]:
+    """Jobs of a forced dry run: outputs, inputs and the shell command (log redirect removed)."""
+    out = _run(root, "snakemake", "-n", "-p", "-F", "--cores", "1")
+    jobs, cur = [], None
+    for line in out.splitlines():
+        s = line.strip()
+        if re.match(r"^(local)?rule \w+:$", s):
+            cur = {"rule": s.split()[-1][:-1], "input": [], "output": [], "cmd": None}
+            jobs.append(cur)
+        elif cur is not None and s.startswith("input:"):
+            cur["input"] = [x.strip() for x in s[len("input:") :].split(",")]
+        elif cur is not None and s.startswith("output:"):
+            cur["output"] = [x.strip() for x in s[len("output:") :].split(",")]
+        elif cur is not None and s.startswith("Shell command:"):
+            cur["cmd"] = REDIRECT.sub("", s[len("Shell command:") :].strip())
+    return [j for j in jobs if j["output"]]
+
+
+@pytest.fixture(scope="module")
+def dags(root):
+    jobs = snakemake_jobs(root)
+    dot = _run(root, "dvc", "dag", "--outs", "--dot")
+    dry = _run(root, "dvc", "repro", "--dry", "-f")
+    return jobs, dot, dry
+
+
+def test_same_outputs(dags):
+    jobs, dot, _ = dags
+    sm = {o for j in jobs for o in j["output"]}
+    dvc = set(re.findall(r'^"([^"]+)";$', dot, re.M))
+    assert sm == dvc
+
+
+def test_same_edges(dags):
+    jobs, dot, _ = dags
+    produced = {o for j in jobs for o in j["output"]}
+    sm = {(i, o) for j in jobs for o in j["output"] for i in j["input"] if i in produced}
+    dvc = set(re.findall(r'"([^"]+)" -> "([^"]+)"', dot))
+    assert sm == dvc
+
+
+def test_same_commands(dags):
+    jobs, _, dry = dags
+    norm = " ".join
+    sm = {norm(j["cmd"].split()) for j in jobs}
+    dvc = {norm(line[2:].split()) for line in dry.splitlines() if line.startswith("> ")}
+    assert sm == dvc
+
+
+def test_same_stage_names(root, dags):
+    """One name per stage: rule = DVC stage = stages/<name>.py = params section (if any)."""
+    import yaml
+
+    jobs, _, _ = dags
+    rules = {j["rule"] for j in jobs}
+    dvc_stages = set(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
+    assert rules == dvc_stages
+    for name in rules:
+        assert (root / "stages" / f"{name}.py").exists()

@@ -1,0 +1,146 @@
+"""params.yaml: the schema and the typed model accept and reject the same documents, and every
+rejection names the offending key and value."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from conceptspace.params import ParamsError, load_params, read_yaml, schema_errors, validate
+
+
+def _set(doc: dict, path: str, value) -> dict:
+    doc = copy.deepcopy(doc)
+    *head, last = path.split(".")
+    node = doc
+    for key in head:
+        node = node[key]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return doc
+
+
+_DELETE = object()
+
+# (description, key path, value, text that the message must contain)
+INVALID = [
+    ("color separation pushes a channel outside [0, 1]", "runs.c040.color", 0.9, "runs.c040.color"),
+    ("negative color separation", "runs.c040.color", -0.1, "runs.c040.color"),
+    ("size separation drives the small radius to zero", "runs.c040.size", 0.95, "runs.c040.size"),
+    ("zero size separation", "runs.c040.size", 0.0, "runs.c040.size"),
+    ("unknown concept in the grid", "grid.concepts", ["color", "smell"], "smell"),
+    ("unknown concept in a run", "runs.c040.smell", 0.2, "smell"),
+    ("a run lacks a grid concept", "runs.c040", {"color": 0.4}, "size"),
+    ("non-string run id", "runs", {20: {"color": 0.2, "size": 0.4}}, "20"),
+    ("run id with a dot", "runs", {"c0.2": {"color": 0.2, "size": 0.4}}, "c0.2"),
+    ("empty sweep", "runs", {}, "runs"),
+    ("no seeds", "seeds", [], "seeds"),
+    ("duplicate seeds", "seeds", [0, 0], "seeds"),
+    ("negative seed", "seeds", [-1], "seeds"),
+    (
+        "held-out class names a concept not in the grid",
+        "grid.held_out",
+        [{"color": "blue", "background": "dark"}],
+        "background",
+    ),
+    ("held-out class with an unknown value", "grid.held_out", [{"color": "purple"}], "purple"),
+    ("negative count", "synthesize.n_per_class", -5, "synthesize.n_per_class"),
+    ("wrong type: string for an int", "synthesize.image_size", "16", "synthesize.image_size"),
+    ("wrong type: bool for a number", "synthesize.noise", True, "synthesize.noise"),
+    ("wrong type: float for an int", "synthesize.n_heldout", 3.5, "synthesize.n_heldout"),
+    ("validation fraction of 1", "synthesize.val_fraction", 1.0, "synthesize.val_fraction"),
+    ("unknown section", "sythesize", {"image_size": 16}, "sythesize"),
+    ("unknown key in a section", "synthesize.imagesize", 16, "imagesize"),
+    ("missing key", "synthesize.blur_px", _DELETE, "blur_px"),
+]
+
+
+def test_committed_params_are_valid(root):
+    params = load_params(root / "params.yaml")
+    assert params.run_ids and params.seeds
+    assert schema_errors(read_yaml(root / "params.yaml")) == []
+
+
+def test_tiny_params_are_valid(tiny_doc):
+    validate(tiny_doc)
+    assert schema_errors(tiny_doc) == []
+
+
+@pytest.mark.parametrize("desc,path,value,needle", INVALID, ids=[i[0] for i in INVALID])
+def test_invalid_documents_are_rejected_by_both(params_doc, desc, path, value, needle):
+    doc = _set(params_doc, path, value)
+    assert schema_errors(doc), f"schema accepted: {desc}"
+    with pytest.raises(ParamsError) as exc:
+        validate(doc)
+    assert needle in str(exc.value), str(exc.value)
+
+
+def test_at_least_twelve_distinct_invalid_documents():
+    assert len({(p, repr(v)) for _, p, v, _ in INVALID}) >= 12
+
+
+VALID = [
+    ("2x2x2 grid", "grid", {"concepts": ["color", "size", "background"], "held_out": None}),
+    ("explicit held-out class", "grid.held_out", [{"color": "blue", "size": "small"}]),
+    ("integer separation", "runs.c040.size", 0.4),
+    ("several seeds", "seeds", [0, 1, 2]),
+]
+
+
+@pytest.mark.parametrize("desc,path,value", VALID, ids=[v[0] for v in VALID])
+def test_valid_variants_are_accepted_by_both(params_doc, desc, path, value):
+    doc = _set(params_doc, path, value)
+    if desc == "2x2x2 grid":
+        for run in doc["runs"].values():
+            run["background"] = 0.4
+    assert schema_errors(doc) == []
+    validate(doc)
+
+
+def test_duplicate_run_id_is_rejected(tmp_path):
+    text = "runs:\n  c040: {color: 0.4, size: 0.4}\n  c040: {color: 0.8, size: 0.4}\n"
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match="duplicate key 'c040'"):
+        read_yaml(tmp_path / "params.yaml")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ParamsError, match="nope.yaml"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_stage_rejects_bad_params_before_writing(tmp_path, params_doc):
+    """A stage given invalid params exits 2 with the key and value named, writing nothing."""
+    import yaml
+
+    from stages import synthesize
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(_set(params_doc, "runs.c040.color", 0.9)))
+    out = tmp_path / "out"
+    argv = [
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--run",
+        "c040",
+        "--seed",
+        "0",
+        "--dataset",
+        str(out / "d.npz"),
+        "--card",
+        str(out / "c.json"),
+        "--samples",
+        str(out / "s.png"),
+    ]
+    assert synthesize.main(argv) == 2
+    assert not out.exists()
+
+
+def test_unknown_run_id_and_seed(root):
+    params = load_params(root / "params.yaml")
+    with pytest.raises(ParamsError, match="unknown run id 'c999'"):
+        params.grid_for("c999")
+    with pytest.raises(ParamsError, match="unknown seed 12345"):
+        params.check_seed(12345)
