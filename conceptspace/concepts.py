@@ -8,14 +8,10 @@ rule), unless the held-out classes are listed explicitly.
 
 Continuous attributes are set by *separations* (the concept signal knob):
 
-==========  =======================  ==========================================  ==============
-concept     values (index 0, 1)      class means                                  sampling range
-==========  =======================  ==========================================  ==============
-color       red, blue                red (.5+h, .5-h, .5-h), blue (.5-h, .5-h, .5+h)  mean +- sep/8
-size        large, small             radius .45 + h, .45 - h (grid units)         mean +- 3 sep/8, >= 0.1
-background  light, dark              grey .5 + h, .5 - h                          mean +- sep/8
-shape       circle, triangle         (categorical, no separation)                 -
-==========  =======================  ==========================================  ==============
+- color (red, blue): RGB means red (.5+h, .5-h, .5-h), blue (.5-h, .5-h, .5+h); range mean +- sep/8
+- size (large, small): radius means .45 + h, .45 - h (grid units); range mean +- 3 sep/8, >= 0.1
+- background (light, dark): grey means .5 + h, .5 - h; range mean +- sep/8 per channel
+- shape (circle, triangle): categorical, no separation
 
 with h = sep / 2. Concepts that are not in the grid are fixed (color: the red of separation
 0.4, size: radius 0.45, shape: circle) or nuisance (background: light pastel, each channel
