@@ -74,18 +74,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, random bytes, unpickling refused, ...
-        raise CheckpointError(
-            f"checkpoint {path}: cannot be read ({type(e).__name__}: {e})"
-        ) from e
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({type(e).__name__}: {e})") from e
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path}: expected a dict, found {type(ckpt).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path}: missing keys {missing}")
     if ckpt["format"] != FORMAT:
-        raise CheckpointError(
-            f"checkpoint {path}: format {ckpt['format']!r}, expected {FORMAT!r}"
-        )
+        raise CheckpointError(f"checkpoint {path}: format {ckpt['format']!r}, expected {FORMAT!r}")
     return ckpt
 
 

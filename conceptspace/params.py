@@ -8,7 +8,9 @@ it writes anything) call the same function, so both tools show the same message.
 
 The schema and the model state the same rules twice on purpose: the schema serves Snakemake's
 ``validate`` and other tools, the model gives typed access. ``tests/test_params.py`` checks
-that they accept and reject the same documents.
+that they accept and reject the same documents, except for the few relations between two
+numbers that JSON Schema cannot express (channels a multiple of groups, first checkpoint at
+most steps, image size divisible by the U-Net's downsampling), which only the model checks.
 """
 
 from __future__ import annotations
@@ -112,11 +114,126 @@ class Synthesize(_Section):
     signal_samples: StrictInt = Field(ge=1)  # image pairs for the measured concept signal
 
 
+class Net(_Section):
+    """U-Net architecture (see conceptspace.unet.UNetConfig); image size comes from the data."""
+
+    channels: list[StrictInt] = Field(min_length=1, max_length=5)
+    blocks_per_level: StrictInt = Field(ge=1, le=4)
+    attention: StrictBool
+    heads: StrictInt = Field(ge=1)
+    groups: StrictInt = Field(ge=1)
+    dropout: Real = Field(ge=0, lt=1)
+    time_dim: StrictInt = Field(ge=2)
+    init_scale: Real = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _divisible(self) -> Net:
+        for c in self.channels:
+            if c < 1 or c % self.groups:
+                raise _keyed(f"channels = {self.channels}: every channel count must be a "
+                             f"positive multiple of groups = {self.groups}")
+        if self.attention and self.channels[-1] % self.heads:
+            raise _keyed(f"heads = {self.heads}: must divide channels[-1] = {self.channels[-1]}")
+        if self.time_dim % 2:
+            raise _keyed(f"time_dim = {self.time_dim}: must be even")
+        return self
+
+
+class Checkpoints(_Section):
+    first: StrictInt = Field(ge=1)  # first checkpoint step; the last is train.steps
+    count: StrictInt = Field(ge=2, le=1000)  # square-root spaced checkpoints
+
+
+class Train(_Section):
+    net: Net
+    steps: StrictInt = Field(ge=1)
+    batch_size: StrictInt = Field(ge=1)
+    lr: Real = Field(gt=0, le=1)
+    weight_decay: Real = Field(ge=0)
+    grad_clip: Real = Field(ge=0)  # global gradient-norm clip; 0 disables (paper: 0.01)
+    p_cfg: Real = Field(ge=0, lt=1)  # classifier-free guidance null-token probability
+    checkpoints: Checkpoints
+    device: Literal["auto", "cpu", "cuda"]
+    threads: StrictInt = Field(ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _schedule(self) -> Train:
+        if self.checkpoints.first > self.steps:
+            raise _keyed(f"checkpoints.first = {self.checkpoints.first}: must not exceed "
+                         f"steps = {self.steps}")
+        return self
+
+
+class FitProbe(_Section):
+    """The concept probe: trained on renders of all classes pooled over these grids."""
+
+    separations: list[Separations] = Field(min_length=1)
+    n_per_class: StrictInt = Field(ge=1)  # renders per class per grid
+    n_test: StrictInt = Field(ge=1)  # held-out renders per class per grid for metrics
+    steps: StrictInt = Field(ge=1)
+    batch_size: StrictInt = Field(ge=1)
+    lr: Real = Field(gt=0, le=1)
+    noise_max: Real = Field(ge=0, le=0.5)  # augmentation noise std ~ U[0, noise_max]
+    width: StrictInt = Field(ge=1)
+    seed: StrictInt = Field(ge=0)
+    threads: StrictInt = Field(ge=1, le=256)
+
+
+class Probe(_Section):
+    n_train: StrictInt = Field(ge=1)  # prompts per training class (sampled within its ranges)
+    n_heldout: StrictInt = Field(ge=1)  # class-mean prompts per held-out class
+    sampler_steps: StrictInt = Field(ge=1, le=1000)
+    threads: StrictInt = Field(ge=1, le=256)
+
+
+class ConceptPush(_Section):
+    concept: Literal["shape", "color", "size", "background"]
+    settings: list[Real] = Field(min_length=1)
+
+
+class Intervene(_Section):
+    methods: list[Literal["naive", "overprompt", "linear", "cfg"]] = Field(min_length=1)
+    n: StrictInt = Field(ge=1)  # images per (held-out class, method, setting, checkpoint)
+    sampler_steps: StrictInt = Field(ge=1, le=1000)
+    overprompt: ConceptPush  # settings: k in mean + k * (mean_value - mean_other_value)
+    linear: ConceptPush  # settings: s in e(h) + s * (e(v_value) - e(v_other))
+    cfg: list[Real] = Field(min_length=1)  # guidance weights (models trained with p_cfg > 0)
+    threads: StrictInt = Field(ge=1, le=256)
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_methods(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("methods must be unique")
+        return v
+
+
+class Analyze(_Section):
+    sigma: Real = Field(ge=0)  # trajectory smoothing along checkpoints (paper: 2)
+    lt_sigma: Real = Field(ge=0)  # smoothing before learning times (paper: 1.5)
+    thresholds: list[Real] = Field(min_length=1)  # learning-time thresholds (0.8 and 0.9)
+    persistence: StrictInt = Field(ge=1)  # consecutive checkpoints above the threshold
+    saturation_tol: Real = Field(gt=0)  # training saturation: mean squared distance below
+    capability_threshold: Real = Field(gt=0, le=1)  # hidden-capability emergence threshold
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit(cls, v: list[float]) -> list[float]:
+        if any(not 0 < t <= 1 for t in v):
+            raise ValueError("thresholds must lie in (0, 1]")
+        return v
+
+
 class Params(_Section):
     runs: dict[Annotated[str, Field(pattern=RUN_ID)], Separations] = Field(min_length=1)
     seeds: list[StrictInt] = Field(min_length=1)
     grid: Grid
     synthesize: Synthesize
+    fit_probe: FitProbe
+    train: Train
+    probe: Probe
+    intervene: Intervene
+    analyze: Analyze
 
     @field_validator("seeds")
     @classmethod
@@ -156,6 +273,42 @@ class Params(_Section):
             separations=self.runs[run_id].as_dict(),
             held_out=None if self.grid.held_out is None else tuple(self.grid.held_out),
         )
+
+    @model_validator(mode="after")
+    def _consistent_stages(self) -> Params:
+        for i, seps in enumerate(self.fit_probe.separations):
+            for c in [c for c in self.grid.concepts if c in SEPARATED]:
+                if c not in seps.as_dict():
+                    raise _keyed(f"fit_probe.separations[{i}]: no separation for concept {c!r}")
+            for c, v in seps.as_dict().items():
+                if c not in self.grid.concepts:
+                    raise _keyed(f"fit_probe.separations[{i}].{c} = {v}: concept {c!r} is not "
+                                 "in grid.concepts")
+        for name in ("overprompt", "linear"):
+            push = getattr(self.intervene, name)
+            if push.concept not in self.grid.concepts:
+                raise _keyed(f"intervene.{name}.concept = {push.concept!r}: not in "
+                             f"grid.concepts {self.grid.concepts}")
+        if "cfg" in self.intervene.methods and self.train.p_cfg == 0:
+            raise _keyed("intervene.methods = [..., 'cfg']: classifier-free guidance needs a "
+                         "model trained with train.p_cfg > 0")
+        return self
+
+    def checkpoint_steps(self) -> list[int]:
+        """The checkpoint schedule, known before training starts."""
+        from .training import checkpoint_steps
+
+        c = self.train.checkpoints
+        return checkpoint_steps(c.first, self.train.steps, c.count)
+
+    @model_validator(mode="after")
+    def _image_size_fits_net(self) -> Params:
+        levels = len(self.train.net.channels) - 1
+        if self.synthesize.image_size % 2**levels:
+            raise _keyed(f"synthesize.image_size = {self.synthesize.image_size}: must be "
+                         f"divisible by 2**{levels} for train.net.channels = "
+                         f"{self.train.net.channels}")
+        return self
 
     def check_seed(self, seed: int) -> None:
         if seed not in self.seeds:

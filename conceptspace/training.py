@@ -164,8 +164,8 @@ def _truncate_csv(path: Path, header: str, last_step: int) -> None:
         for line in path.read_text().splitlines()[1:]:
             fields = line.split(",")
             try:
-                ok = len(fields) == n_fields and int(fields[0]) <= last_step
-                [float(f) for f in fields[1:]]
+                values = [float(f) for f in fields[1:]]
+                ok = len(values) == n_fields - 1 and int(fields[0]) <= last_step
             except ValueError:
                 ok = False
             if ok:
@@ -298,9 +298,7 @@ def train(
 
     pending_rows: list[str] = []
     losses_since_ckpt: list[float] = []
-    bar = tqdm(
-        total=cfg.steps, initial=step, desc="train", file=sys.stderr, disable=not progress
-    )
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", file=sys.stderr, disable=not progress)
     net.train()
     t_last = time.perf_counter()
     while step < cfg.steps:
@@ -312,8 +310,8 @@ def train(
         x = train_x[idx]
         h = cfg_dropout(train_c[idx], cfg.p_cfg, noise_gen)
 
-        loss = vdm_loss(net, schedule, x, h, generator=noise_gen, data_noise=cfg.data_noise)
-        loss = loss["total"].mean()
+        terms = vdm_loss(net, schedule, x, h, generator=noise_gen, data_noise=cfg.data_noise)
+        loss = terms["total"].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = _grad_norm(params, cfg.grad_clip).item()

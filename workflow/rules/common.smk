@@ -33,7 +33,7 @@ def per_run(pattern):
 
 
 def final_outputs():
-    return per_run("results/synthesize/{run}/seed{seed}/card.json")
+    return per_run("results/train/{run}/seed{seed}/ckpt")
 
 
 def run_params(wildcards):
