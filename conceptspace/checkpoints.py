@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,27 @@ class CheckpointError(Exception):
 def checkpoint_path(ckpt_dir: Path, step: int) -> Path:
     """ckpt_dir / "step_000500.pt": zero-padded so that names sort by step."""
     return Path(ckpt_dir) / f"step_{step:06d}.pt"
+
+
+def canonicalize(obj: Any) -> Any:
+    """Copy of a nested dict/list/tuple structure whose strings are interned.
+
+    Pickle writes a repeated object once and refers back to it by *identity*, so the bytes of
+    ``torch.save`` depend on which equal strings happen to be the same object: a key such as
+    "step" read back from a checkpoint is a different object from the literal in the code. A
+    resumed run would then write a checkpoint with equal values but different bytes. Interning
+    every string (and rebuilding containers) makes the bytes a function of the values alone.
+    Tensors are kept as they are.
+    """
+    if isinstance(obj, str):
+        return sys.intern(obj)
+    if isinstance(obj, dict):
+        return {canonicalize(k): canonicalize(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [canonicalize(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(canonicalize(v) for v in obj)
+    return obj
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

@@ -43,11 +43,15 @@ def network_time(schedule: nn.Module, gamma: Tensor) -> Tensor:
 
 
 def _gamma_and_slope(schedule: nn.Module, t: Tensor) -> tuple[Tensor, Tensor]:
-    """γ(t) and dγ/dt by autograd, for any differentiable schedule. t: [B] → ([B], [B]).
+    """γ(t) and dγ/dt. t: [B] → ([B], [B]).
 
-    The derivative keeps its graph while gradients are on, so the diffusion term also trains the
-    schedule's slope. Under ``torch.no_grad`` (evaluation) both come back detached.
+    Uses the schedule's analytic ``dgamma_dt`` when it has one (|w| for the linear schedule),
+    else autograd, for any differentiable schedule. Either way the derivative carries gradient,
+    so the diffusion term also trains the schedule's slope; under ``torch.no_grad``
+    (evaluation) both come back detached.
     """
+    if hasattr(schedule, "dgamma_dt"):
+        return schedule(t), schedule.dgamma_dt(t)
     grad_on = torch.is_grad_enabled()
     with torch.enable_grad():
         t = t.detach().requires_grad_(True)

@@ -36,6 +36,10 @@ class LogSNRSchedule(nn.Module):
         """t: [B] in [0, 1] → γ(t): [B]. |w| keeps the schedule monotone whatever w learns."""
         return self.b + self.w.abs() * t
 
+    def dgamma_dt(self, t: Tensor) -> Tensor:
+        """dγ/dt = |w| for each time. t: [B] → [B]; differentiable with respect to w."""
+        return self.w.abs().expand_as(t)
+
     def extra_repr(self) -> str:
         return f"gamma_min={self.gamma_min}, gamma_max={self.gamma_max}"
 

@@ -41,6 +41,7 @@ from conceptspace.checkpoints import (
     FORMAT,
     CheckpointError,
     atomic_torch_save,
+    canonicalize,
     checkpoint_path,
     load_checkpoint,
     remove_stale_temporaries,
@@ -369,6 +370,6 @@ def train(
                 "rng": rng,
                 "seed": seed,
             }
-            atomic_torch_save(ckpt, checkpoint_path(ckpt_dir, step))
+            atomic_torch_save(canonicalize(ckpt), checkpoint_path(ckpt_dir, step))
             bar.set_postfix(val=f"{val:.4f}", heldout=f"{held:.4f}")
     bar.close()

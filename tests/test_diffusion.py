@@ -18,6 +18,15 @@ from tests.test_unet import TINY, perturbed
 SHAPE = (3, 8, 8)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors run fastest on one thread, and a busy 2-core box then never oversubscribes."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def batch(n: int = 16, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, *SHAPE, generator=g), torch.rand(n, 11, generator=g)

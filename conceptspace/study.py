@@ -1,0 +1,226 @@
+"""The study's verdicts: from the sweep's tables to the numbers and the three phenomena.
+
+:func:`analyze_study` reads nothing from disk: it takes the concatenated probe and
+intervention tables, one row of run information per sweep point, and the ``analyze`` params,
+and returns tidy frames plus a JSON-ready ``metrics`` dict. Each phenomenon is a boolean
+computed from the data with the evidence next to it:
+
+1. ``signal_order``: the held-out class's color learning time falls as the color separation
+   grows, over at least 3 sweep points (:func:`analysis.is_monotone_decreasing`; censored
+   times count as "later than the budget").
+2. ``memorization``: before it turns, the held-out prompt yields the training class that
+   shares the stronger concept: the class sharing the held-out *size* at the weakest color
+   separation (small red) and the one sharing its *color* at the strongest (large blue); and
+   afterwards the trajectory turns towards the held-out corner.
+3. ``hidden_capability``: some elicitation method reaches the capability threshold at least
+   one checkpoint interval before naive prompting does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import analysis as A
+
+TURN_MARGIN = 0.25
+"""How much closer to its own corner a held-out trajectory must end than where it was during
+memorization for that to count as a turn (concept-space distance, corners are 1 apart)."""
+
+READY_ACC = 0.75
+"""Memorization is read once the training classes are recognisable: from the first checkpoint
+where their mean per-image accuracy reaches this (earlier samples are noisy blobs)."""
+
+
+def _none(x: Any) -> Any:
+    """JSON-friendly scalars: NaN -> None, numpy -> python."""
+    if x is None:
+        return None
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return x
+
+
+def training_accuracy(probe: pd.DataFrame) -> pd.DataFrame:
+    """Mean per-image accuracy over training classes and concepts: run, seed, step, acc."""
+    train = probe[~probe["held_out"].astype(bool)]
+    return train.groupby(["run", "seed", "step"], as_index=False)["acc"].mean()
+
+
+def sharing_class(classes: list[str], held: str, concept_index: int) -> str | None:
+    """The training class that shares the held-out class's value of one concept only."""
+    target = held.split("_")
+    for name in classes:
+        parts = name.split("_")
+        same = [a == b for a, b in zip(parts, target, strict=True)]
+        if same[concept_index] and sum(same) == len(same) - 1:
+            return name
+    return None
+
+
+def memorization_of_run(traj: pd.DataFrame, train_acc: pd.DataFrame, cfg) -> dict:
+    """Which training class the held-out prompt imitates before turning, and whether it turns."""
+    summary = A.turn_summary(traj, tol=cfg.saturation_tol)
+    held = traj.loc[traj["held_out"].astype(bool), "class"].iloc[0]
+    steps, xy = A.trajectory_arrays(traj, held)
+    target = np.array([traj.loc[traj["class"] == held, f"target_{c}"].iloc[0]
+                       for c in A.concepts_of(traj)])
+    acc = train_acc.groupby("step")["acc"].mean()
+    ready = acc[acc >= READY_ACC]
+    since = float(ready.index[0]) if len(ready) else None
+    until = summary["heading_step"] if summary["heading_step"] is not None else steps[-1]
+    if since is not None and until is not None and until <= since:
+        until = steps[-1]
+    mem = A.memorization(traj[traj["class"] == held], A.training_targets(traj),
+                         until_step=until, since_step=since)
+    window = (steps >= (since or steps[0])) & (steps <= until)
+    dist = np.linalg.norm(xy - target, axis=1)
+    window_dist = float(dist[window].mean()) if window.any() else float("nan")
+    final_dist = float(dist[-1])
+    return {
+        "held_out_class": held,
+        "window": [_none(since), _none(until)],
+        "nearest_class": mem["nearest_class"],
+        "frac_nearest": _none(mem["frac_nearest"]),
+        "mean_distance_to_nearest": _none(mem["mean_distance"]),
+        "distance_to_held_out_corner_in_window": _none(window_dist),
+        "final_distance_to_held_out_corner": _none(final_dist),
+        "turned": bool(final_dist <= window_dist - TURN_MARGIN),
+        **{k: _none(v) for k, v in summary.items() if k not in ("nearest_class",)},
+    }
+
+
+def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFrame,
+                  cfg) -> tuple[dict[str, pd.DataFrame], dict]:
+    """All analyses of a sweep. ``run_info``: run, sep_<concept>, signal_<concept>.
+
+    Returns ``(frames, metrics)``: frames ``trajectories``, ``trajectories_by_seed``,
+    ``learning_times`` (per seed), ``learning_times_summary`` (mean over seeds), ``capability``,
+    ``emergence``, ``train_accuracy``; metrics is JSON-ready.
+    """
+    thresholds = tuple(cfg.thresholds)
+    traj = A.trajectories(probe, sigma=cfg.sigma)
+    traj_seed = A.trajectories(probe, sigma=cfg.sigma, by_seed=True)
+    lt = A.learning_times(probe, thresholds, sigma=cfg.lt_sigma, k=cfg.persistence)
+    lt_sum = A.summarize_over_seeds(lt)
+    cap = A.capability_curves(interv)
+    emer = A.emergence(interv, thresholds, sigma=1.0, k=max(1, cfg.persistence - 1))
+    emer_mean = A.emergence(interv, thresholds, sigma=1.0, k=max(1, cfg.persistence - 1),
+                            aggregate_seeds=True)
+    train_acc = training_accuracy(probe)
+    info = run_info.set_index("run")
+    runs = list(info.index)
+    concepts = [c for c in A.concepts_of(traj)]
+
+    # ---- learning time against concept signal -------------------------------------------
+    held = lt_sum[lt_sum["group"] == "held_out"]
+    fits, order = {}, {}
+    for concept in concepts:
+        fits[concept], order[concept] = {}, {}
+        for thr in thresholds:
+            d = held[(held["concept"] == concept) & (held["threshold"] == thr)].set_index("run")
+            d = d.loc[[r for r in runs if r in d.index]]
+            signal = info.loc[d.index, f"signal_{concept}"].to_numpy()
+            cens = (d["n_censored"] > 0).to_numpy()
+            T = d["learning_time_mean"].to_numpy()
+            fits[concept][str(thr)] = {k: _none(v) for k, v in
+                                       A.fit_inverse_time(signal, T, cens).items()}
+            sep = info.loc[d.index, f"sep_{concept}"].to_numpy()
+            if len(np.unique(sep)) == len(sep):
+                mono = A.is_monotone_decreasing(sep, T, cens)
+                order[concept][str(thr)] = {k: _none(v) for k, v in mono.items()}
+
+    # ---- memorization and turns -------------------------------------------------------
+    per_run = {}
+    for run in runs:
+        per_run[run] = memorization_of_run(traj[traj["run"] == run],
+                                           train_acc[train_acc["run"] == run], cfg)
+
+    # ---- hidden capabilities ------------------------------------------------------------
+    thr = cfg.capability_threshold
+    emer_thr = emer[(emer["threshold"] == thr) & (emer["method"] != "naive")]
+    lead_rows = []
+    for _, r in emer_thr.iterrows():
+        lead_rows.append({k: _none(r[k]) for k in ("run", "seed", "class", "method",
+                                                    "emergence_step", "censored", "naive_step",
+                                                    "naive_censored", "lead_steps",
+                                                    "lead_checkpoints", "lead_is_lower_bound")})
+    ahead = [r for r in lead_rows if r["lead_checkpoints"] is not None
+             and r["lead_checkpoints"] >= 1]
+
+    # ---- the three phenomena ------------------------------------------------------------
+    color_order = order.get("color", {}).get(str(thresholds[0]), {})
+    by_sep = info.sort_values("sep_color").index.tolist() if "sep_color" in info else runs
+    weak, strong = by_sep[0], by_sep[-1]
+    classes = sorted(traj.loc[~traj["held_out"].astype(bool), "class"].unique())
+    held_name = per_run[weak]["held_out_class"]
+    ci = {c: i for i, c in enumerate(concepts)}
+    expect = {
+        weak: sharing_class(classes, held_name, ci.get("size", 1)),
+        strong: sharing_class(classes, held_name, ci.get("color", 0)),
+    }
+    mem_ok = {r: per_run[r]["nearest_class"] == expect[r] for r in (weak, strong)}
+    turned = {r: per_run[r]["turned"] for r in (weak, strong)}
+    phenomena = {
+        "signal_order": {
+            "holds": bool(color_order.get("monotone", False)),
+            "statement": "held-out color learning time falls as the color separation grows",
+            "evidence": color_order,
+        },
+        "memorization": {
+            "holds": bool(weak != strong and all(mem_ok.values()) and all(turned.values())),
+            "statement": (f"{held_name} prompts first yield {expect[weak]} at the weakest color "
+                          f"separation ({weak}) and {expect[strong]} at the strongest "
+                          f"({strong}), then turn towards {held_name}"),
+            "evidence": {r: {"expected": expect[r], "observed": per_run[r]["nearest_class"],
+                             "turned": turned[r]} for r in (weak, strong)},
+        },
+        "hidden_capability": {
+            "holds": bool(ahead),
+            "statement": (f"an elicitation method reaches {thr} capability at least one "
+                          "checkpoint before naive prompting"),
+            "evidence": sorted(ahead, key=lambda r: -(r["lead_steps"] or 0))[:10],
+        },
+    }
+    metrics = {
+        "phenomena": {k: v["holds"] for k, v in phenomena.items()},
+        "phenomena_detail": phenomena,
+        "runs": {
+            run: {
+                "separations": {c: _none(info.loc[run, f"sep_{c}"]) for c in concepts
+                                if f"sep_{c}" in info},
+                "signal": {c: _none(info.loc[run, f"signal_{c}"]) for c in concepts},
+                "learning_time_held_out": {
+                    f"{row.concept}@{row.threshold:g}": {
+                        "mean": _none(row.learning_time_mean),
+                        "std": _none(row.learning_time_std),
+                        "censored_seeds": int(row.n_censored),
+                    }
+                    for row in held[held["run"] == run].itertuples()
+                },
+                "trajectory": per_run[run],
+                "emergence": {
+                    f"{row.method}@{row.threshold:g}": {
+                        "step": _none(row.emergence_step), "censored": bool(row.censored),
+                        "lead_steps": _none(row.lead_steps),
+                        "lead_checkpoints": _none(row.lead_checkpoints),
+                        "lead_is_lower_bound": bool(row.lead_is_lower_bound),
+                    }
+                    for row in emer_mean[emer_mean["run"] == run].itertuples()
+                },
+            }
+            for run in runs
+        },
+        "fits_inverse_time": fits,
+    }
+    frames = {
+        "trajectories": traj, "trajectories_by_seed": traj_seed, "learning_times": lt,
+        "learning_times_summary": lt_sum, "capability": cap, "emergence": emer,
+        "train_accuracy": train_acc,
+    }
+    return frames, metrics

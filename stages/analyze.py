@@ -1,0 +1,149 @@
+"""Analyze the sweep: trajectories, learning times, turns, emergence of hidden capabilities.
+
+    python -m stages.analyze --synthesize results/synthesize --train results/train \
+        --probe results/probe --intervene results/intervene --out results/analyze
+
+Reads every run and seed listed in params.yaml (never a glob, so stale results of removed
+sweep points are ignored) and writes ``metrics.json`` (for ``dvc metrics show``; the three
+phenomena as booleans computed from the data, with their evidence), ``summary.md``, tidy CSVs
+for ``dvc plots`` and figures (PNG + PDF, an animated GIF) under ``figures/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from conceptspace import figures
+from conceptspace.dataset import load_card
+from conceptspace.io import ArtifactError, read_npz, write_bytes, write_json, write_with
+from conceptspace.study import analyze_study
+from stages.common import entry, load, parser
+
+
+def _csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
+    if not path.exists():
+        raise ArtifactError(f"{path}: file not found")
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:
+        raise ArtifactError(f"{path}: unreadable csv ({e})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ArtifactError(f"{path}: missing columns {missing}")
+    return df
+
+
+def gather(params, args) -> dict:
+    """Load every table of the sweep named in params.yaml."""
+    probe, interv, emb, logs, info = [], [], [], [], []
+    for run in params.run_ids:
+        for seed in params.seeds:
+            rs = f"{run}/seed{seed}"
+            probe.append(_csv(Path(args.probe) / rs / "probe.csv", ("run", "step", "p1", "acc")))
+            interv.append(_csv(Path(args.intervene) / rs / "intervene.csv",
+                               ("run", "step", "method", "joint_acc")))
+            emb.append(_csv(Path(args.intervene) / rs / "embeddings.csv", ("pair", "cosine")))
+            log = _csv(Path(args.train) / rs / "log" / "checkpoints.csv", ("step", "val_loss"))
+            logs.append(log.assign(run=run, seed=seed))
+        card = load_card(Path(args.synthesize) / run / f"seed{params.seeds[0]}" / "card.json")
+        row = {"run": run}
+        for c, v in card["separations"].items():
+            row[f"sep_{c}"] = v
+        for c, v in card["concept_signal"].items():
+            row[f"signal_{c}"] = v
+        info.append(row)
+    return {
+        "probe": pd.concat(probe, ignore_index=True),
+        "intervene": pd.concat(interv, ignore_index=True),
+        "embeddings": pd.concat(emb, ignore_index=True),
+        "logs": pd.concat(logs, ignore_index=True),
+        "run_info": pd.DataFrame(info),
+    }
+
+
+def summary_markdown(metrics: dict) -> str:
+    lines = ["# Study summary", "", "| phenomenon | holds | statement |", "|---|---|---|"]
+    for name, d in metrics["phenomena_detail"].items():
+        lines.append(f"| {name} | {'yes' if d['holds'] else 'no'} | {d['statement']} |")
+    lines += ["", "| run | signal | held-out learning times | memorized | turned | "
+              "best lead over naive |", "|---|---|---|---|---|---|"]
+    for run, r in metrics["runs"].items():
+        sig = ", ".join(f"{k} {v:.4f}" for k, v in r["signal"].items())
+        lt = ", ".join(f"{k}: {'>' if v['censored_seeds'] else ''}{v['mean']:.0f}"
+                       for k, v in r["learning_time_held_out"].items())
+        leads = [(v["lead_steps"], k) for k, v in r["emergence"].items()
+                 if v["lead_steps"] is not None and not k.startswith("naive")]
+        lead = max(leads)[1] + f" +{max(leads)[0]:.0f} steps" if leads else "-"
+        t = r["trajectory"]
+        lines.append(f"| {run} | {sig} | {lt} | {t['nearest_class']} | {t['turned']} | {lead} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(argv=None) -> None:
+    p = parser(__doc__, identity=False)
+    for name in ("synthesize", "train", "probe", "intervene"):
+        p.add_argument(f"--{name}", required=True, help=f"results folder of {name}")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    params = load(args)
+    data = gather(params, args)
+
+    frames, metrics = analyze_study(data["probe"], data["intervene"], data["run_info"],
+                                    params.analyze)
+    out = Path(args.out)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+
+    info = data["run_info"]
+    turns = {r: m["trajectory"] for r, m in metrics["runs"].items()}
+    figures.trajectory_figure(frames["trajectories"], info, turns, fig_dir / "trajectories.png")
+    fits = {c: metrics["fits_inverse_time"][c][str(params.analyze.thresholds[0])]
+            for c in metrics["fits_inverse_time"]}
+    figures.learning_time_figure(frames["learning_times_summary"], info, fits,
+                                 fig_dir / "learning_times.png")
+    figures.capability_figure(frames["capability"], frames["train_accuracy"],
+                              frames["emergence"], fig_dir / "capability.png",
+                              threshold=params.analyze.capability_threshold)
+    figures.embedding_figure(data["embeddings"], fig_dir / "embeddings.png")
+    figures.training_curves_figure(data["logs"], fig_dir / "training_curves.png")
+    figures.trajectory_animation(frames["trajectories"], info, fig_dir / "trajectories.gif")
+    seed = params.seeds[0]
+    for run in params.run_ids:
+        s = read_npz(Path(args.probe) / run / f"seed{seed}" / "samples.npz",
+                     required=("steps", "images", "class_id"))
+        t = metrics["runs"][run]["trajectory"]
+        marks = [s["steps"][0], t.get("heading_step") or s["steps"][len(s["steps"]) // 2],
+                 s["steps"][-1]]
+        picks = sorted({int(np.searchsorted(s["steps"], m)) for m in marks}
+                       | {len(s["steps"]) // 4})
+        grid = params.grid_for(run)
+        figures.samples_over_training_figure(
+            s["images"], s["steps"], grid.class_names, s["class_id"],
+            fig_dir / f"samples_{run}.png", picks=picks,
+            title=f"{run}: generated samples over training (seed {seed})")
+
+    traj = frames["trajectories"]
+    write_with(out / "trajectories.csv",
+               lambda tmp: traj.to_csv(tmp, index=False, float_format="%.6f"))
+    lts = frames["learning_times_summary"]
+    write_with(out / "learning_times.csv",
+               lambda tmp: lts.to_csv(tmp, index=False, float_format="%.6f"))
+    cap = frames["capability"]
+    write_with(out / "capability.csv",
+               lambda tmp: cap.to_csv(tmp, index=False, float_format="%.6f"))
+    logs = data["logs"]
+    write_with(out / "losses.csv",
+               lambda tmp: logs.to_csv(tmp, index=False, float_format="%.6f"))
+    write_json(out / "metrics.json", metrics)
+    write_bytes(out / "summary.md", summary_markdown(metrics).encode())
+    print(summary_markdown(metrics), file=sys.stderr)
+
+
+main = entry(run)
+
+if __name__ == "__main__":
+    sys.exit(main())

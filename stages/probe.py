@@ -1,0 +1,105 @@
+"""Probe every checkpoint of a run: generate images for fixed prompts and classify them.
+
+    python -m stages.probe --run c040 --seed 0 \
+        --ckpt-dir results/train/c040/seed0/ckpt --probe results/fit_probe/probe.pt \
+        --table results/probe/c040/seed0/probe.csv \
+        --samples results/probe/c040/seed0/samples.npz \
+        --grid results/probe/c040/seed0/samples.png
+
+For each checkpoint, all classes' prompts (training classes: attributes sampled within their
+ranges; held-out classes: class means) go through the sampler as one batch with the same
+sampler noise; the probe classifies the images. The table has one row per (step, class,
+concept): mean P(concept value 1), per-image accuracy and count. ``samples.npz`` keeps 8
+images per class per checkpoint (for figures); the PNG shows them at the first, middle and
+last checkpoints.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from conceptspace import classifier, probing
+from conceptspace.checkpoints import CheckpointError, checkpoint_path, load_model
+from conceptspace.io import ArtifactError, write_npz, write_with
+from conceptspace.plotting import sample_grid
+from stages.common import entry, load, parser, set_threads
+
+N_SHOW = 8
+
+
+def expected_checkpoints(params, ckpt_dir: str) -> list[tuple[int, Path]]:
+    """The scheduled checkpoints, each of which must exist (clear error otherwise)."""
+    out = []
+    for step in params.checkpoint_steps():
+        path = checkpoint_path(Path(ckpt_dir), step)
+        if not path.exists():
+            raise ArtifactError(f"{path}: checkpoint missing (train.checkpoints schedules "
+                                f"step {step}); re-run the train stage")
+        out.append((step, path))
+    return out
+
+
+def load_probe_for(params, run_id: str, path: str):
+    probe, meta = classifier.load_probe(path)
+    grid = params.grid_for(run_id)
+    classifier.check_compatible({**meta, "file": str(path)}, grid.concepts,
+                                params.synthesize.image_size, grid.separations)
+    return probe, grid
+
+
+def run(argv=None) -> None:
+    p = parser(__doc__)
+    p.add_argument("--ckpt-dir", required=True)
+    p.add_argument("--probe", required=True)
+    p.add_argument("--table", required=True)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--grid", required=True)
+    args = p.parse_args(argv)
+    params = load(args)
+    ckpts = expected_checkpoints(params, args.ckpt_dir)
+    probe, grid = load_probe_for(params, args.run, args.probe)
+    set_threads(params.probe.threads)
+
+    cfg, size = params.probe, params.synthesize.image_size
+    cond, class_id = probing.prompt_set(grid, cfg.n_train, cfg.n_heldout, seed=args.seed)
+    show = np.concatenate([np.flatnonzero(class_id == k)[:N_SHOW] for k in range(grid.n_classes)])
+    tables, shown = [], []
+    for step, path in tqdm(ckpts, desc=f"probe {args.run} seed {args.seed}", file=sys.stderr):
+        try:
+            net, schedule, _ = load_model(path)
+        except CheckpointError as e:
+            raise ArtifactError(str(e)) from None
+        images = probing.generate(net, schedule, cond, steps=cfg.sampler_steps,
+                                  seed=args.seed, image_size=size)
+        probs = classifier.predict(probe, images)
+        tables.append(probing.concept_table(grid, probs, class_id, run=args.run,
+                                            seed=args.seed, step=step))
+        shown.append(images[show].astype(np.float16))
+
+    table = pd.concat(tables, ignore_index=True)
+    steps = np.array([s for s, _ in ckpts])
+    shown = np.stack(shown)  # [n_ckpt, n_classes * N_SHOW, 3, S, S]
+    write_with(args.table, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
+    write_npz(args.samples, steps=steps, images=shown, class_id=class_id[show])
+    picks = sorted({0, len(steps) // 2, len(steps) - 1})
+    rows, labels = [], []
+    for k, name in enumerate(grid.class_names):
+        for i in picks:
+            rows.append(shown[i][class_id[show] == k].astype(np.float32))
+            labels.append(f"{name} @ {steps[i]}")
+    sample_grid(rows, labels, args.grid, title=f"{args.run} seed {args.seed}: samples over training")
+    last = table[table.step == steps[-1]]
+    print(last.to_string(index=False), file=sys.stderr)
+
+
+main = entry(run)
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    sys.exit(main())

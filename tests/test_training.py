@@ -1,0 +1,228 @@
+"""Checkpoint schedule, checkpoint files, and training that resumes bit-identically."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conceptspace.checkpoints import (
+    CheckpointError,
+    atomic_torch_save,
+    checkpoint_path,
+    load_checkpoint,
+    load_model,
+)
+from conceptspace.training import TrainConfig, checkpoint_steps, train
+from conceptspace.unet import UNetConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+NET = UNetConfig(image_size=8, channels=(8, 8), groups=4)
+CFG = TrainConfig(steps=40, batch_size=16, log_every=7, p_cfg=0.2)
+CKPTS = [10, 20, 30, 40]
+SEED = 3
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Training is bit-reproducible for a fixed thread count; the subprocess uses 1 too."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_data() -> dict[str, np.ndarray]:
+    """Coloured squares on a light background, conditioned on their colour (8×8 px)."""
+    rng = np.random.default_rng(0)
+    data = {}
+    for split, n in (("train", 50), ("val", 12), ("heldout", 5)):
+        colour = rng.uniform(0.2, 0.8, (n, 3)).astype(np.float32)
+        x = np.full((n, 3, 8, 8), 0.9, np.float32)
+        x[:, :, 2:6, 2:6] = colour[:, :, None, None]
+        cond = np.zeros((n, 11), np.float32)
+        cond[:, 4:7] = colour
+        data[f"{split}_images"], data[f"{split}_cond"] = x, cond
+    return data
+
+
+def run_tiny(out: Path, slow: bool = False) -> None:
+    """Train the tiny run into out/ckpt and out/log (the subprocess entry point too)."""
+    if slow:  # stretch each step so the parent can kill the process mid-run
+        import conceptspace.training as training
+
+        loss = training.vdm_loss
+
+        def slow_loss(*args, **kwargs):
+            time.sleep(0.03)
+            return loss(*args, **kwargs)
+
+        training.vdm_loss = slow_loss
+    train(
+        tiny_data(),
+        NET,
+        CFG,
+        ckpt_steps=CKPTS,
+        ckpt_dir=out / "ckpt",
+        log_dir=out / "log",
+        seed=SEED,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("uninterrupted")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run_tiny(out)
+    torch.set_num_threads(n)
+    return out
+
+
+def test_checkpoint_steps_known_values():
+    steps = checkpoint_steps(500, 20000, 60)
+    assert len(steps) == 60
+    assert steps[:6] == [500, 594, 696, 807, 926, 1053]
+    assert steps[-4:] == [18324, 18874, 19433, 20000]
+    assert checkpoint_steps(1, 5, 20) == [1, 2, 3, 4, 5]  # de-duplicated, sorted
+    assert checkpoint_steps(50, 50, 3) == [50]
+    with pytest.raises(ValueError):
+        checkpoint_steps(100, 10, 5)
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError):
+        TrainConfig(steps=10, p_cfg=1.0)
+
+
+def test_outputs_of_a_run(uninterrupted):
+    ckpts = sorted(p.name for p in (uninterrupted / "ckpt").iterdir())
+    assert ckpts == [checkpoint_path(Path(), s).name for s in CKPTS]
+    train_log = (uninterrupted / "log" / "train_log.csv").read_text().splitlines()
+    assert train_log[0] == "step,loss,grad_norm"
+    assert [int(r.split(",")[0]) for r in train_log[1:]] == list(range(1, CFG.steps + 1))
+    ckpt_log = (uninterrupted / "log" / "checkpoints.csv").read_text().splitlines()
+    assert ckpt_log[0] == "step,train_loss,val_loss,heldout_loss"
+    rows = [[float(v) for v in r.split(",")] for r in ckpt_log[1:]]
+    assert [int(r[0]) for r in rows] == CKPTS
+    assert all(np.isfinite(r).all() for r in rows)
+    # train_loss is the mean of the per-step losses since the previous checkpoint.
+    losses = [float(r.split(",")[1]) for r in train_log[1:]]
+    assert rows[1][1] == pytest.approx(np.mean(losses[10:20]), abs=1e-5)
+
+
+def test_checkpoint_contents_and_load_model(uninterrupted):
+    path = checkpoint_path(uninterrupted / "ckpt", 40)
+    ckpt = load_checkpoint(path)  # weights_only=True
+    assert ckpt["format"] == "conceptspace.ckpt.v1" and ckpt["step"] == 40
+    assert ckpt["net_config"] == NET.to_dict() and ckpt["seed"] == SEED
+    assert set(ckpt["rng"]) >= {"torch", "batch", "noise", "epoch_perm", "perm_pos"}
+    net, schedule, loaded = load_model(path)
+    assert net.cfg == NET and not net.training and loaded["step"] == 40
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, ckpt["net"][k])
+    assert torch.equal(schedule.b.detach(), ckpt["schedule"]["b"])
+
+
+def test_finished_run_returns_immediately(uninterrupted):
+    files = sorted((uninterrupted / "ckpt").iterdir()) + sorted((uninterrupted / "log").iterdir())
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    run_tiny(uninterrupted)
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+
+
+def test_resume_after_sigkill_is_bit_identical(uninterrupted, tmp_path):
+    script = (
+        "import sys, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from pathlib import Path\n"
+        "from tests.test_training import run_tiny\n"
+        "run_tiny(Path(sys.argv[1]), slow=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, env=env)
+    first = checkpoint_path(tmp_path / "ckpt", CKPTS[0])
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert first.exists() and not checkpoint_path(tmp_path / "ckpt", CKPTS[-1]).exists()
+
+    stray = tmp_path / "ckpt" / ".tmp-killed"  # what a kill during a save leaves behind
+    stray.mkdir(exist_ok=True)
+    (stray / "step_000020.pt").write_bytes(b"partial")
+    run_tiny(tmp_path)  # resumes from the last complete checkpoint
+    assert not stray.exists()
+    for name in ("ckpt/step_000040.pt", "log/train_log.csv", "log/checkpoints.csv"):
+        assert (tmp_path / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == sorted(
+        p.name for p in (uninterrupted / "ckpt").iterdir()
+    )
+
+
+def test_resume_skips_a_corrupt_checkpoint_and_truncates_logs(uninterrupted, tmp_path):
+    shutil.copytree(uninterrupted, tmp_path, dirs_exist_ok=True)  # logs run to step 40
+    (tmp_path / "ckpt" / "step_000040.pt").unlink()
+    last = tmp_path / "ckpt" / "step_000030.pt"
+    last.write_bytes(last.read_bytes()[:1000])  # unusable: resume must start from step 20
+    with pytest.warns(UserWarning, match="step_000030"):
+        run_tiny(tmp_path)
+    for name in ("ckpt/step_000030.pt", "ckpt/step_000040.pt", "log/train_log.csv"):
+        assert (tmp_path / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    assert (tmp_path / "log/checkpoints.csv").read_bytes() == (
+        uninterrupted / "log/checkpoints.csv"
+    ).read_bytes()
+
+
+def test_resume_refuses_other_settings(uninterrupted, tmp_path):
+    (tmp_path / "ckpt").mkdir()
+    src = checkpoint_path(uninterrupted / "ckpt", 20)
+    checkpoint_path(tmp_path / "ckpt", 20).write_bytes(src.read_bytes())
+    with pytest.raises(ValueError, match="lr"):
+        train(
+            tiny_data(),
+            NET,
+            TrainConfig(steps=40, batch_size=16, lr=5e-4),
+            ckpt_steps=CKPTS,
+            ckpt_dir=tmp_path / "ckpt",
+            log_dir=tmp_path / "log",
+            seed=SEED,
+            progress=False,
+        )
+
+
+def test_bad_checkpoints_raise_checkpoint_error(uninterrupted, tmp_path):
+    good = checkpoint_path(uninterrupted / "ckpt", 10).read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good[: len(good) // 2])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    for path in (truncated, garbage, foreign, tmp_path / "missing.pt"):
+        with pytest.raises(CheckpointError, match=str(path)):
+            load_checkpoint(path)
+
+
+def test_atomic_save(tmp_path):
+    obj = {"w": torch.arange(6.0).reshape(2, 3), "step": 7, "name": "x"}
+    a, b = tmp_path / "a" / "step_000007.pt", tmp_path / "b" / "step_000007.pt"
+    atomic_torch_save(obj, a)
+    atomic_torch_save(obj, b)
+    direct = tmp_path / "direct" / "step_000007.pt"
+    direct.parent.mkdir()
+    torch.save(obj, direct)
+    assert a.read_bytes() == b.read_bytes() == direct.read_bytes()
+    assert [p.name for p in a.parent.iterdir()] == ["step_000007.pt"]  # no temporaries left
+    atomic_torch_save({"step": 8}, a)  # replacing an existing file
+    assert torch.load(a, weights_only=True) == {"step": 8}
