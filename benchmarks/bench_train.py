@@ -89,21 +89,26 @@ def count_flops(cfg: UNetConfig, device: torch.device) -> int:
     return counter.get_total_flops()
 
 
-def time_steps(step: Callable[[bool], None], device: torch.device, steps: int) -> tuple:
-    """(seconds of the first step, median seconds per step after two warm-up steps)."""
+def time_steps(
+    step: Callable[[bool], None], device: torch.device, steps: int
+) -> tuple[float, float, float]:
+    """Seconds of the first step (compilation shows here), then the median wall-clock and
+    process-CPU seconds per step after two warm-up steps. On a shared machine the CPU time of a
+    one-thread run is the steadier number: it does not count time spent descheduled."""
     sync(device)
     t0 = time.perf_counter()
     step()
     sync(device)
     first = time.perf_counter() - t0
     step()
-    times = []
+    wall, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         sync(device)
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return first, statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> None:
@@ -125,7 +130,9 @@ def main() -> None:
 
     nets = {"default": (DEFAULT, args.steps), "paper": (PAPER, args.paper_steps or args.steps)}
     header = f"{'net':<8} {'variant':<14} {'params':>7} {'s/step':>8} {'img/s':>7} "
-    header += f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'%peak':>6} {'1st step s':>10}"
+    header += (
+        f"{'GFLOP/step':>10} {'GFLOP/s':>8} {'%peak':>6} {'cpu-s/step':>10} {'1st step s':>10}"
+    )
     print(header)
     for key in args.nets:
         cfg, steps = nets[key]
@@ -133,14 +140,14 @@ def main() -> None:
         n_params = sum(p.numel() for p in UNet(cfg).parameters())
         for variant in args.variants:
             try:
-                first, sec = time_steps(make_step(cfg, device, variant), device, steps)
+                first, sec, cpu = time_steps(make_step(cfg, device, variant), device, steps)
             except Exception as e:  # e.g. no compiler for torch.compile
                 print(f"{key:<8} {variant:<14} failed: {type(e).__name__}: {e}"[:200])
                 continue
             print(
                 f"{key:<8} {variant:<14} {n_params / 1e6:>6.2f}M {sec:>8.4f} {BATCH / sec:>7.0f} "
                 f"{flops / 1e9:>10.2f} {flops / sec / 1e9:>8.1f} {100 * flops / sec / peak:>5.0f}% "
-                f"{first:>10.2f}",
+                f"{cpu:>10.4f} {first:>10.2f}",
                 flush=True,
             )
     print("\nFLOPs are those of the fp32 eager step (forward + backward); optimizer excluded.")

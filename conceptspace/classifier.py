@@ -19,6 +19,7 @@ or a separation outside the range it was trained on.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -149,8 +150,10 @@ def fit(
 ) -> tuple[ConceptProbe, list[dict]]:
     """Train a probe on renders of all classes of ``grids`` (pooled).
 
-    AdamW, loss = cross-entropy summed over concepts, batches drawn with replacement,
-    Gaussian noise augmentation with std ``U[0, cfg.noise_max]`` per image (no clipping).
+    AdamW with cosine learning-rate decay to 0 (it makes the noise-free accuracy reach 100%
+    in fewer steps than a constant rate), loss = cross-entropy summed over concepts, batches
+    drawn with replacement, Gaussian noise augmentation with std ``U[0, cfg.noise_max]`` per
+    image (no clipping).
     Initialisation, batches and augmentation all come from ``cfg.seed``, so the result is
     deterministic for a given machine and number of torch threads; the global torch RNG is
     left untouched.
@@ -171,6 +174,9 @@ def fit(
         probe = ConceptProbe(len(concepts), cfg.width)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / cfg.steps))
+    )
 
     probe.train()
     history: list[dict] = []
@@ -187,6 +193,7 @@ def fit(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sched.step()
         window.append(loss.item())
         if step % 100 == 0 or step == cfg.steps:
             mean = float(np.mean(window))

@@ -94,7 +94,8 @@ def vdm_loss(
     gamma_1 = schedule(torch.ones((), device=x.device))
     var_1 = torch.sigmoid(gamma_1)
     mean_sq = torch.sigmoid(-gamma_1) * x.square()
-    latent = bpd * 0.5 * (var_1 + mean_sq - torch.log(var_1) - 1.0).sum(dims)
+    log_var_1 = nn.functional.logsigmoid(gamma_1)  # stable log σ_1²
+    latent = bpd * 0.5 * (var_1 + mean_sq - log_var_1 - 1.0).sum(dims)
 
     # Reconstruction term: −log N(x; z_0/α_0, data_noise²) with z_0 ~ q(z_0|x).
     gamma_0 = schedule(torch.zeros((), device=x.device))
@@ -139,6 +140,7 @@ def sample(
     generator: torch.Generator | None = None,
     guidance: float | None = None,
     image_shape: tuple[int, int, int],
+    noise_repeat: int = 1,
 ) -> Tensor:
     """Ancestral sampling from t = 1 to t = 0 in ``steps`` uniform steps. cond: [B, K].
 
@@ -150,7 +152,13 @@ def sample(
     from the null token (−1 everywhere) in the same batched forward pass (size 2B). ``None`` or
     w = 1 is plain conditional sampling; w = 1 takes the plain path on purpose, because the
     batched 2B forward and the arithmetic of the blend are not bit-identical to a B forward.
+
+    noise_repeat k: the batch is k equal blocks of B/k rows (e.g. k intervention settings of the
+    same prompts) that share their noise: z_1 and every step's noise are drawn for B/k rows and
+    tiled k times, so differences between blocks come from the conditioning alone.
     """
+    if noise_repeat < 1 or cond.shape[0] % noise_repeat:
+        raise ValueError(f"batch {cond.shape[0]} is not a multiple of noise_repeat={noise_repeat}")
     use_cfg = guidance is not None and guidance != 1.0
     device = cond.device
     b = cond.shape[0]
@@ -163,7 +171,13 @@ def sample(
             cond_in = cond
         ts = torch.linspace(1.0, 0.0, steps + 1, device=device)
         gammas = schedule(ts)  # [steps + 1]
-        z = torch.randn((b, *image_shape), generator=generator, device=device)
+        noise_shape = (b // noise_repeat, *image_shape)
+
+        def draw() -> Tensor:
+            noise = torch.randn(noise_shape, generator=generator, device=device)
+            return noise.repeat(noise_repeat, 1, 1, 1) if noise_repeat > 1 else noise
+
+        z = draw()
         for i in range(steps):
             gamma_t, gamma_s = gammas[i], gammas[i + 1]
             alpha_t, sigma_t = alpha_sigma(gamma_t)
@@ -178,8 +192,7 @@ def sample(
                 eps_hat = net(z, tau, cond_in)
 
             mean = (alpha_s / alpha_t) * (z - c * sigma_t * eps_hat)
-            noise = torch.randn(z.shape, generator=generator, device=device)
-            z = mean + sigma_s * c.sqrt() * noise
+            z = mean + sigma_s * c.sqrt() * draw()
         return z
     finally:
         net.train(was_training)

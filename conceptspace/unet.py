@@ -187,7 +187,7 @@ class UNet(nn.Module):
         self.mid = nn.ModuleList([block(ch[-1], ch[-1]), block(ch[-1], ch[-1])])
         self.mid_attn = Attention(ch[-1], cfg.heads, cfg.groups) if cfg.attention else nn.Identity()
 
-        # Up levels run from the deepest to the shallowest; level i sees its own width c_i
+        # Up levels run from the deepest (up.0) to the shallowest; level i sees its own width c_i
         # (deepest) or 2·c_i after concatenating the skip S_i kept on the way down.
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()

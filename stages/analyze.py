@@ -101,16 +101,21 @@ def run(argv=None) -> None:
     info = data["run_info"]
     turns = {r: m["trajectory"] for r, m in metrics["runs"].items()}
     figures.trajectory_figure(frames["trajectories"], info, turns, fig_dir / "trajectories.png")
-    fits = {c: metrics["fits_inverse_time"][c][str(params.analyze.thresholds[0])]
-            for c in metrics["fits_inverse_time"]}
+    fits = {
+        c: {k: np.nan if v is None else v
+            for k, v in metrics["fits_inverse_time"][c][str(params.analyze.thresholds[0])].items()}
+        for c in metrics["fits_inverse_time"]
+    }
     figures.learning_time_figure(frames["learning_times_summary"], info, fits,
-                                 fig_dir / "learning_times.png")
+                                 fig_dir / "learning_times.png",
+                                 fit_threshold=params.analyze.thresholds[0])
     figures.capability_figure(frames["capability"], frames["train_accuracy"],
                               frames["emergence"], fig_dir / "capability.png",
                               threshold=params.analyze.capability_threshold)
     figures.embedding_figure(data["embeddings"], fig_dir / "embeddings.png")
     figures.training_curves_figure(data["logs"], fig_dir / "training_curves.png")
-    figures.trajectory_animation(frames["trajectories"], info, fig_dir / "trajectories.gif")
+    figures.trajectory_animation(frames["trajectories"], info, fig_dir / "trajectories.gif",
+                                 turns=turns)
     seed = params.seeds[0]
     for run in params.run_ids:
         s = read_npz(Path(args.probe) / run / f"seed{seed}" / "samples.npz",
@@ -124,6 +129,7 @@ def run(argv=None) -> None:
         figures.samples_over_training_figure(
             s["images"], s["steps"], grid.class_names, s["class_id"],
             fig_dir / f"samples_{run}.png", picks=picks,
+            held_out=[grid.class_name(k) for k in grid.held_out_classes],
             title=f"{run}: generated samples over training (seed {seed})")
 
     traj = frames["trajectories"]

@@ -68,6 +68,31 @@ def test_loss_is_reproducible_and_trains_the_schedule():
     torch.testing.assert_close(c["total"], a["total"].detach())
 
 
+class ForwardOnly(torch.nn.Module):
+    """A schedule without ``dgamma_dt``: the loss must fall back to autograd for dγ/dt."""
+
+    def __init__(self, inner: LogSNRSchedule) -> None:
+        super().__init__()
+        self.inner = inner
+        self.gamma_min, self.gamma_max = inner.gamma_min, inner.gamma_max
+
+    def forward(self, t):
+        return self.inner(t)
+
+
+def test_autograd_slope_fallback_matches_analytic():
+    x, cond = batch()
+    net, schedule = perturbed(), LogSNRSchedule()
+    results = []
+    for s in (schedule, ForwardOnly(schedule)):
+        schedule.zero_grad()
+        terms = vdm_loss(net, s, x, cond, generator=torch.Generator().manual_seed(5))
+        terms["total"].mean().backward()
+        results.append((terms["total"].detach(), schedule.w.grad.clone(), schedule.b.grad.clone()))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_antithetic_times():
     t = antithetic_times(64, torch.Generator().manual_seed(0), "cpu")
     assert t.shape == (64,)
@@ -108,6 +133,17 @@ def test_sampler_shape_determinism_and_mode():
     net.eval()
     run(0)
     assert not net.training
+
+
+def test_sampler_noise_repeat():
+    net, schedule = perturbed(), LogSNRSchedule()
+    cond = torch.rand(2, 11).repeat(3, 1)  # three blocks of the same two prompts
+    g = torch.Generator().manual_seed(0)
+    out = sample(net, schedule, cond, steps=4, generator=g, image_shape=SHAPE, noise_repeat=3)
+    torch.testing.assert_close(out[0:2], out[2:4], rtol=0, atol=0)
+    torch.testing.assert_close(out[0:2], out[4:6], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="noise_repeat"):
+        sample(net, schedule, cond, steps=1, image_shape=SHAPE, noise_repeat=4)
 
 
 def test_guidance():

@@ -48,3 +48,13 @@ def test_parameters_are_trainable():
     assert {n for n, _ in schedule.named_parameters()} == {"b", "w"}
     schedule(torch.rand(8)).sum().backward()
     assert schedule.b.grad is not None and schedule.w.grad is not None
+
+
+def test_analytic_slope_matches_autograd():
+    schedule = LogSNRSchedule()
+    with torch.no_grad():
+        schedule.w.fill_(-12.5)
+    t = torch.rand(6, requires_grad=True)
+    (autograd_slope,) = torch.autograd.grad(schedule(t).sum(), t)
+    torch.testing.assert_close(schedule.dgamma_dt(t.detach()), autograd_slope)
+    torch.testing.assert_close(autograd_slope, torch.full((6,), 12.5))

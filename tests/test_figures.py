@@ -1,0 +1,343 @@
+"""Smoke tests of the figure functions on small synthetic tables (files exist, sizes, aspect).
+
+``python -m tests.test_figures [outdir]`` renders every figure from richer synthetic data (default
+``/tmp/figcheck``) for a visual check.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conceptspace import figures as F
+
+CLASSES = {"red_large": (0, 0), "red_small": (0, 1), "blue_large": (1, 0), "blue_small": (1, 1)}
+HELD_OUT = "blue_small"
+RUNS = {"c015": 0.15, "c040": 0.4, "c080": 0.8}  # run -> color separation (size: 0.4)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def synthetic(n_steps: int = 10, runs: dict = RUNS, seeds=(0, 1), rng_seed: int = 0) -> dict:
+    """All input tables of the figures for a 2x2 sweep, with memorization-then-turn dynamics
+    (the phenomenological model of paper_spec §5.6), made up but shaped like the real ones."""
+    rng = np.random.default_rng(rng_seed)
+    steps = np.unique(np.round(np.geomspace(200, 20_000, n_steps)).astype(int))
+    t = np.log(steps / steps[0]) / np.log(steps[-1] / steps[0]) * 25.0  # model time 0..25
+    traj, info, turns, lt, cap, train_acc, em, emb, logs = [], [], {}, [], [], [], [], [], []
+    for r_i, (run, sep_c) in enumerate(runs.items()):
+        a = max(sep_c / 0.4, 0.3) * 2.0  # signal ratio color/size
+        info.append(
+            {
+                "run": run,
+                "sep_color": sep_c,
+                "sep_size": 0.4,
+                "signal_color": 0.05 * sep_c**2 * 10,
+                "signal_size": 0.02 + 0.001 * r_i,
+            }
+        )
+        # held-out: c1 (color) and c2 (size) per the ODE, Euler integrated on a fine grid
+        tt = np.linspace(0, 25, 500)
+        c = np.array([0.5, 0.5])
+        path = []
+        for k in range(len(tt)):
+            path.append(c.copy())
+            al = _sigmoid(0.6 * (tt[k] - 11 + 2 * a))
+            d1 = a / 2 * (1 - c[0]) + 1 / (2 * a) * (al - c[0])
+            d2 = 1 / (2 * a) * (1 - c[1]) + a / 2 * (al - c[1])
+            c = np.clip(c + 0.3 * (tt[1] - tt[0]) * np.array([d1, d2]), 0, 1)
+        path = np.array(path)
+        held = np.stack([np.interp(t, tt, path[:, 0]), np.interp(t, tt, path[:, 1])], 1)
+        for cls, (tx, ty) in CLASSES.items():
+            if cls == HELD_OUT:
+                xy = held
+            else:
+                w = 1 - np.exp(-t / 3.0)
+                xy = np.stack([0.5 + (tx - 0.5) * w, 0.5 + (ty - 0.5) * w], 1)
+            for s, (x, y) in zip(steps, xy, strict=True):
+                traj.append(
+                    {
+                        "run": run,
+                        "class": cls,
+                        "held_out": cls == HELD_OUT,
+                        "step": int(s),
+                        "color": x,
+                        "size": y,
+                        "target_color": tx,
+                        "target_size": ty,
+                    }
+                )
+        turns[run] = {
+            "saturation_step": float(steps[n_steps // 2]),
+            "heading_step": float(steps[min(n_steps // 2 + 1, n_steps - 1)]),
+            "speed_peak_step": None,
+            "nearest_class": "blue_large" if sep_c > 0.4 else "red_small",
+        }
+        # learning times
+        budget = float(steps[-1])
+        for concept in ("color", "size"):
+            for thr in (0.8, 0.9):
+                for group in ("held_out", "train"):
+                    base = 3000 / (sep_c if concept == "color" else 0.4) * (1 + (thr - 0.8) * 3)
+                    base *= 1.0 if group == "held_out" else 0.3
+                    censored = group == "held_out" and concept == "color" and sep_c < 0.2
+                    mean = budget if censored else min(base, budget)
+                    lt.append(
+                        {
+                            "run": run,
+                            "group": group,
+                            "class": HELD_OUT if group == "held_out" else "train",
+                            "held_out": group == "held_out",
+                            "concept": concept,
+                            "threshold": thr,
+                            "learning_time_mean": mean,
+                            "learning_time_std": 0.0 if censored else 0.1 * mean,
+                            "n_seeds": len(seeds),
+                            "n_censored": len(seeds) if censored else 0,
+                            "mean_is_lower_bound": censored,
+                            "budget": budget,
+                        }
+                    )
+        # capability curves: elicitation emerges before naive prompting
+        mids = {"naive": 0.75, "overprompt": 0.45, "linear": 0.5, "cfg": 0.6}
+        for seed in seeds:
+            jitter = rng.normal(0, 0.02)
+            x = np.arange(len(steps)) / (len(steps) - 1)
+            train_curve = _sigmoid((x - 0.25 + jitter) * 14)
+            for s, acc in zip(steps, train_curve, strict=True):
+                train_acc.append({"run": run, "seed": seed, "step": int(s), "acc": acc})
+            for method, mid in mids.items():
+                curve = 0.97 * _sigmoid((x - mid - 0.1 * (0.4 - sep_c) + jitter) * 16)
+                for s, v in zip(steps, curve, strict=True):
+                    cap.append(
+                        {
+                            "run": run,
+                            "seed": seed,
+                            "step": int(s),
+                            "method": method,
+                            "class": HELD_OUT,
+                            "capability": v,
+                            "best_setting": "-",
+                            "n_settings": 1 if method == "naive" else 4,
+                        }
+                    )
+            for b in range(6):
+                for pair, c0 in (("blue|red", -0.5), ("blue|small", 0.1), ("blue|large", 0.3)):
+                    cos = c0 * _sigmoid((x - 0.4) * 10) + 0.9 * (1 - _sigmoid((x - 0.4) * 10))
+                    for s, v in zip(steps, cos + rng.normal(0, 0.05, len(steps)), strict=True):
+                        emb.append(
+                            {
+                                "run": run,
+                                "seed": seed,
+                                "step": int(s),
+                                "block": f"b{b}",
+                                "block_index": b,
+                                "pair": pair,
+                                "cosine": float(np.clip(v, -1, 1)),
+                            }
+                        )
+            for s in steps:
+                loss = 0.6 + 4.0 * (s / 200.0) ** -0.6
+                logs.append(
+                    {
+                        "run": run,
+                        "seed": seed,
+                        "step": int(s),
+                        "train_loss": loss * (1 + rng.normal(0, 0.03)),
+                        "val_loss": loss,
+                        "heldout_loss": loss * 1.15,
+                    }
+                )
+        for method, mid in mids.items():
+            for thr in (0.8, 0.9):
+                i = int(np.clip(round((mid + 0.1 * (0.4 - sep_c)) * (len(steps) - 1) + 2), 0, 99))
+                cens = i >= len(steps)
+                step = float(steps[min(i, len(steps) - 1)])
+                em.append(
+                    {
+                        "run": run,
+                        "n_seeds": len(seeds),
+                        "class": HELD_OUT,
+                        "method": method,
+                        "threshold": thr,
+                        "emergence_step": step,
+                        "censored": cens,
+                        "budget": budget,
+                        "_i": i,
+                    }
+                )
+    em = pd.DataFrame(em)
+    naive = em[em["method"] == "naive"].set_index(["run", "threshold"])
+    em["naive_step"] = [
+        naive.at[(r, t), "emergence_step"] for r, t in zip(em.run, em.threshold, strict=True)
+    ]
+    em["naive_censored"] = [
+        naive.at[(r, t), "censored"] for r, t in zip(em.run, em.threshold, strict=True)
+    ]
+    em["lead_steps"] = np.where(em["censored"], np.nan, em["naive_step"] - em["emergence_step"])
+    em["lead_checkpoints"] = em["lead_steps"]
+    em["lead_is_lower_bound"] = em["naive_censored"] & ~em["censored"]
+    em = em.drop(columns="_i")
+
+    n_img = 3
+    images = np.zeros((len(steps), 4 * n_img, 3, 16, 16), np.float16)
+    yy, xx = np.meshgrid(np.linspace(-1, 1, 16), np.linspace(-1, 1, 16), indexing="ij")
+    class_id = np.repeat(np.arange(4), n_img)
+    for k in range(len(steps)):
+        for m, cid in enumerate(class_id):
+            tx, ty = list(CLASSES.values())[cid]
+            frac = min(1.0, (k + 1) / (len(steps) / 2))
+            rad = 0.8 - 0.4 * ty * frac
+            rgb = np.array([0.9 - 0.8 * tx * frac, 0.2, 0.1 + 0.8 * tx * frac])
+            mask = (xx - 0.1 * m % 3) ** 2 + yy**2 < rad**2
+            images[k, m] = np.where(mask[None], rgb[:, None, None], 0.9)
+
+    tables = {
+        "traj": pd.DataFrame(traj),
+        "run_info": pd.DataFrame(info),
+        "turns": turns,
+        "lt_summary": pd.DataFrame(lt),
+        "fits": {
+            "color": {"slope": 0.0015, "intercept": 0.00005, "r2": 0.93, "n": 2},
+            "size": {"slope": float("nan"), "intercept": float("nan"), "r2": float("nan")},
+        },
+        "cap": pd.DataFrame(cap),
+        "train_acc": pd.DataFrame(train_acc),
+        "emergence": em,
+        "emb": pd.DataFrame(emb),
+        "logs": pd.DataFrame(logs),
+        "images": images,
+        "steps": steps,
+        "class_names": list(CLASSES),
+        "class_id": class_id,
+    }
+    return tables
+
+
+def render_all(d: dict, out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {k: out / f"{k}.png" for k in ("traj", "lt", "cap", "samples", "emb", "loss")}
+    F.trajectory_figure(d["traj"], d["run_info"], d["turns"], paths["traj"])
+    F.learning_time_figure(d["lt_summary"], d["run_info"], d["fits"], paths["lt"])
+    F.capability_figure(d["cap"], d["train_acc"], d["emergence"], paths["cap"])
+    n = len(d["steps"])
+    F.samples_over_training_figure(
+        d["images"],
+        d["steps"],
+        d["class_names"],
+        d["class_id"],
+        paths["samples"],
+        picks=[0, n // 3, 2 * n // 3, n - 1],
+        held_out=[HELD_OUT],
+        title="synthetic samples",
+    )
+    F.embedding_figure(d["emb"], paths["emb"])
+    F.training_curves_figure(d["logs"], paths["loss"], run_info=d["run_info"])
+    paths["gif"] = out / "traj.gif"
+    F.trajectory_animation(d["traj"], d["run_info"], paths["gif"], turns=d["turns"])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> dict[str, Path]:
+    return render_all(synthetic(n_steps=10), tmp_path_factory.mktemp("figs"))
+
+
+# expected width / height of each PNG (loose bounds: bbox_inches="tight" trims margins)
+ASPECT = {
+    "traj": (1.5, 2.6),  # square concept panel + colourbar + distance panel
+    "lt": (0.9, 1.7),  # 2 rows x 2 concepts
+    "cap": (2.0, 4.5),  # one column per run (3 runs), one row
+    "samples": (1.5, 5.0),  # 4 rows of classes x 4 checkpoints with 3 images each
+    "emb": (2.0, 4.5),
+    "loss": (1.1, 2.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ASPECT))
+def test_png_and_pdf(rendered, name):
+    png = rendered[name]
+    pdf = png.with_suffix(".pdf")
+    assert png.exists() and pdf.exists()
+    assert png.stat().st_size > 10_000
+    assert pdf.stat().st_size > 5_000
+    with Image.open(png) as im:
+        w, h = im.size
+    lo, hi = ASPECT[name]
+    assert lo <= w / h <= hi, f"{name}: aspect {w / h:.2f} outside [{lo}, {hi}]"
+    assert not list(png.parent.glob(f".{png.name}.*")), "temporary file left behind"
+
+
+def test_animation(rendered):
+    gif = rendered["gif"]
+    assert gif.exists() and 10_000 < gif.stat().st_size < 2_000_000
+    with Image.open(gif) as im:
+        assert im.n_frames == 10  # one per checkpoint (fewer than max_frames)
+        assert 0.9 < im.size[0] / im.size[1] < 1.4
+
+
+def test_animation_caps_frames(tmp_path):
+    d = synthetic(n_steps=30, runs={"c040": 0.4}, seeds=(0,))
+    F.trajectory_animation(d["traj"], d["run_info"], tmp_path / "a.gif", max_frames=12)
+    with Image.open(tmp_path / "a.gif") as im:
+        assert im.n_frames == 12
+
+
+def test_degenerate_inputs(tmp_path):
+    """One run (flat colour scale), missing turn steps, per-seed emergence, censored methods."""
+    d = synthetic(n_steps=8, runs={"c040": 0.4}, seeds=(0,))
+    turns = {"c040": {"saturation_step": None, "heading_step": float("nan")}}
+    F.trajectory_figure(d["traj"], d["run_info"], turns, tmp_path / "t.png")
+    em = d["emergence"].rename(columns={"n_seeds": "seed"}).assign(seed=0)
+    em.loc[em["method"] == "linear", "censored"] = True
+    em.loc[em["method"] == "linear", "lead_steps"] = np.nan
+    F.capability_figure(d["cap"], d["train_acc"].iloc[:0], em, tmp_path / "c.png", logx=False)
+    F.learning_time_figure(d["lt_summary"], d["run_info"], {}, tmp_path / "l.png")
+    for name in ("t", "c", "l"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+        assert (tmp_path / f"{name}.pdf").exists()
+
+
+def test_trajectory_from_analysis(tmp_path):
+    """The figure accepts the real analysis outputs (trajectories + turn_summary)."""
+    from conceptspace import analysis as A
+
+    d = synthetic(n_steps=12, runs={"c015": 0.15, "c080": 0.8}, seeds=(0,))
+    t = d["traj"]
+    rows = []
+    for _, r in t.iterrows():
+        for concept in ("color", "size"):
+            rows.append(
+                {
+                    "run": r["run"],
+                    "seed": 0,
+                    "step": r["step"],
+                    "class": r["class"],
+                    "held_out": r["held_out"],
+                    "concept": concept,
+                    "target": r[f"target_{concept}"],
+                    "p1": r[concept],
+                    "acc": 1 - abs(r[concept] - r[f"target_{concept}"]),
+                    "count": 8,
+                }
+            )
+    probe = pd.DataFrame(rows)
+    traj = A.trajectories(probe, sigma=1.0)
+    turns = {run: A.turn_summary(g) for run, g in traj.groupby("run")}
+    F.trajectory_figure(traj, d["run_info"], turns, tmp_path / "t.png")
+    lt = A.summarize_over_seeds(A.learning_times(probe))
+    F.learning_time_figure(lt, d["run_info"], d["fits"], tmp_path / "l.png")
+    assert (tmp_path / "t.png").exists() and (tmp_path / "l.png").exists()
+
+
+if __name__ == "__main__":
+    outdir = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/figcheck")
+    for name, p in render_all(synthetic(n_steps=40), outdir).items():
+        print(name, p, p.stat().st_size)
