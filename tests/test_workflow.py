@@ -83,3 +83,50 @@ def test_bad_params_same_message_in_both_tools(tmp_path, tiny_doc):
     assert sm.returncode != 0 and needle in sm.stdout + sm.stderr
     assert dvc.returncode != 0 and needle in dvc.stdout + dvc.stderr
     assert not (root / "results").exists() or not any((root / "results").rglob("*.npz"))
+
+
+def test_report_has_the_figures(snakemake_copy):
+    _sh(snakemake_copy, "snakemake", "--report", "report.html")
+    html = (snakemake_copy / "report.html").read_text(errors="ignore")
+    for name in ("trajectories", "learning_times", "capability"):
+        assert name in html
+
+
+def test_metrics_name_the_three_phenomena(snakemake_copy):
+    import json
+
+    metrics = json.loads((snakemake_copy / "results/analyze/metrics.json").read_text())
+    assert set(metrics["phenomena"]) == {"signal_order", "memorization", "hidden_capability"}
+    assert all(isinstance(v, bool) for v in metrics["phenomena"].values())
+
+
+def test_slurm_profile_dry_run(snakemake_copy):
+    out = _sh(
+        snakemake_copy,
+        "snakemake",
+        "--workflow-profile",
+        "workflow/profiles/slurm",
+        "--dry-run",
+        "--forceall",
+    )
+    assert "train" in out.stdout
+
+
+def test_dvc_remote_round_trip_and_snakemake_touch(dvc_copy, tmp_path):
+    """dvc push to a local directory remote, wipe cache and outputs, dvc pull: identical
+    artifacts; then `snakemake --touch` makes Snakemake consider them up to date."""
+    before = _digests(dvc_copy)
+    remote = tmp_path / "remote"
+    _sh(dvc_copy, "dvc", "remote", "add", "-d", "local", str(remote))
+    _sh(dvc_copy, "dvc", "push")
+    import shutil
+
+    shutil.rmtree(dvc_copy / ".dvc" / "cache")
+    for p in (dvc_copy / "results").rglob("*"):
+        if p.is_file() and p.suffix in (".npz", ".pt", ".png"):
+            p.unlink()
+    _sh(dvc_copy, "dvc", "pull")
+    assert _digests(dvc_copy) == before
+    _sh(dvc_copy, "snakemake", "--touch", "-j", "1")
+    dry = _sh(dvc_copy, "snakemake", "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
