@@ -30,9 +30,6 @@ TURN_MARGIN = 0.25
 """How much closer to its own corner a held-out trajectory must end than where it was during
 memorization for that to count as a turn (concept-space distance, corners are 1 apart)."""
 
-READY_ACC = 0.75
-"""Memorization is read once the training classes are recognisable: from the first checkpoint
-where their mean per-image accuracy reaches this (earlier samples are noisy blobs)."""
 
 
 def _none(x: Any) -> Any:
@@ -63,36 +60,53 @@ def sharing_class(classes: list[str], held: str, concept_index: int) -> str | No
     return None
 
 
-def memorization_of_run(traj: pd.DataFrame, train_acc: pd.DataFrame, cfg) -> dict:
-    """Which training class the held-out prompt imitates before turning, and whether it turns."""
+def memorization_of_run(traj: pd.DataFrame, held_times: pd.DataFrame, cfg) -> dict:
+    """Which training class the held-out prompt imitates before it turns, and whether it turns.
+
+    The held-out class learns its concepts one after the other: between the learning time of
+    the first concept and that of the second, its samples carry one concept right and the
+    other wrong, i.e. they look like the training class that shares the first-learned concept.
+    That window is read from the data (learning times at the first threshold) and the nearest
+    training corner of the smoothed trajectory over it is the memorized class. The run turns
+    when it later ends markedly closer to its own corner than during the window.
+
+    :param held_times: learning times of this run's held-out class, one row per concept at the
+        memorization threshold (columns concept, learning_time, censored).
+    """
     summary = A.turn_summary(traj, tol=cfg.saturation_tol)
     held = traj.loc[traj["held_out"].astype(bool), "class"].iloc[0]
     steps, xy = A.trajectory_arrays(traj, held)
-    target = np.array([traj.loc[traj["class"] == held, f"target_{c}"].iloc[0]
-                       for c in A.concepts_of(traj)])
-    acc = train_acc.groupby("step")["acc"].mean()
-    ready = acc[acc >= READY_ACC]
-    since = float(ready.index[0]) if len(ready) else None
-    until = summary["heading_step"] if summary["heading_step"] is not None else steps[-1]
-    if since is not None and until is not None and until <= since:
-        until = steps[-1]
-    mem = A.memorization(traj[traj["class"] == held], A.training_targets(traj),
-                         until_step=until, since_step=since)
-    window = (steps >= (since or steps[0])) & (steps <= until)
-    dist = np.linalg.norm(xy - target, axis=1)
-    window_dist = float(dist[window].mean()) if window.any() else float("nan")
-    final_dist = float(dist[-1])
-    return {
-        "held_out_class": held,
-        "window": [_none(since), _none(until)],
-        "nearest_class": mem["nearest_class"],
-        "frac_nearest": _none(mem["frac_nearest"]),
-        "mean_distance_to_nearest": _none(mem["mean_distance"]),
-        "distance_to_held_out_corner_in_window": _none(window_dist),
-        "final_distance_to_held_out_corner": _none(final_dist),
-        "turned": bool(final_dist <= window_dist - TURN_MARGIN),
-        **{k: _none(v) for k, v in summary.items() if k not in ("nearest_class",)},
-    }
+    concepts = A.concepts_of(traj)
+    target = np.array([traj.loc[traj["class"] == held, f"target_{c}"].iloc[0] for c in concepts])
+    times = {r.concept: (np.inf if r.censored else float(r.learning_time))
+             for r in held_times.itertuples()}
+    order = sorted(times, key=lambda c: times[c])
+    first, t_first = order[0], times[order[0]]
+    t_second = min([times[c] for c in order[1:]], default=np.inf)
+    out = {"held_out_class": held, "first_concept": None, "window": [None, None],
+           "nearest_class": None, "frac_nearest": None, "mean_distance_to_nearest": None,
+           "distance_to_held_out_corner_in_window": None,
+           "final_distance_to_held_out_corner": float(np.linalg.norm(xy[-1] - target)),
+           "turned": False}
+    if np.isfinite(t_first) and t_second > t_first:
+        window = (steps >= t_first) & (steps < t_second)
+        until = float(steps[window][-1]) if window.any() else t_first
+        mem = A.memorization(traj[traj["class"] == held], A.training_targets(traj),
+                             until_step=until, since_step=t_first)
+        dist = np.linalg.norm(xy - target, axis=1)
+        in_window = float(dist[window].mean()) if window.any() else float("nan")
+        out.update(
+            first_concept=first,
+            window=[_none(t_first), _none(t_second) if np.isfinite(t_second) else None],
+            nearest_class=mem["nearest_class"],
+            frac_nearest=_none(mem["frac_nearest"]),
+            mean_distance_to_nearest=_none(mem["mean_distance"]),
+            distance_to_held_out_corner_in_window=_none(in_window),
+            turned=bool(np.isfinite(t_second)
+                        and out["final_distance_to_held_out_corner"] <= in_window - TURN_MARGIN),
+        )
+    out.update({k: _none(v) for k, v in summary.items() if k not in ("nearest_class",)})
+    return out
 
 
 def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFrame,
@@ -136,10 +150,13 @@ def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFr
                 order[concept][str(thr)] = {k: _none(v) for k, v in mono.items()}
 
     # ---- memorization and turns -------------------------------------------------------
+    lt_mean = A.learning_times(probe, thresholds[:1], sigma=cfg.lt_sigma, k=cfg.persistence,
+                               aggregate_seeds=True)
+    lt_mean = lt_mean[lt_mean["group"] == "held_out"]
     per_run = {}
     for run in runs:
         per_run[run] = memorization_of_run(traj[traj["run"] == run],
-                                           train_acc[train_acc["run"] == run], cfg)
+                                           lt_mean[lt_mean["run"] == run], cfg)
 
     # ---- hidden capabilities ------------------------------------------------------------
     thr = cfg.capability_threshold
@@ -166,6 +183,8 @@ def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFr
     }
     mem_ok = {r: per_run[r]["nearest_class"] == expect[r] for r in (weak, strong)}
     turned = {r: per_run[r]["turned"] for r in (weak, strong)}
+    # The turn must follow at least where the memorized concept is learned within the budget:
+    # at weak signal the second concept may not come within the budget (a hidden capability).
     phenomena = {
         "signal_order": {
             "holds": bool(color_order.get("monotone", False)),
@@ -173,10 +192,11 @@ def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFr
             "evidence": color_order,
         },
         "memorization": {
-            "holds": bool(weak != strong and all(mem_ok.values()) and all(turned.values())),
+            "holds": bool(weak != strong and all(mem_ok.values()) and any(turned.values())),
             "statement": (f"{held_name} prompts first yield {expect[weak]} at the weakest color "
                           f"separation ({weak}) and {expect[strong]} at the strongest "
-                          f"({strong}), then turn towards {held_name}"),
+                          f"({strong}), then turn towards {held_name} (at least one of them "
+                          "within the training budget)"),
             "evidence": {r: {"expected": expect[r], "observed": per_run[r]["nearest_class"],
                              "turned": turned[r]} for r in (weak, strong)},
         },

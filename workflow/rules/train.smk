@@ -11,6 +11,7 @@ rule train:
         grid=config["grid"],
         section=config["train"],
     threads: config["train"]["threads"]
+    priority: 10  # the critical path: start every training job before evaluations
     resources:
         gpu=1,  # a scheduling counter: the default profile caps it to 0 (CPU)
         mem_mb=8000,

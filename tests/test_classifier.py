@@ -1,0 +1,228 @@
+"""The concept probe: shapes, determinism, known accuracy on ground-truth renders (against an
+ideal-observer bound), position invariance, and its artifact contract (load errors, refusal
+to measure grids it was not trained for)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+
+from conceptspace.classifier import (
+    FORMAT,
+    ConceptProbe,
+    ProbeConfig,
+    check_compatible,
+    evaluate,
+    fit,
+    load_probe,
+    make_probe_data,
+    predict,
+    probe_meta,
+    save_probe,
+)
+from conceptspace.concepts import preset
+from conceptspace.io import ArtifactError
+from conceptspace.render import render, sample_attributes
+
+SIZE = 16
+TRAIN_COLORS = (0.15, 0.8)
+EVAL_COLORS = (0.15, 0.4, 0.8)
+
+
+def _grids(colors, size=0.4):
+    return [preset("2x2", color=c, size=size) for c in colors]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Fit on one torch thread: with two threads on a loaded machine every step waits on the
+    slower thread and a fit takes many times longer; one thread is slow only in proportion."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def fitted(one_thread):
+    """One probe on color separations {0.15, 0.8}, size 0.4, 16 px, with the default config
+    but 1,000 steps instead of 2,000 (about 17 s on one idle core)."""
+    return fit(_grids(TRAIN_COLORS), SIZE, ProbeConfig(steps=1000), progress=False)
+
+
+def _tiny_cfg(seed=0):
+    return ProbeConfig(width=8, steps=12, batch_size=16, n_per_class=8, seed=seed)
+
+
+def _oracle_accuracy(grid, concept, kind, noise, n=512, seed=7):
+    """Accuracy of an ideal observer that knows every attribute except the concept's value.
+
+    For each image it compares two known Gaussians (the image and its counterfactual with the
+    concept flipped, same jitter), so its accuracy ``mean Phi(|d| / 2 noise)`` bounds from above
+    the accuracy of any classifier that must also infer position, background and jitter.
+    """
+    if noise == 0:
+        return 1.0
+    k = grid.concepts.index(concept)
+    values = np.repeat(grid.all_bits(), n, axis=0)
+    flipped = values.copy()
+    flipped[:, k] = 1 - flipped[:, k]
+    pair = []
+    for v in (values, flipped):
+        attrs = sample_attributes(grid, v, np.random.default_rng(seed), at_mean=kind == "mean")
+        pair.append(render(attrs, SIZE, noise=0.0))
+    d = np.sqrt(((pair[0] - pair[1]) ** 2).reshape(len(values), -1).sum(1))
+    return float(norm.cdf(d / (2 * noise)).mean())
+
+
+# ---- network and data -----------------------------------------------------------------------
+@pytest.mark.parametrize("size", [8, 16, 32])
+def test_shapes(size):
+    probe = ConceptProbe(3, width=8)
+    x = torch.rand(5, 3, size, size)
+    assert probe(x).shape == (5, 3, 2)
+    p = predict(probe, x.numpy(), batch_size=2)
+    assert p.shape == (5, 3) and p.dtype == np.float32
+    assert ((p >= 0) & (p <= 1)).all()
+    np.testing.assert_allclose(p, torch.softmax(probe(x), -1)[..., 1].detach().numpy(), atol=1e-6)
+    assert predict(probe, np.zeros((0, 3, size, size), np.float32)).shape == (0, 3)
+
+
+def test_make_probe_data():
+    grids = _grids(TRAIN_COLORS)
+    images, values, gi = make_probe_data(grids, 8, 3, blur_px=1.0, noise=1e-3, seed=0)
+    assert images.shape == (24, 3, 8, 8) and images.dtype == np.float32
+    assert values.dtype == np.int64 and values.shape == (24, 2)
+    np.testing.assert_array_equal(gi, np.repeat([0, 1], 12))
+    np.testing.assert_array_equal(values[:12], np.repeat(grids[0].all_bits(), 3, axis=0))
+    again = make_probe_data(grids, 8, 3, blur_px=1.0, noise=1e-3, seed=0)[0]
+    np.testing.assert_array_equal(images, again)
+    with pytest.raises(ValueError, match="same concepts"):
+        make_probe_data([grids[0], preset("2x2x2")], 8, 3, blur_px=1.0, noise=1e-3, seed=0)
+
+
+def test_fit_is_deterministic():
+    grids = _grids(TRAIN_COLORS)
+    state = torch.get_rng_state()
+    a, hist = fit(grids, 8, _tiny_cfg(), progress=False)
+    b, _ = fit(grids, 8, _tiny_cfg(), progress=False)
+    c, _ = fit(grids, 8, _tiny_cfg(seed=1), progress=False)
+    assert torch.equal(state, torch.get_rng_state())  # the global RNG is left alone
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    assert any(not torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
+    assert not a.training
+    assert hist[-1]["step"] == 12 and np.isfinite(hist[-1]["loss"])
+
+
+# ---- known behaviour ------------------------------------------------------------------------
+def _accuracy_failures(probe):
+    """Rows of evaluate() below the requirement: >= 99% at noise 0 and on class-mean renders
+    (the brief's requirement), and on random renders under noise >= min(99%, ideal observer -
+    2 points): at color separation 0.15 small objects under noise 0.05-0.08 are intrinsically
+    ambiguous (ideal observer ~98-99%), so 99% is not reachable there by any classifier."""
+    rows = evaluate(probe, _grids(EVAL_COLORS), SIZE, noise_levels=(0.0, 0.05, 0.08))
+    assert len(rows) == 3 * 2 * 3 * 2
+    assert {r["n"] for r in rows} == {4 * 256}
+    failures = []
+    for r in rows:
+        need = 0.99
+        if r["noise"] > 0 and r["kind"] == "random":
+            grid = preset("2x2", **r["separations"])
+            need = min(0.99, _oracle_accuracy(grid, r["concept"], r["kind"], r["noise"]) - 0.02)
+        if r["accuracy"] < need:
+            failures.append((r["separations"], r["kind"], r["noise"], r["concept"], r["accuracy"]))
+    return failures
+
+
+def test_probe_accuracy_on_ground_truth_renders(fitted):
+    probe, history = fitted
+    assert [h["step"] for h in history] == list(range(100, 1001, 100))
+    assert history[-1]["loss"] < 0.1 * history[0]["loss"]
+    assert not _accuracy_failures(probe)
+
+
+@pytest.mark.slow
+def test_default_config_accuracy(one_thread):
+    """The same requirement for the full default config (2,000 steps, about 33 s on one core)."""
+    probe, _ = fit(_grids(TRAIN_COLORS), SIZE, ProbeConfig(), progress=False)
+    assert not _accuracy_failures(probe)
+
+
+def test_predictions_do_not_depend_on_position(fitted):
+    probe, _ = fitted
+    rng = np.random.default_rng(3)
+    for grid in _grids(EVAL_COLORS):
+        for at_mean in (True, False):
+            values = np.repeat(grid.all_bits(), 16, axis=0)
+            attrs = sample_attributes(grid, values, rng, at_mean=at_mean)
+            base = predict(probe, render(attrs, SIZE, noise=0.0)) > 0.5
+            if at_mean:
+                np.testing.assert_array_equal(base, values == 1)
+            for _ in range(4):
+                attrs.position = rng.uniform(-0.5, 0.5, size=attrs.position.shape).astype(
+                    np.float32
+                )
+                moved = predict(probe, render(attrs, SIZE, noise=0.0)) > 0.5
+                agree = (moved == base).all(axis=1).mean()
+                # class means: exactly; random attributes: a rare borderline radius may flip
+                assert agree == 1.0 if at_mean else agree >= 0.98, (grid.separations, agree)
+
+
+# ---- artifacts ------------------------------------------------------------------------------
+def _saved(tmp_path):
+    grids = _grids(TRAIN_COLORS)
+    probe = ConceptProbe(2, width=8)
+    meta = probe_meta(grids, SIZE, _tiny_cfg(), accuracy=np.float32(0.5))
+    path = tmp_path / "probe.pt"
+    save_probe(path, probe, meta)
+    return path, probe
+
+
+def test_save_load_roundtrip(tmp_path):
+    path, probe = _saved(tmp_path)
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == FORMAT and raw["n_concepts"] == 2 and raw["width"] == 8
+    loaded, meta = load_probe(path)
+    assert meta["concepts"] == ["color", "size"] and meta["image_size"] == SIZE
+    assert meta["separation_range"] == {"color": [0.15, 0.8], "size": [0.4, 0.4]}
+    assert meta["train_separations"][1] == {"color": 0.8, "size": 0.4}
+    assert meta["config"]["width"] == 8 and meta["file"] == str(path)
+    x = np.random.default_rng(0).random((4, 3, SIZE, SIZE), dtype=np.float32)
+    np.testing.assert_array_equal(predict(loaded, x), predict(probe, x))
+    assert not list(tmp_path.glob(".tmp*"))  # no temporaries left behind
+
+
+def test_load_errors_name_the_file(tmp_path):
+    path, _ = _saved(tmp_path)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file" * 10)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "conceptspace.ckpt.v1"}, other)
+    missing = tmp_path / "missing.pt"
+    for bad in (truncated, garbage, other, missing):
+        with pytest.raises(ArtifactError, match=bad.name):
+            load_probe(bad)
+
+
+def test_check_compatible(tmp_path):
+    path, _ = _saved(tmp_path)
+    _, meta = load_probe(path)
+    ok = ["color", "size"]
+    for c in EVAL_COLORS:
+        check_compatible(meta, ok, SIZE, {"color": c, "size": 0.4})
+    with pytest.raises(ArtifactError, match="probe.pt.*background"):
+        check_compatible(meta, ["color", "size", "background"], SIZE, {"color": 0.4})
+    with pytest.raises(ArtifactError, match="probe.pt.*32 px"):
+        check_compatible(meta, ok, 32, {"color": 0.4, "size": 0.4})
+    with pytest.raises(ArtifactError, match=r"probe.pt: color separation 0.1 .*\[0.15, 0.8\]"):
+        check_compatible(meta, ok, SIZE, {"color": 0.1, "size": 0.4})
+    with pytest.raises(ArtifactError, match="size separation 0.2 "):
+        check_compatible(meta, ok, SIZE, {"color": 0.4, "size": 0.2})
+    meta.pop("file")  # a meta dict that never came from a file still gets a clear message
+    with pytest.raises(ArtifactError, match="^probe: color separation 0.9"):
+        check_compatible(meta, ok, SIZE, {"color": 0.9, "size": 0.4})
