@@ -26,6 +26,9 @@ import pandas as pd
 
 from . import analysis as A
 
+READY_ACC = 0.75
+"""Memorization is read once the training classes are recognisable (smoothed accuracy)."""
+
 TURN_MARGIN = 0.25
 """How much closer to its own corner a held-out trajectory must end than where it was during
 memorization for that to count as a turn (concept-space distance, corners are 1 apart)."""
@@ -60,53 +63,44 @@ def sharing_class(classes: list[str], held: str, concept_index: int) -> str | No
     return None
 
 
-def memorization_of_run(traj: pd.DataFrame, held_times: pd.DataFrame, cfg) -> dict:
-    """Which training class the held-out prompt imitates before it turns, and whether it turns.
+def memorization_of_run(traj: pd.DataFrame, train_acc: pd.DataFrame, cfg) -> dict:
+    """Which training class the held-out prompt imitates before the turn, and whether it turns.
 
-    The held-out class learns its concepts one after the other: between the learning time of
-    the first concept and that of the second, its samples carry one concept right and the
-    other wrong, i.e. they look like the training class that shares the first-learned concept.
-    That window is read from the data (learning times at the first threshold) and the nearest
-    training corner of the smoothed trajectory over it is the memorized class. The run turns
-    when it later ends markedly closer to its own corner than during the window.
-
-    :param held_times: learning times of this run's held-out class, one row per concept at the
-        memorization threshold (columns concept, learning_time, censored).
+    The window is the paper's: from the first checkpoint at which the training classes are
+    recognisable (smoothed mean per-image accuracy >= :data:`READY_ACC`; earlier samples are
+    noisy blobs) to training saturation (the star of paper_spec §5.1: training trajectories
+    within ``saturation_tol`` of their corners), or the last checkpoint if they never
+    saturate. The memorized class is the training corner nearest to the held-out trajectory
+    over the window; the run turns when it ends markedly closer to its own corner.
     """
     summary = A.turn_summary(traj, tol=cfg.saturation_tol)
     held = traj.loc[traj["held_out"].astype(bool), "class"].iloc[0]
     steps, xy = A.trajectory_arrays(traj, held)
-    concepts = A.concepts_of(traj)
-    target = np.array([traj.loc[traj["class"] == held, f"target_{c}"].iloc[0] for c in concepts])
-    times = {r.concept: (np.inf if r.censored else float(r.learning_time))
-             for r in held_times.itertuples()}
-    order = sorted(times, key=lambda c: times[c])
-    first, t_first = order[0], times[order[0]]
-    t_second = min([times[c] for c in order[1:]], default=np.inf)
-    out = {"held_out_class": held, "first_concept": None, "window": [None, None],
-           "nearest_class": None, "frac_nearest": None, "mean_distance_to_nearest": None,
-           "distance_to_held_out_corner_in_window": None,
-           "final_distance_to_held_out_corner": float(np.linalg.norm(xy[-1] - target)),
-           "turned": False}
-    if np.isfinite(t_first) and t_second > t_first:
-        window = (steps >= t_first) & (steps < t_second)
-        until = float(steps[window][-1]) if window.any() else t_first
-        mem = A.memorization(traj[traj["class"] == held], A.training_targets(traj),
-                             until_step=until, since_step=t_first)
-        dist = np.linalg.norm(xy - target, axis=1)
-        in_window = float(dist[window].mean()) if window.any() else float("nan")
-        out.update(
-            first_concept=first,
-            window=[_none(t_first), _none(t_second) if np.isfinite(t_second) else None],
-            nearest_class=mem["nearest_class"],
-            frac_nearest=_none(mem["frac_nearest"]),
-            mean_distance_to_nearest=_none(mem["mean_distance"]),
-            distance_to_held_out_corner_in_window=_none(in_window),
-            turned=bool(np.isfinite(t_second)
-                        and out["final_distance_to_held_out_corner"] <= in_window - TURN_MARGIN),
-        )
-    out.update({k: _none(v) for k, v in summary.items() if k not in ("nearest_class",)})
-    return out
+    target = np.array([traj.loc[traj["class"] == held, f"target_{c}"].iloc[0]
+                       for c in A.concepts_of(traj)])
+    acc = train_acc.groupby("step")["acc"].mean().sort_index()
+    acc_s = pd.Series(A.smooth(acc.to_numpy(), cfg.sigma), index=acc.index)
+    ready = acc_s[acc_s >= READY_ACC]
+    since = float(ready.index[0]) if len(ready) else float(steps[-1])
+    sat = summary["saturation_step"]
+    until = float(sat) if sat is not None and sat > since else float(steps[-1])
+    window = (steps >= since) & (steps <= until)
+    mem = A.memorization(traj[traj["class"] == held], A.training_targets(traj),
+                         until_step=until, since_step=since)
+    dist = np.linalg.norm(xy - target, axis=1)
+    in_window = float(dist[window].mean())
+    final = float(dist[-1])
+    return {
+        "held_out_class": held,
+        "window": [since, until],
+        "nearest_class": mem["nearest_class"],
+        "frac_nearest": _none(mem["frac_nearest"]),
+        "mean_distances_in_window": {k: _none(v) for k, v in mem["mean_distances"].items()},
+        "distance_to_held_out_corner_in_window": _none(in_window),
+        "final_distance_to_held_out_corner": _none(final),
+        "turned": bool(final <= in_window - TURN_MARGIN),
+        **{k: _none(v) for k, v in summary.items() if k not in ("nearest_class",)},
+    }
 
 
 def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFrame,
@@ -150,13 +144,10 @@ def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFr
                 order[concept][str(thr)] = {k: _none(v) for k, v in mono.items()}
 
     # ---- memorization and turns -------------------------------------------------------
-    lt_mean = A.learning_times(probe, thresholds[:1], sigma=cfg.lt_sigma, k=cfg.persistence,
-                               aggregate_seeds=True)
-    lt_mean = lt_mean[lt_mean["group"] == "held_out"]
     per_run = {}
     for run in runs:
         per_run[run] = memorization_of_run(traj[traj["run"] == run],
-                                           lt_mean[lt_mean["run"] == run], cfg)
+                                           train_acc[train_acc["run"] == run], cfg)
 
     # ---- hidden capabilities ------------------------------------------------------------
     thr = cfg.capability_threshold
