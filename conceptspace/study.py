@@ -34,7 +34,6 @@ TURN_MARGIN = 0.25
 memorization for that to count as a turn (concept-space distance, corners are 1 apart)."""
 
 
-
 def _none(x: Any) -> Any:
     """JSON-friendly scalars: NaN -> None, numpy -> python."""
     if x is None:
@@ -76,8 +75,9 @@ def memorization_of_run(traj: pd.DataFrame, train_acc: pd.DataFrame, cfg) -> dic
     summary = A.turn_summary(traj, tol=cfg.saturation_tol)
     held = traj.loc[traj["held_out"].astype(bool), "class"].iloc[0]
     steps, xy = A.trajectory_arrays(traj, held)
-    target = np.array([traj.loc[traj["class"] == held, f"target_{c}"].iloc[0]
-                       for c in A.concepts_of(traj)])
+    target = np.array(
+        [traj.loc[traj["class"] == held, f"target_{c}"].iloc[0] for c in A.concepts_of(traj)]
+    )
     acc = train_acc.groupby("step")["acc"].mean().sort_index()
     acc_s = pd.Series(A.smooth(acc.to_numpy(), cfg.sigma), index=acc.index)
     ready = acc_s[acc_s >= READY_ACC]
@@ -85,8 +85,9 @@ def memorization_of_run(traj: pd.DataFrame, train_acc: pd.DataFrame, cfg) -> dic
     sat = summary["saturation_step"]
     until = float(sat) if sat is not None and sat > since else float(steps[-1])
     window = (steps >= since) & (steps <= until)
-    mem = A.memorization(traj[traj["class"] == held], A.training_targets(traj),
-                         until_step=until, since_step=since)
+    mem = A.memorization(
+        traj[traj["class"] == held], A.training_targets(traj), until_step=until, since_step=since
+    )
     dist = np.linalg.norm(xy - target, axis=1)
     in_window = float(dist[window].mean())
     final = float(dist[-1])
@@ -103,8 +104,9 @@ def memorization_of_run(traj: pd.DataFrame, train_acc: pd.DataFrame, cfg) -> dic
     }
 
 
-def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFrame,
-                  cfg) -> tuple[dict[str, pd.DataFrame], dict]:
+def analyze_study(
+    probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFrame, cfg
+) -> tuple[dict[str, pd.DataFrame], dict]:
     """All analyses of a sweep. ``run_info``: run, sep_<concept>, signal_<concept>.
 
     Returns ``(frames, metrics)``: frames ``trajectories``, ``trajectories_by_seed``,
@@ -118,8 +120,9 @@ def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFr
     lt_sum = A.summarize_over_seeds(lt)
     cap = A.capability_curves(interv)
     emer = A.emergence(interv, thresholds, sigma=1.0, k=max(1, cfg.persistence - 1))
-    emer_mean = A.emergence(interv, thresholds, sigma=1.0, k=max(1, cfg.persistence - 1),
-                            aggregate_seeds=True)
+    emer_mean = A.emergence(
+        interv, thresholds, sigma=1.0, k=max(1, cfg.persistence - 1), aggregate_seeds=True
+    )
     train_acc = training_accuracy(probe)
     info = run_info.set_index("run")
     runs = list(info.index)
@@ -136,30 +139,63 @@ def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFr
             signal = info.loc[d.index, f"signal_{concept}"].to_numpy()
             cens = (d["n_censored"] > 0).to_numpy()
             T = d["learning_time_mean"].to_numpy()
-            fits[concept][str(thr)] = {k: _none(v) for k, v in
-                                       A.fit_inverse_time(signal, T, cens).items()}
+            fits[concept][str(thr)] = {
+                k: _none(v) for k, v in A.fit_inverse_time(signal, T, cens).items()
+            }
             sep = info.loc[d.index, f"sep_{concept}"].to_numpy()
             if len(np.unique(sep)) == len(sep):
                 mono = A.is_monotone_decreasing(sep, T, cens)
                 order[concept][str(thr)] = {k: _none(v) for k, v in mono.items()}
 
+    # Training classes too (context for the held-out verdict; not one of the phenomena).
+    train_order = {}
+    tr = lt_sum[(lt_sum["group"] == "train") & (lt_sum["threshold"] == thresholds[0])]
+    for concept in concepts:
+        d = tr[tr["concept"] == concept].set_index("run")
+        d = d.loc[[r for r in runs if r in d.index]]
+        sep = info.loc[d.index, f"sep_{concept}"].to_numpy()
+        if len(np.unique(sep)) == len(sep) and len(sep):
+            mono = A.is_monotone_decreasing(
+                sep, d["learning_time_mean"].to_numpy(), (d["n_censored"] > 0).to_numpy()
+            )
+            train_order[concept] = {
+                "learning_times": {r: _none(v) for r, v in d["learning_time_mean"].items()},
+                **{k: _none(v) for k, v in mono.items()},
+            }
+
     # ---- memorization and turns -------------------------------------------------------
     per_run = {}
     for run in runs:
-        per_run[run] = memorization_of_run(traj[traj["run"] == run],
-                                           train_acc[train_acc["run"] == run], cfg)
+        per_run[run] = memorization_of_run(
+            traj[traj["run"] == run], train_acc[train_acc["run"] == run], cfg
+        )
 
     # ---- hidden capabilities ------------------------------------------------------------
     thr = cfg.capability_threshold
     emer_thr = emer[(emer["threshold"] == thr) & (emer["method"] != "naive")]
     lead_rows = []
     for _, r in emer_thr.iterrows():
-        lead_rows.append({k: _none(r[k]) for k in ("run", "seed", "class", "method",
-                                                    "emergence_step", "censored", "naive_step",
-                                                    "naive_censored", "lead_steps",
-                                                    "lead_checkpoints", "lead_is_lower_bound")})
-    ahead = [r for r in lead_rows if r["lead_checkpoints"] is not None
-             and r["lead_checkpoints"] >= 1]
+        lead_rows.append(
+            {
+                k: _none(r[k])
+                for k in (
+                    "run",
+                    "seed",
+                    "class",
+                    "method",
+                    "emergence_step",
+                    "censored",
+                    "naive_step",
+                    "naive_censored",
+                    "lead_steps",
+                    "lead_checkpoints",
+                    "lead_is_lower_bound",
+                )
+            }
+        )
+    ahead = [
+        r for r in lead_rows if r["lead_checkpoints"] is not None and r["lead_checkpoints"] >= 1
+    ]
 
     # ---- the three phenomena ------------------------------------------------------------
     color_order = order.get("color", {}).get(str(thresholds[0]), {})
@@ -184,17 +220,27 @@ def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFr
         },
         "memorization": {
             "holds": bool(weak != strong and all(mem_ok.values()) and any(turned.values())),
-            "statement": (f"{held_name} prompts first yield {expect[weak]} at the weakest color "
-                          f"separation ({weak}) and {expect[strong]} at the strongest "
-                          f"({strong}), then turn towards {held_name} (at least one of them "
-                          "within the training budget)"),
-            "evidence": {r: {"expected": expect[r], "observed": per_run[r]["nearest_class"],
-                             "turned": turned[r]} for r in (weak, strong)},
+            "statement": (
+                f"{held_name} prompts first yield {expect[weak]} at the weakest color "
+                f"separation ({weak}) and {expect[strong]} at the strongest "
+                f"({strong}), then turn towards {held_name} (at least one of them "
+                "within the training budget)"
+            ),
+            "evidence": {
+                r: {
+                    "expected": expect[r],
+                    "observed": per_run[r]["nearest_class"],
+                    "turned": turned[r],
+                }
+                for r in (weak, strong)
+            },
         },
         "hidden_capability": {
             "holds": bool(ahead),
-            "statement": (f"an elicitation method reaches {thr} capability at least one "
-                          "checkpoint before naive prompting"),
+            "statement": (
+                f"an elicitation method reaches {thr} capability at least one "
+                "checkpoint before naive prompting"
+            ),
             "evidence": sorted(ahead, key=lambda r: -(r["lead_steps"] or 0))[:10],
         },
     }
@@ -203,8 +249,9 @@ def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFr
         "phenomena_detail": phenomena,
         "runs": {
             run: {
-                "separations": {c: _none(info.loc[run, f"sep_{c}"]) for c in concepts
-                                if f"sep_{c}" in info},
+                "separations": {
+                    c: _none(info.loc[run, f"sep_{c}"]) for c in concepts if f"sep_{c}" in info
+                },
                 "signal": {c: _none(info.loc[run, f"signal_{c}"]) for c in concepts},
                 "learning_time_held_out": {
                     f"{row.concept}@{row.threshold:g}": {
@@ -217,7 +264,8 @@ def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFr
                 "trajectory": per_run[run],
                 "emergence": {
                     f"{row.method}@{row.threshold:g}": {
-                        "step": _none(row.emergence_step), "censored": bool(row.censored),
+                        "step": _none(row.emergence_step),
+                        "censored": bool(row.censored),
                         "lead_steps": _none(row.lead_steps),
                         "lead_checkpoints": _none(row.lead_checkpoints),
                         "lead_is_lower_bound": bool(row.lead_is_lower_bound),
@@ -228,10 +276,15 @@ def analyze_study(probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFr
             for run in runs
         },
         "fits_inverse_time": fits,
+        "signal_order_training_classes": train_order,
     }
     frames = {
-        "trajectories": traj, "trajectories_by_seed": traj_seed, "learning_times": lt,
-        "learning_times_summary": lt_sum, "capability": cap, "emergence": emer,
+        "trajectories": traj,
+        "trajectories_by_seed": traj_seed,
+        "learning_times": lt,
+        "learning_times_summary": lt_sum,
+        "capability": cap,
+        "emergence": emer,
         "train_accuracy": train_acc,
     }
     return frames, metrics

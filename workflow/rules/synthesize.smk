@@ -9,5 +9,6 @@ rule synthesize:
         run=run_params,
         grid=config["grid"],
         section=config["synthesize"],
+    priority: 20  # cheap, and it unblocks training
     shell:
         "python -m stages.synthesize --run {wildcards.run} --seed {wildcards.seed} --dataset {output.dataset} --card {output.card} --samples {output.samples} > {log} 2>&1"

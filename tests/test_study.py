@@ -1,0 +1,119 @@
+"""The study's verdicts on synthetic sweeps whose answers are known by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conceptspace.params import load_params
+from conceptspace.study import analyze_study
+
+STEPS = np.floor(np.linspace(np.sqrt(400), np.sqrt(6000), 24) ** 2).astype(int)
+CLASSES = {  # name: (color target, size target, held out)
+    "red_large": (0, 0, False),
+    "red_small": (0, 1, False),
+    "blue_large": (1, 0, False),
+    "blue_small": (1, 1, True),
+}
+
+
+def _sigmoid(step, at, width=150.0):
+    return 1.0 / (1.0 + np.exp(-(step - at) / width))
+
+
+def synthetic_sweep(held_times: dict[str, tuple[float, float]], lead: float = 1500.0):
+    """Probe and intervention tables of runs whose held-out class learns color and size at
+    the given steps (np.inf = never); training classes learn both at step 1200, and an
+    overprompt reaches the held-out class ``lead`` steps before naive prompting does."""
+    probe, interv, info = [], [], []
+    for run, (t_color, t_size) in held_times.items():
+        for name, (tc, ts, held) in CLASSES.items():
+            for concept, target, t in (("color", tc, t_color), ("size", ts, t_size)):
+                learned = _sigmoid(STEPS, t if held else 1200.0)
+                p1 = target * learned if held else np.where(target, learned, 1 - learned)
+                acc = p1 if target == 1 else 1 - p1
+                for s, a, b in zip(STEPS, p1, acc, strict=True):
+                    probe.append(
+                        dict(
+                            run=run,
+                            seed=0,
+                            step=int(s),
+                            **{"class": name},
+                            held_out=held,
+                            concept=concept,
+                            target=target,
+                            p1=a,
+                            acc=b,
+                            count=32,
+                        )
+                    )
+        naive = _sigmoid(STEPS, t_color) * _sigmoid(STEPS, t_size)
+        pushed = _sigmoid(STEPS, t_color - lead) * _sigmoid(STEPS, t_size)
+        for method, curve in (("naive", naive), ("overprompt", pushed)):
+            for s, v in zip(STEPS, curve, strict=True):
+                interv.append(
+                    dict(
+                        run=run,
+                        seed=0,
+                        step=int(s),
+                        method=method,
+                        setting="-" if method == "naive" else "k=2",
+                        **{"class": "blue_small"},
+                        p_color=v,
+                        p_size=1.0,
+                        acc_color=v,
+                        acc_size=1.0,
+                        joint_acc=v,
+                        count=32,
+                    )
+                )
+        sep = float(run[1:]) / 100
+        info.append(
+            dict(run=run, sep_color=sep, sep_size=0.32, signal_color=sep**2 / 12, signal_size=0.03)
+        )
+    return pd.DataFrame(probe), pd.DataFrame(interv), pd.DataFrame(info)
+
+
+@pytest.fixture(scope="module")
+def cfg(root=None):
+    from pathlib import Path
+
+    return load_params(Path(__file__).resolve().parent.parent / "params.yaml").analyze
+
+
+def test_the_three_phenomena_are_found(cfg):
+    probe, interv, info = synthetic_sweep(
+        {
+            "c015": (np.inf, 1000.0),  # size first, color never: small red
+            "c040": (3500.0, 2000.0),
+            "c080": (1000.0, 3000.0),  # color first, then size: large blue, then a turn
+        }
+    )
+    _, metrics = analyze_study(probe, interv, info, cfg)
+    assert metrics["phenomena"] == {
+        "signal_order": True,
+        "memorization": True,
+        "hidden_capability": True,
+    }
+    runs = metrics["runs"]
+    assert runs["c015"]["trajectory"]["nearest_class"] == "red_small"
+    assert runs["c080"]["trajectory"]["nearest_class"] == "blue_large"
+    assert runs["c080"]["trajectory"]["turned"] and not runs["c015"]["trajectory"]["turned"]
+
+
+def test_each_phenomenon_can_fail(cfg):
+    probe, interv, info = synthetic_sweep(
+        {
+            "c015": (1000.0, 3000.0),  # color first although its signal is weakest
+            "c040": (3500.0, 2000.0),
+            "c080": (np.inf, 1000.0),  # color never at the strongest signal
+        },
+        lead=0.0,
+    )
+    _, metrics = analyze_study(probe, interv, info, cfg)
+    assert metrics["phenomena"] == {
+        "signal_order": False,
+        "memorization": False,
+        "hidden_capability": False,
+    }
