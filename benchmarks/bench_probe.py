@@ -68,8 +68,9 @@ def main() -> None:
     cond, _ = probing.prompt_set(grid, pc.n_train, pc.n_heldout, seed=0)
 
     def probe_one():
-        imgs = probing.generate(net, schedule, cond, steps=pc.sampler_steps, seed=0,
-                                image_size=size)
+        imgs = probing.generate(
+            net, schedule, cond, steps=pc.sampler_steps, seed=0, image_size=size
+        )
         classifier.predict(probe, imgs)
 
     with torch.no_grad():
@@ -84,8 +85,15 @@ def main() -> None:
 
     def intervene_one():
         with interventions.linear_intervention(net, v1, v0, scales):
-            imgs = probing.generate(net, schedule, icond, steps=ic.sampler_steps, seed=0,
-                                    image_size=size, noise_repeat=len(plan))
+            imgs = probing.generate(
+                net,
+                schedule,
+                icond,
+                steps=ic.sampler_steps,
+                seed=0,
+                image_size=size,
+                noise_repeat=len(plan),
+            )
         classifier.predict(probe, imgs)
 
     with torch.no_grad():
@@ -93,17 +101,25 @@ def main() -> None:
 
     n_ckpt = len(params.checkpoint_steps())
     train_s = params.train.steps * t_step
-    print(f"scale: {size}px, net {params.train.net.channels}, batch {params.train.batch_size}, "
-          f"{args.threads} thread(s), {n_ckpt} checkpoints, {params.train.steps} steps")
-    print(f"train: {t_step * 1e3:.1f} ms/step -> {params.train.batch_size / t_step:,.0f} "
-          f"images/s; a run trains in {train_s / 60:.1f} min")
-    print(f"probe: {len(cond)} images x {pc.sampler_steps} sampler steps per checkpoint in "
-          f"{t_probe:.2f} s -> {len(cond) / t_probe:,.0f} generated-and-classified images/s; "
-          f"all checkpoints {n_ckpt * t_probe / 60:.1f} min = "
-          f"{n_ckpt * t_probe / train_s:.1%} of training")
-    print(f"intervene: {len(icond)} images per checkpoint in {t_interv:.2f} s -> "
-          f"{len(icond) / t_interv:,.0f} images/s; all checkpoints "
-          f"{n_ckpt * t_interv / 60:.1f} min = {n_ckpt * t_interv / train_s:.1%} of training")
+    print(
+        f"scale: {size}px, net {params.train.net.channels}, batch {params.train.batch_size}, "
+        f"{args.threads} thread(s), {n_ckpt} checkpoints, {params.train.steps} steps"
+    )
+    print(
+        f"train: {t_step * 1e3:.1f} ms/step -> {params.train.batch_size / t_step:,.0f} "
+        f"images/s; a run trains in {train_s / 60:.1f} min"
+    )
+    print(
+        f"probe: {len(cond)} images x {pc.sampler_steps} sampler steps per checkpoint in "
+        f"{t_probe:.2f} s -> {len(cond) / t_probe:,.0f} generated-and-classified images/s; "
+        f"all checkpoints {n_ckpt * t_probe / 60:.1f} min = "
+        f"{n_ckpt * t_probe / train_s:.1%} of training"
+    )
+    print(
+        f"intervene: {len(icond)} images per checkpoint in {t_interv:.2f} s -> "
+        f"{len(icond) / t_interv:,.0f} images/s; all checkpoints "
+        f"{n_ckpt * t_interv / 60:.1f} min = {n_ckpt * t_interv / train_s:.1%} of training"
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ def main() -> None:
         t0 = time.perf_counter()
         render_classes(grid, ids, args.size, np.random.default_rng(r))
         best = min(best, time.perf_counter() - t0)
-    print(f"synthesize: {args.n} images of {args.size}x{args.size} px in {best:.3f} s "
-          f"on one core -> {args.n / best:,.0f} images/s (best of {args.repeats})")
+    print(
+        f"synthesize: {args.n} images of {args.size}x{args.size} px in {best:.3f} s "
+        f"on one core -> {args.n / best:,.0f} images/s (best of {args.repeats})"
+    )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,6 @@ _PAIR_COLORS = ["tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown"
 # --------------------------------------------------------------------------------------------
 
 
-
 def _log_steps(ax, axis: str = "x") -> None:
     """Log-scaled step axis with plain labels on major ticks only (minor labels collide when
     the range spans less than a decade or two)."""
@@ -82,6 +81,7 @@ def _log_steps(ax, axis: str = "x") -> None:
     a.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     a.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     a.set_minor_formatter(NullFormatter())
+
 
 def _step(v) -> float | None:
     """A step value from a turn-summary dict, or None when missing / NaN."""

@@ -63,8 +63,9 @@ def linear_intervention(
     """
     directions = {
         name: (e_to - e_from)[0]
-        for (name, e_to), e_from in zip(embed(net, v_to).items(), embed(net, v_from).values(),
-                                        strict=True)
+        for (name, e_to), e_from in zip(
+            embed(net, v_to).items(), embed(net, v_from).values(), strict=True
+        )
     }
     handles = []
     for name, module in projections(net).items():
@@ -72,8 +73,9 @@ def linear_intervention(
 
         def hook(_m, _inp, out, delta=delta):
             if out.shape[0] != row_scales.shape[0]:
-                raise RuntimeError(f"intervention expects batch {row_scales.shape[0]}, "
-                                   f"got {out.shape[0]}")
+                raise RuntimeError(
+                    f"intervention expects batch {row_scales.shape[0]}, got {out.shape[0]}"
+                )
             return out + row_scales[:, None] * delta[None, :]
 
         handles.append(module.register_forward_hook(hook))
@@ -85,8 +87,9 @@ def linear_intervention(
 
 
 @torch.no_grad()
-def embedding_similarity(net: nn.Module, vectors: dict[str, np.ndarray],
-                         pairs: list[tuple[str, str]]) -> list[dict]:
+def embedding_similarity(
+    net: nn.Module, vectors: dict[str, np.ndarray], pairs: list[tuple[str, str]]
+) -> list[dict]:
     """Cosine similarity of two single-concept embeddings at each block (mechanistic readout).
 
     :param vectors: named conditioning vectors, e.g. ``{"blue": ..., "red": ...}``.

@@ -130,8 +130,10 @@ class Net(_Section):
     def _divisible(self) -> Net:
         for c in self.channels:
             if c < 1 or c % self.groups:
-                raise _keyed(f"channels = {self.channels}: every channel count must be a "
-                             f"positive multiple of groups = {self.groups}")
+                raise _keyed(
+                    f"channels = {self.channels}: every channel count must be a "
+                    f"positive multiple of groups = {self.groups}"
+                )
         if self.attention and self.channels[-1] % self.heads:
             raise _keyed(f"heads = {self.heads}: must divide channels[-1] = {self.channels[-1]}")
         if self.time_dim % 2:
@@ -159,8 +161,10 @@ class Train(_Section):
     @model_validator(mode="after")
     def _schedule(self) -> Train:
         if self.checkpoints.first > self.steps:
-            raise _keyed(f"checkpoints.first = {self.checkpoints.first}: must not exceed "
-                         f"steps = {self.steps}")
+            raise _keyed(
+                f"checkpoints.first = {self.checkpoints.first}: must not exceed "
+                f"steps = {self.steps}"
+            )
         return self
 
 
@@ -282,16 +286,22 @@ class Params(_Section):
                     raise _keyed(f"fit_probe.separations[{i}]: no separation for concept {c!r}")
             for c, v in seps.as_dict().items():
                 if c not in self.grid.concepts:
-                    raise _keyed(f"fit_probe.separations[{i}].{c} = {v}: concept {c!r} is not "
-                                 "in grid.concepts")
+                    raise _keyed(
+                        f"fit_probe.separations[{i}].{c} = {v}: concept {c!r} is not "
+                        "in grid.concepts"
+                    )
         for name in ("overprompt", "linear"):
             push = getattr(self.intervene, name)
             if push.concept not in self.grid.concepts:
-                raise _keyed(f"intervene.{name}.concept = {push.concept!r}: not in "
-                             f"grid.concepts {self.grid.concepts}")
+                raise _keyed(
+                    f"intervene.{name}.concept = {push.concept!r}: not in "
+                    f"grid.concepts {self.grid.concepts}"
+                )
         if "cfg" in self.intervene.methods and self.train.p_cfg == 0:
-            raise _keyed("intervene.methods = [..., 'cfg']: classifier-free guidance needs a "
-                         "model trained with train.p_cfg > 0")
+            raise _keyed(
+                "intervene.methods = [..., 'cfg']: classifier-free guidance needs a "
+                "model trained with train.p_cfg > 0"
+            )
         return self
 
     def checkpoint_steps(self) -> list[int]:
@@ -305,9 +315,11 @@ class Params(_Section):
     def _image_size_fits_net(self) -> Params:
         levels = len(self.train.net.channels) - 1
         if self.synthesize.image_size % 2**levels:
-            raise _keyed(f"synthesize.image_size = {self.synthesize.image_size}: must be "
-                         f"divisible by 2**{levels} for train.net.channels = "
-                         f"{self.train.net.channels}")
+            raise _keyed(
+                f"synthesize.image_size = {self.synthesize.image_size}: must be "
+                f"divisible by 2**{levels} for train.net.channels = "
+                f"{self.train.net.channels}"
+            )
         return self
 
     def check_seed(self, seed: int) -> None:

@@ -50,8 +50,13 @@ def generate(
     ``[P, 3, S, S]`` float32, raw z_0 (unclipped, as the probe was trained to expect)."""
     gen = torch.Generator().manual_seed(seed)
     z = sample(
-        net, schedule, torch.from_numpy(cond), steps=steps, generator=gen,
-        image_shape=(3, image_size, image_size), **sample_kwargs,
+        net,
+        schedule,
+        torch.from_numpy(cond),
+        steps=steps,
+        generator=gen,
+        image_shape=(3, image_size, image_size),
+        **sample_kwargs,
     )
     return z.numpy()
 
@@ -71,14 +76,16 @@ def concept_table(
         for j, concept in enumerate(grid.concepts):
             p1 = probs[sel, j]
             pred = (p1 > 0.5).astype(int)
-            rows.append({
-                **identity,
-                "class": grid.class_name(int(k)),
-                "held_out": grid.is_held_out(int(k)),
-                "concept": concept,
-                "target": bits[j],
-                "p1": float(p1.mean()),
-                "acc": float((pred == bits[j]).mean()),
-                "count": int(sel.sum()),
-            })
+            rows.append(
+                {
+                    **identity,
+                    "class": grid.class_name(int(k)),
+                    "held_out": grid.is_held_out(int(k)),
+                    "concept": concept,
+                    "target": bits[j],
+                    "p1": float(p1.mean()),
+                    "acc": float((pred == bits[j]).mean()),
+                    "count": int(sel.sum()),
+                }
+            )
     return pd.DataFrame(rows)

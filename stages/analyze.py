@@ -44,8 +44,12 @@ def gather(params, args) -> dict:
         for seed in params.seeds:
             rs = f"{run}/seed{seed}"
             probe.append(_csv(Path(args.probe) / rs / "probe.csv", ("run", "step", "p1", "acc")))
-            interv.append(_csv(Path(args.intervene) / rs / "intervene.csv",
-                               ("run", "step", "method", "joint_acc")))
+            interv.append(
+                _csv(
+                    Path(args.intervene) / rs / "intervene.csv",
+                    ("run", "step", "method", "joint_acc"),
+                )
+            )
             emb.append(_csv(Path(args.intervene) / rs / "embeddings.csv", ("pair", "cosine")))
             log = _csv(Path(args.train) / rs / "log" / "checkpoints.csv", ("step", "val_loss"))
             logs.append(log.assign(run=run, seed=seed))
@@ -69,14 +73,22 @@ def summary_markdown(metrics: dict) -> str:
     lines = ["# Study summary", "", "| phenomenon | holds | statement |", "|---|---|---|"]
     for name, d in metrics["phenomena_detail"].items():
         lines.append(f"| {name} | {'yes' if d['holds'] else 'no'} | {d['statement']} |")
-    lines += ["", "| run | signal | held-out learning times | memorized | turned | "
-              "best lead over naive |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| run | signal | held-out learning times | memorized | turned | best lead over naive |",
+        "|---|---|---|---|---|---|",
+    ]
     for run, r in metrics["runs"].items():
         sig = ", ".join(f"{k} {v:.4f}" for k, v in r["signal"].items())
-        lt = ", ".join(f"{k}: {'>' if v['censored_seeds'] else ''}{v['mean']:.0f}"
-                       for k, v in r["learning_time_held_out"].items())
-        leads = [(v["lead_steps"], k) for k, v in r["emergence"].items()
-                 if v["lead_steps"] is not None and not k.startswith("naive")]
+        lt = ", ".join(
+            f"{k}: {'>' if v['censored_seeds'] else ''}{v['mean']:.0f}"
+            for k, v in r["learning_time_held_out"].items()
+        )
+        leads = [
+            (v["lead_steps"], k)
+            for k, v in r["emergence"].items()
+            if v["lead_steps"] is not None and not k.startswith("naive")
+        ]
         lead = max(leads)[1] + f" +{max(leads)[0]:.0f} steps" if leads else "-"
         t = r["trajectory"]
         lines.append(f"| {run} | {sig} | {lt} | {t['nearest_class']} | {t['turned']} | {lead} |")
@@ -92,8 +104,9 @@ def run(argv=None) -> None:
     params = load(args)
     data = gather(params, args)
 
-    frames, metrics = analyze_study(data["probe"], data["intervene"], data["run_info"],
-                                    params.analyze)
+    frames, metrics = analyze_study(
+        data["probe"], data["intervene"], data["run_info"], params.analyze
+    )
     out = Path(args.out)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -102,48 +115,72 @@ def run(argv=None) -> None:
     turns = {r: m["trajectory"] for r, m in metrics["runs"].items()}
     figures.trajectory_figure(frames["trajectories"], info, turns, fig_dir / "trajectories.png")
     fits = {
-        c: {k: np.nan if v is None else v
-            for k, v in metrics["fits_inverse_time"][c][str(params.analyze.thresholds[0])].items()}
+        c: {
+            k: np.nan if v is None else v
+            for k, v in metrics["fits_inverse_time"][c][str(params.analyze.thresholds[0])].items()
+        }
         for c in metrics["fits_inverse_time"]
     }
-    figures.learning_time_figure(frames["learning_times_summary"], info, fits,
-                                 fig_dir / "learning_times.png",
-                                 fit_threshold=params.analyze.thresholds[0])
-    figures.capability_figure(frames["capability"], frames["train_accuracy"],
-                              frames["emergence"], fig_dir / "capability.png",
-                              threshold=params.analyze.capability_threshold)
+    figures.learning_time_figure(
+        frames["learning_times_summary"],
+        info,
+        fits,
+        fig_dir / "learning_times.png",
+        fit_threshold=params.analyze.thresholds[0],
+    )
+    figures.capability_figure(
+        frames["capability"],
+        frames["train_accuracy"],
+        frames["emergence"],
+        fig_dir / "capability.png",
+        threshold=params.analyze.capability_threshold,
+    )
     figures.embedding_figure(data["embeddings"], fig_dir / "embeddings.png")
     figures.training_curves_figure(data["logs"], fig_dir / "training_curves.png")
-    figures.trajectory_animation(frames["trajectories"], info, fig_dir / "trajectories.gif",
-                                 turns=turns)
+    figures.trajectory_animation(
+        frames["trajectories"], info, fig_dir / "trajectories.gif", turns=turns
+    )
     seed = params.seeds[0]
     for run in params.run_ids:
-        s = read_npz(Path(args.probe) / run / f"seed{seed}" / "samples.npz",
-                     required=("steps", "images", "class_id"))
+        s = read_npz(
+            Path(args.probe) / run / f"seed{seed}" / "samples.npz",
+            required=("steps", "images", "class_id"),
+        )
         t = metrics["runs"][run]["trajectory"]
-        marks = [s["steps"][0], t.get("heading_step") or s["steps"][len(s["steps"]) // 2],
-                 s["steps"][-1]]
-        picks = sorted({int(np.searchsorted(s["steps"], m)) for m in marks}
-                       | {len(s["steps"]) // 4})
+        marks = [
+            s["steps"][0],
+            t.get("heading_step") or s["steps"][len(s["steps"]) // 2],
+            s["steps"][-1],
+        ]
+        picks = sorted(
+            {int(np.searchsorted(s["steps"], m)) for m in marks} | {len(s["steps"]) // 4}
+        )
         grid = params.grid_for(run)
         figures.samples_over_training_figure(
-            s["images"], s["steps"], grid.class_names, s["class_id"],
-            fig_dir / f"samples_{run}.png", picks=picks,
+            s["images"],
+            s["steps"],
+            grid.class_names,
+            s["class_id"],
+            fig_dir / f"samples_{run}.png",
+            picks=picks,
             held_out=[grid.class_name(k) for k in grid.held_out_classes],
-            title=f"{run}: generated samples over training (seed {seed})")
+            title=f"{run}: generated samples over training (seed {seed})",
+        )
 
     traj = frames["trajectories"]
-    write_with(out / "trajectories.csv",
-               lambda tmp: traj.to_csv(tmp, index=False, float_format="%.6f"))
+    write_with(
+        out / "trajectories.csv", lambda tmp: traj.to_csv(tmp, index=False, float_format="%.6f")
+    )
     lts = frames["learning_times_summary"]
-    write_with(out / "learning_times.csv",
-               lambda tmp: lts.to_csv(tmp, index=False, float_format="%.6f"))
+    write_with(
+        out / "learning_times.csv", lambda tmp: lts.to_csv(tmp, index=False, float_format="%.6f")
+    )
     cap = frames["capability"]
-    write_with(out / "capability.csv",
-               lambda tmp: cap.to_csv(tmp, index=False, float_format="%.6f"))
+    write_with(
+        out / "capability.csv", lambda tmp: cap.to_csv(tmp, index=False, float_format="%.6f")
+    )
     logs = data["logs"]
-    write_with(out / "losses.csv",
-               lambda tmp: logs.to_csv(tmp, index=False, float_format="%.6f"))
+    write_with(out / "losses.csv", lambda tmp: logs.to_csv(tmp, index=False, float_format="%.6f"))
     write_json(out / "metrics.json", metrics)
     write_bytes(out / "summary.md", summary_markdown(metrics).encode())
     print(summary_markdown(metrics), file=sys.stderr)

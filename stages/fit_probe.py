@@ -3,13 +3,13 @@
     python -m stages.fit_probe --probe results/fit_probe/probe.pt \
         --metrics results/fit_probe/metrics.json
 
-A classifier with one 2-way head per concept, trained on ground-truth renders of *all* classes
-(held-out ones included) pooled over ``fit_probe.separations``, with Gaussian-noise
-augmentation like the sampler's residual noise. ``metrics.json`` holds its held-out accuracy per
-grid, concept, render kind (sampled or class-mean attributes) and added noise (0, 0.02, 0.05, 0.08: the sampler's raw output carries residual noise
-σ_0 that falls from about 0.07 to 0.005 over training),
-for every separation of the sweep. Refuses a sweep whose separations lie outside the range the
-probe is trained on.
+A classifier with one 2-way head per concept, trained on ground-truth renders of *all*
+classes (held-out ones included) pooled over ``fit_probe.separations``, with Gaussian-noise
+augmentation like the sampler's residual noise. ``metrics.json`` holds its held-out accuracy
+per grid, concept, render kind (sampled or class-mean attributes) and added noise (0, 0.02,
+0.05, 0.08: the sampler's raw output carries residual noise sigma_0 that falls from about
+0.07 to 0.005 over training), for every separation of the sweep. Refuses a sweep whose
+separations lie outside the range the probe is trained on.
 """
 
 from __future__ import annotations
@@ -51,17 +51,30 @@ def run(argv=None) -> None:
     concepts = tuple(params.grid.concepts)
     grids = [ConceptGrid(concepts, s.as_dict()) for s in fp.separations]
     cfg = classifier.ProbeConfig(
-        width=fp.width, steps=fp.steps, batch_size=fp.batch_size, lr=fp.lr,
-        noise_max=fp.noise_max, n_per_class=fp.n_per_class, n_test=fp.n_test, seed=fp.seed,
+        width=fp.width,
+        steps=fp.steps,
+        batch_size=fp.batch_size,
+        lr=fp.lr,
+        noise_max=fp.noise_max,
+        n_per_class=fp.n_per_class,
+        n_test=fp.n_test,
+        seed=fp.seed,
     )
-    probe, history = classifier.fit(grids, syn.image_size, cfg, blur_px=syn.blur_px,
-                                    noise=syn.noise)
+    probe, history = classifier.fit(
+        grids, syn.image_size, cfg, blur_px=syn.blur_px, noise=syn.noise
+    )
 
     # Held-out accuracy on the training grids and on every sweep point.
     sweep = [params.grid_for(r) for r in params.run_ids]
     eval_grids = grids + [g for g in sweep if g.separations not in [x.separations for x in grids]]
-    rows = classifier.evaluate(probe, eval_grids, syn.image_size, noise_levels=NOISE_LEVELS,
-                               n_per_class=fp.n_test, blur_px=syn.blur_px)
+    rows = classifier.evaluate(
+        probe,
+        eval_grids,
+        syn.image_size,
+        noise_levels=NOISE_LEVELS,
+        n_per_class=fp.n_test,
+        blur_px=syn.blur_px,
+    )
     metrics = {
         "min_accuracy": min(r["accuracy"] for r in rows),
         "min_accuracy_by_concept": {
@@ -73,8 +86,11 @@ def run(argv=None) -> None:
     }
     classifier.save_probe(args.probe, probe, classifier.probe_meta(grids, syn.image_size, cfg))
     write_json(args.metrics, metrics)
-    print(f"fit_probe: min held-out accuracy {metrics['min_accuracy']:.4f} over "
-          f"{len(eval_grids)} grids x noise {list(NOISE_LEVELS)}", file=sys.stderr)
+    print(
+        f"fit_probe: min held-out accuracy {metrics['min_accuracy']:.4f} over "
+        f"{len(eval_grids)} grids x noise {list(NOISE_LEVELS)}",
+        file=sys.stderr,
+    )
 
 
 main = entry(run)

@@ -39,8 +39,10 @@ def expected_checkpoints(params, ckpt_dir: str) -> list[tuple[int, Path]]:
     for step in params.checkpoint_steps():
         path = checkpoint_path(Path(ckpt_dir), step)
         if not path.exists():
-            raise ArtifactError(f"{path}: checkpoint missing (train.checkpoints schedules "
-                                f"step {step}); re-run the train stage")
+            raise ArtifactError(
+                f"{path}: checkpoint missing (train.checkpoints schedules "
+                f"step {step}); re-run the train stage"
+            )
         out.append((step, path))
     return out
 
@@ -48,8 +50,9 @@ def expected_checkpoints(params, ckpt_dir: str) -> list[tuple[int, Path]]:
 def load_probe_for(params, run_id: str, path: str):
     probe, meta = classifier.load_probe(path)
     grid = params.grid_for(run_id)
-    classifier.check_compatible({**meta, "file": str(path)}, grid.concepts,
-                                params.synthesize.image_size, grid.separations)
+    classifier.check_compatible(
+        {**meta, "file": str(path)}, grid.concepts, params.synthesize.image_size, grid.separations
+    )
     return probe, grid
 
 
@@ -75,11 +78,13 @@ def run(argv=None) -> None:
             net, schedule, _ = load_model(path)
         except CheckpointError as e:
             raise ArtifactError(str(e)) from None
-        images = probing.generate(net, schedule, cond, steps=cfg.sampler_steps,
-                                  seed=args.seed, image_size=size)
+        images = probing.generate(
+            net, schedule, cond, steps=cfg.sampler_steps, seed=args.seed, image_size=size
+        )
         probs = classifier.predict(probe, images)
-        tables.append(probing.concept_table(grid, probs, class_id, run=args.run,
-                                            seed=args.seed, step=step))
+        tables.append(
+            probing.concept_table(grid, probs, class_id, run=args.run, seed=args.seed, step=step)
+        )
         shown.append(images[show].astype(np.float16))
 
     table = pd.concat(tables, ignore_index=True)
@@ -93,7 +98,8 @@ def run(argv=None) -> None:
         for i in picks:
             rows.append(shown[i][class_id[show] == k].astype(np.float32))
             labels.append(f"{name} @ {steps[i]}")
-    sample_grid(rows, labels, args.grid, title=f"{args.run} seed {args.seed}: samples over training")
+    title = f"{args.run} seed {args.seed}: samples over training"
+    sample_grid(rows, labels, args.grid, title=title)
     last = table[table.step == steps[-1]]
     print(last.to_string(index=False), file=sys.stderr)
 

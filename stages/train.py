@@ -31,8 +31,12 @@ def net_config(params, image_size: int) -> UNetConfig:
 def train_config(params) -> TrainConfig:
     t = params.train
     return TrainConfig(
-        steps=t.steps, batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
-        grad_clip=t.grad_clip or None, p_cfg=t.p_cfg,
+        steps=t.steps,
+        batch_size=t.batch_size,
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+        grad_clip=t.grad_clip or None,
+        p_cfg=t.p_cfg,
     )
 
 
@@ -49,12 +53,19 @@ def run(argv=None) -> None:
 
     ckpt_dir, log_dir = Path(args.ckpt_dir), Path(args.log_dir)
     work = ckpt_dir.with_name(ckpt_dir.name + ".partial")
-    print(f"train {args.run} seed {args.seed} on {device}, {params.train.threads} thread(s)",
-          file=sys.stderr)
+    print(
+        f"train {args.run} seed {args.seed} on {device}, {params.train.threads} thread(s)",
+        file=sys.stderr,
+    )
     train(
-        data, net_config(params, data["train_images"].shape[-1]), train_config(params),
-        ckpt_steps=params.checkpoint_steps(), ckpt_dir=work / "ckpt", log_dir=work / "log",
-        seed=args.seed, device=device,
+        data,
+        net_config(params, data["train_images"].shape[-1]),
+        train_config(params),
+        ckpt_steps=params.checkpoint_steps(),
+        ckpt_dir=work / "ckpt",
+        log_dir=work / "log",
+        seed=args.seed,
+        device=device,
     )
     for src, dst in ((work / "ckpt", ckpt_dir), (work / "log", log_dir)):
         if dst.exists():

@@ -67,16 +67,20 @@ def test_overprompt_moves_only_along_the_concept():
     grid = preset("2x2", color=0.2, size=0.4)
     base = grid.class_mean_cond(3)
     pushed = interventions.overprompt(grid, 3, "color", 2.0)
-    np.testing.assert_allclose(pushed[4:7], np.clip(base[4:7] + 2 * np.array([-0.2, 0, 0.2]), 0, 1),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        pushed[4:7], np.clip(base[4:7] + 2 * np.array([-0.2, 0, 0.2]), 0, 1), atol=1e-6
+    )
     assert pushed[7] == base[7]
 
 
 def test_embedding_similarity_rows(model):
     net, _ = model
     grid = preset("2x2", color=0.4, size=0.4)
-    vecs = {"blue": grid.mean_cond({"color": 1}), "red": grid.mean_cond({"color": 0}),
-            "small": grid.mean_cond({"size": 1})}
+    vecs = {
+        "blue": grid.mean_cond({"color": 1}),
+        "red": grid.mean_cond({"color": 0}),
+        "small": grid.mean_cond({"size": 1}),
+    }
     rows = interventions.embedding_similarity(net, vecs, [("blue", "red"), ("blue", "small")])
     assert len(rows) == 2 * len(net.cond_projection_names())
     assert all(-1.0 <= r["cosine"] <= 1.0 for r in rows)

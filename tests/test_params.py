@@ -11,7 +11,9 @@ from conceptspace.params import ParamsError, load_params, read_yaml, schema_erro
 
 
 def _set(doc: dict, path: str, value) -> dict:
+    """Copy of ``doc`` with ``path`` (dotted; ``RUN`` = the first run id) set to ``value``."""
     doc = copy.deepcopy(doc)
+    path = path.replace("RUN", next(iter(doc["runs"])))
     *head, last = path.split(".")
     node = doc
     for key in head:
@@ -27,13 +29,13 @@ _DELETE = object()
 
 # (description, key path, value, text that the message must contain)
 INVALID = [
-    ("color separation pushes a channel outside [0, 1]", "runs.c040.color", 0.9, "runs.c040.color"),
-    ("negative color separation", "runs.c040.color", -0.1, "runs.c040.color"),
-    ("size separation drives the small radius to zero", "runs.c040.size", 0.95, "runs.c040.size"),
-    ("zero size separation", "runs.c040.size", 0.0, "runs.c040.size"),
+    ("color separation pushes a channel outside [0, 1]", "runs.RUN.color", 0.9, "runs.RUN.color"),
+    ("negative color separation", "runs.RUN.color", -0.1, "runs.RUN.color"),
+    ("size separation drives the small radius to zero", "runs.RUN.size", 0.95, "runs.RUN.size"),
+    ("zero size separation", "runs.RUN.size", 0.0, "runs.RUN.size"),
     ("unknown concept in the grid", "grid.concepts", ["color", "smell"], "smell"),
-    ("unknown concept in a run", "runs.c040.smell", 0.2, "smell"),
-    ("a run lacks a grid concept", "runs.c040", {"color": 0.4}, "size"),
+    ("unknown concept in a run", "runs.RUN.smell", 0.2, "smell"),
+    ("a run lacks a grid concept", "runs.RUN", {"color": 0.4}, "size"),
     ("non-string run id", "runs", {20: {"color": 0.2, "size": 0.4}}, "20"),
     ("run id with a dot", "runs", {"c0.2": {"color": 0.2, "size": 0.4}}, "c0.2"),
     ("empty sweep", "runs", {}, "runs"),
@@ -57,8 +59,12 @@ INVALID = [
     ("missing key", "synthesize.blur_px", _DELETE, "blur_px"),
     ("unknown intervention method", "intervene.methods", ["naive", "hack"], "hack"),
     ("empty scale list", "intervene.linear.settings", [], "intervene.linear.settings"),
-    ("intervention on a concept not in the grid", "intervene.linear.concept", "background",
-     "background"),
+    (
+        "intervention on a concept not in the grid",
+        "intervene.linear.concept",
+        "background",
+        "background",
+    ),
     ("guidance without a guidance-trained model", "intervene.methods", ["naive", "cfg"], "cfg"),
     ("probe grid lacks a concept", "fit_probe.separations", [{"color": 0.4}], "size"),
     ("unknown device", "train.device", "tpu", "train.device"),
@@ -82,8 +88,12 @@ def test_tiny_params_are_valid(tiny_doc):
 MODEL_ONLY = [
     ("net channels not divisible by groups", "train.net.channels", [16, 30], "channels"),
     ("first checkpoint after the last step", "train.checkpoints.first", 10**6, "first"),
-    ("image size not divisible by the U-Net's downsampling", "synthesize.image_size", 18,
-     "image_size"),
+    (
+        "image size not divisible by the U-Net's downsampling",
+        "synthesize.image_size",
+        18,
+        "image_size",
+    ),
 ]
 
 
@@ -103,7 +113,7 @@ def test_invalid_documents_are_rejected_by_both(params_doc, desc, path, value, n
     with pytest.raises(ParamsError) as exc:
         validate(doc)
     assert "(schema)" not in str(exc.value), "the model accepted it"
-    assert needle in str(exc.value), str(exc.value)
+    assert needle.replace("RUN", next(iter(params_doc["runs"]))) in str(exc.value), str(exc.value)
 
 
 def test_at_least_twelve_distinct_invalid_documents():
@@ -113,7 +123,7 @@ def test_at_least_twelve_distinct_invalid_documents():
 VALID = [
     ("2x2x2 grid", "grid", {"concepts": ["color", "size", "background"], "held_out": None}),
     ("explicit held-out class", "grid.held_out", [{"color": "blue", "size": "small"}]),
-    ("integer separation", "runs.c040.size", 0.4),
+    ("integer separation", "runs.RUN.size", 0.4),
     ("several seeds", "seeds", [0, 1, 2]),
 ]
 
@@ -146,13 +156,13 @@ def test_stage_rejects_bad_params_before_writing(tmp_path, params_doc):
 
     from stages import synthesize
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(_set(params_doc, "runs.c040.color", 0.9)))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(_set(params_doc, "runs.RUN.color", 0.9)))
     out = tmp_path / "out"
     argv = [
         "--params",
         str(tmp_path / "params.yaml"),
         "--run",
-        "c040",
+        next(iter(params_doc["runs"])),
         "--seed",
         "0",
         "--dataset",
