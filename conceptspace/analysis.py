@@ -113,6 +113,25 @@ def learning_time(
     return float(t), False
 
 
+def joint_learning_time(
+    steps: np.ndarray, acc: np.ndarray, threshold: float, *, sigma: float = 1.5, k: int = 3
+) -> tuple[float, bool]:
+    """When *every* concept of a class is learned: the first sustained crossing of the worst
+    concept's smoothed accuracy (paper_spec §7.1 "class-learned time").
+
+    steps: [T]; acc: [T, K], one accuracy curve per concept. Each column is smoothed on its own
+    (as in :func:`learning_time`), then the minimum over columns must stay ``>= threshold`` for
+    ``k`` checkpoints. Returns ``(step, censored)``; censored gives the budget ``steps[-1]``.
+    """
+    acc = np.asarray(acc, dtype=float)
+    acc = acc[:, None] if acc.ndim == 1 else acc
+    steps, worst = _check_curve(steps, smooth(acc, sigma, axis=0).min(axis=1))
+    t = first_sustained_crossing(steps, worst, threshold, k)
+    if t is None:
+        return float(steps[-1]), True
+    return float(t), False
+
+
 # --------------------------------------------------------------------------------------------
 # Learning times from the probe table
 # --------------------------------------------------------------------------------------------

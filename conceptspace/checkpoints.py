@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from conceptspace.io import ArtifactError
 from conceptspace.schedule import LogSNRSchedule
 from conceptspace.unet import UNet, UNetConfig
 
@@ -25,8 +26,9 @@ REQUIRED_KEYS = ("format", "step", "net_config", "net", "schedule")
 TMP_PREFIX = ".tmp-"  # temporary directories of atomic_torch_save start with this
 
 
-class CheckpointError(Exception):
-    """A checkpoint file is missing, unreadable or not a conceptspace checkpoint."""
+class CheckpointError(ArtifactError):
+    """A checkpoint file is missing, unreadable or not a conceptspace checkpoint (an
+    :class:`~conceptspace.io.ArtifactError`, so stages report it like any bad artifact)."""
 
 
 def checkpoint_path(ckpt_dir: Path, step: int) -> Path:

@@ -170,17 +170,31 @@ def fit(
     Returns the probe in eval mode and a history ``[{"step", "loss", "seconds"}]`` with the
     mean training loss of each 100-step window.
     """
-    from tqdm.auto import tqdm
-
     concepts = _same_concepts(grids)
     images, values, _ = make_probe_data(
         grids, image_size, cfg.n_per_class, blur_px=blur_px, noise=noise, seed=cfg.seed
     )
-    x_all = torch.from_numpy(images)
+    return fit_arrays(images, values, len(concepts), cfg, progress=progress)
+
+
+def fit_arrays(
+    images: np.ndarray,
+    values: np.ndarray,
+    n_concepts: int,
+    cfg: ProbeConfig,
+    *,
+    progress: bool = True,
+) -> tuple[ConceptProbe, list[dict]]:
+    """Train a probe on given images ``[N, 3, S, S]`` with value indices ``[N, n_concepts]``
+    (e.g. real images of a folder); the training procedure of :func:`fit`."""
+    from tqdm.auto import tqdm
+
+    values = np.asarray(values, dtype=np.int64).reshape(len(images), n_concepts)
+    x_all = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
     y_all = torch.from_numpy(values)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        probe = ConceptProbe(len(concepts), cfg.width)
+        probe = ConceptProbe(n_concepts, cfg.width)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -287,6 +301,54 @@ def evaluate(
                         }
                     )
     return rows
+
+
+def evaluate_arrays(
+    probe: ConceptProbe,
+    images: np.ndarray,
+    values: np.ndarray,
+    concepts: Sequence[str],
+    *,
+    noise_levels: Sequence[float] = (0.0, 0.05, 0.08),
+    kind: str = "real",
+    seed: int = 1,
+) -> list[dict]:
+    """Accuracy on given test images per added noise level and concept (rows as in
+    :func:`evaluate`, with ``separations`` empty and ``kind`` as given)."""
+    values = np.asarray(values).reshape(len(images), len(concepts))
+    eps = np.random.default_rng([seed, _EVAL_STREAM]).standard_normal(
+        images.shape, dtype=np.float32
+    )
+    rows = []
+    for level in noise_levels:
+        correct = (predict(probe, images + np.float32(level) * eps) > 0.5) == (values == 1)
+        for c, concept in enumerate(concepts):
+            rows.append(
+                {
+                    "separations": {},
+                    "kind": kind,
+                    "noise": float(level),
+                    "concept": concept,
+                    "accuracy": float(correct[:, c].mean()),
+                    "n": int(len(values)),
+                }
+            )
+    return rows
+
+
+def split_per_class(
+    class_id: np.ndarray, n_train: int, n_test: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded disjoint (train, test) indices: per class, up to ``n_test`` test items (at most
+    half the class) and up to ``n_train`` training items from the rest; both sorted."""
+    rng = np.random.default_rng([seed, _EVAL_STREAM])
+    train, test = [], []
+    for k in np.unique(class_id):
+        members = rng.permutation(np.flatnonzero(class_id == k))
+        t = min(n_test, len(members) // 2)
+        test.append(members[:t])
+        train.append(members[t : t + n_train])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
 # ---- artifacts ---------------------------------------------------------------------------

@@ -20,6 +20,12 @@ uniform in [0.8, 1]).
 The 11-d conditioning vector given to the model holds the *actual* sampled attribute values:
 ``[shape one-hot (2), x, y, object RGB (3), radius, background RGB (3)]``; entries of concepts
 that are not in the grid are zero (position is never conditioned on).
+
+*Attribute grids* (real images, e.g. CelebA, paper_spec §7.2) name arbitrary binary attributes
+(``ConceptGrid(("Male", "Smiling"), values={"Male": ("female", "male"), ...})``). They keep the
+given concept order, have no separations, and are conditioned on the paper's one-hot code per
+attribute, ``[1 - a1, a1, 1 - a2, a2, ...]`` (width ``2 * n_concepts``); value index 1 means
+the attribute is present.
 """
 
 from __future__ import annotations
@@ -69,13 +75,19 @@ class ConceptGrid:
     :param separations: separation per separated concept in the grid (e.g. ``{"color": 0.4}``).
     :param held_out: explicit held-out classes as value-name dicts, or ``None`` for the rule
         "more than one concept differs from the base value".
+    :param values: for an *attribute grid* (real images), the names of the two values of every
+        concept (index 0 = attribute absent); ``None`` for the shapes grid.
     """
 
     concepts: tuple[str, ...]
     separations: dict[str, float] = field(default_factory=dict)
     held_out: tuple[dict[str, str], ...] | None = None
+    values: dict[str, tuple[str, str]] | None = None
 
     def __post_init__(self) -> None:
+        if self.values is not None:
+            self._check_attribute_grid()
+            return
         unknown = [c for c in self.concepts if c not in CONCEPTS]
         if unknown:
             raise ValueError(f"unknown concept(s) {unknown}; known: {list(CONCEPTS)}")
@@ -84,6 +96,68 @@ class ConceptGrid:
         missing = [c for c in ordered if c in SEPARATED and c not in self.separations]
         if missing:
             raise ValueError(f"no separation given for concept(s) {missing}")
+
+    def _check_attribute_grid(self) -> None:
+        concepts = tuple(self.concepts)
+        object.__setattr__(self, "concepts", concepts)
+        values = {c: tuple(v) for c, v in self.values.items()}
+        object.__setattr__(self, "values", values)
+        if len(set(concepts)) != len(concepts) or not concepts:
+            raise ValueError(f"attribute grid needs distinct concepts, got {list(concepts)}")
+        if set(values) != set(concepts):
+            raise ValueError(f"values name {sorted(values)}, the grid has {list(concepts)}")
+        names = [n for c in concepts for n in values[c]]
+        if any(len(values[c]) != 2 for c in concepts) or len(set(names)) != len(names):
+            raise ValueError(f"every concept needs two value names, all distinct: {values}")
+        if self.separations:
+            raise ValueError("an attribute grid has no separations")
+
+    @property
+    def one_hot(self) -> bool:
+        """Attribute grid conditioned on one-hot codes (real images) rather than shapes."""
+        return self.values is not None
+
+    def value_names(self, concept: str) -> tuple[str, str]:
+        """Names of the two values of ``concept`` (index 0 first)."""
+        if concept not in self.concepts:
+            raise ValueError(f"concept {concept!r} is not in the grid {list(self.concepts)}")
+        return self.values[concept] if self.values is not None else CONCEPTS[concept]
+
+    @property
+    def cond_dim(self) -> int:
+        """Width of the conditioning vector (11 for shapes, 2 per concept for one-hot)."""
+        return 2 * len(self.concepts) if self.one_hot else COND_DIM
+
+    def cond_slice(self, concept: str) -> slice:
+        """The entries of the conditioning vector that belong to ``concept``."""
+        if concept not in self.concepts:
+            raise ValueError(f"concept {concept!r} is not in the grid {list(self.concepts)}")
+        if self.one_hot:
+            i = self.concepts.index(concept)
+            return slice(2 * i, 2 * i + 2)
+        return COND_SLICES[concept]
+
+    def codes(self, values: np.ndarray) -> np.ndarray:
+        """One-hot codes ``[N, 2 n_concepts]`` of value indices ``[N, n_concepts]`` (attribute
+        grids): ``[1 - a1, a1, 1 - a2, a2, ...]``."""
+        v = np.asarray(values, dtype=np.float32).reshape(-1, len(self.concepts))
+        return np.stack([1 - v, v], axis=-1).reshape(len(v), -1).astype(np.float32)
+
+    def class_of(self, spec: dict[str, str]) -> int:
+        """Class index of a value-name dict naming every concept, e.g. ``{"color": "red", ...}``."""
+        missing = [c for c in self.concepts if c not in spec]
+        extra = [c for c in spec if c not in self.concepts]
+        if missing or extra:
+            raise ValueError(
+                f"class {spec} must name exactly the grid's concepts {list(self.concepts)}"
+            )
+        bits = []
+        for c in self.concepts:
+            names = self.value_names(c)
+            if spec[c] not in names:
+                raise ValueError(f"{c} = {spec[c]!r}: not a value of {c!r} {list(names)}")
+            bits.append(names.index(spec[c]))
+        return self.class_index(tuple(bits))
 
     # ---- classes ------------------------------------------------------------------------
     @property
@@ -100,7 +174,7 @@ class ConceptGrid:
     def class_name(self, index: int) -> str:
         """Readable name, e.g. ``"blue_small"`` (values joined in grid order)."""
         bits = self.class_bits(index)
-        return "_".join(CONCEPTS[c][b] for c, b in zip(self.concepts, bits, strict=True))
+        return "_".join(self.value_names(c)[b] for c, b in zip(self.concepts, bits, strict=True))
 
     @property
     def class_names(self) -> list[str]:
@@ -112,7 +186,7 @@ class ConceptGrid:
             return sum(bits) > 1
         return any(
             all(
-                CONCEPTS[c][b] == spec.get(c, CONCEPTS[c][0])
+                self.value_names(c)[b] == spec.get(c, self.value_names(c)[0])
                 for c, b in zip(self.concepts, bits, strict=True)
             )
             for spec in self.held_out
@@ -154,16 +228,19 @@ class ConceptGrid:
         return self.mean_cond(dict(zip(self.concepts, self.class_bits(index), strict=True)))
 
     def mean_cond(self, values: dict[str, int]) -> np.ndarray:
-        """Conditioning vector with each given concept at its class mean, shape ``[11]``.
+        """Conditioning vector with each given concept at its class mean, shape ``[cond_dim]``.
 
         Concepts of the grid missing from ``values`` are left at zero: this gives the
-        single-concept vectors used by linear latent interventions.
+        single-concept vectors used by linear latent interventions. (Attribute grids: the
+        concept's one-hot code.)
         """
-        h = np.zeros(COND_DIM, dtype=np.float32)
+        h = np.zeros(self.cond_dim, dtype=np.float32)
         for c, v in values.items():
             if c not in self.concepts:
                 raise ValueError(f"concept {c!r} is not in the grid {list(self.concepts)}")
-            if c == "shape":
+            if self.one_hot:
+                h[self.cond_slice(c)] = (1.0 - v, float(v))
+            elif c == "shape":
                 h[COND_SLICES["shape"]][v] = 1.0
             elif c == "color":
                 h[COND_SLICES["color"]] = self.color_mean(v)
@@ -173,20 +250,41 @@ class ConceptGrid:
                 h[COND_SLICES["background"]] = self.background_mean(v)
         return h
 
+    def overprompt_cond(self, cls: int, concept: str, k: float) -> np.ndarray:
+        """Class-mean prompt of ``cls`` pushed ``k`` times further along ``concept``:
+        ``h + k * (mean(value) - mean(other value))`` on that concept's entries.
+
+        Shapes grids clip the pushed entries to [0, 1] (colors and radii); attribute grids do
+        not clip (the paper's overprompting of one-hot codes, e.g. ``[1 + k, -k]``).
+        """
+        value = self.class_bits(cls)[self.concepts.index(concept)]
+        h = self.class_mean_cond(cls)
+        axis = self.mean_cond({concept: value}) - self.mean_cond({concept: 1 - value})
+        sl = self.cond_slice(concept)
+        h[sl] = h[sl] + k * axis[sl]
+        if not self.one_hot:
+            h[sl] = np.clip(h[sl], 0.0, 1.0)
+        return h.astype(np.float32)
+
     def to_dict(self) -> dict:
-        return {
+        d = {
             "concepts": list(self.concepts),
             "separations": dict(self.separations),
             "held_out": None if self.held_out is None else [dict(h) for h in self.held_out],
         }
+        if self.values is not None:
+            d["values"] = {c: list(v) for c, v in self.values.items()}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ConceptGrid:
         held = d.get("held_out")
+        values = d.get("values")
         return cls(
             concepts=tuple(d["concepts"]),
             separations={k: float(v) for k, v in d.get("separations", {}).items()},
             held_out=None if held is None else tuple(dict(h) for h in held),
+            values=None if values is None else {c: tuple(v) for c, v in values.items()},
         )
 
 

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import least_squares
+from scipy.special import expit
 
 PARAM_NAMES = ("a", "speed", "switch_t", "switch_rate")
 DEFAULT_T_MAX = 25.0
@@ -33,7 +34,7 @@ DEFAULT_T_MAX = 25.0
 
 def switch(t: np.ndarray | float, switch_t: float, switch_rate: float) -> np.ndarray | float:
     """α(t) = sigmoid(switch_rate · (t − switch_t)), the conflicting pull's moving target."""
-    return 1.0 / (1.0 + np.exp(-switch_rate * (np.asarray(t) - switch_t)))
+    return expit(switch_rate * (np.asarray(t) - switch_t))
 
 
 def rhs(
@@ -139,7 +140,9 @@ def fit(
 
     Returns ``params`` ({a, speed, switch_t, switch_rate} in model time), ``switch_step``
     (= switch_t·tau), ``tau``, ``c0``, ``c_fit`` [T, 2], ``rmse``, ``r2`` (1 − SS_res/SS_tot over
-    both coordinates, SS_tot about each coordinate's mean), ``cost`` and ``success``.
+    both coordinates, SS_tot about each coordinate's mean), ``cost``, ``success`` and
+    ``at_bound`` (the parameters that ended on a bound of the search box, where the data do
+    not pin them down: e.g. a switch after the budget).
     """
     t_obs = np.asarray(t_obs, dtype=float)
     c_obs = np.asarray(c_obs, dtype=float)
@@ -169,6 +172,10 @@ def fit(
 
     params, start = _unpack(best.x, fit_c0, c0)
     c_fit = integrate(t_model, c0=start, **params)
+    tight = np.isclose(best.x[:4], lower[:4], rtol=0, atol=1e-6) | np.isclose(
+        best.x[:4], upper[:4], rtol=0, atol=1e-6
+    )
+    at_bound = [name for name, hit in zip(PARAM_NAMES, tight, strict=True) if hit]
     ss_res = float(np.sum((c_fit - c_obs) ** 2))
     ss_tot = float(np.sum((c_obs - c_obs.mean(axis=0)) ** 2))
     return {
@@ -181,4 +188,92 @@ def fit(
         "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
         "cost": float(best.cost),
         "success": bool(best.success),
+        "at_bound": at_bound,
     }
+
+
+FIT_COLUMNS = [
+    "run",
+    "class",
+    "concept_1",
+    "concept_2",
+    "n_points",
+    *PARAM_NAMES,
+    "switch_step",
+    "tau",
+    "c0_1",
+    "c0_2",
+    "rmse",
+    "r2",
+    "success",
+    "at_bound",
+]
+
+
+def fit_held_out(traj, *, fit_c0: bool = True, min_points: int = 6):
+    """Fit the model to every held-out trajectory that is novel in exactly two concepts.
+
+    ``traj``: seed-averaged trajectories (``analysis.trajectories``: ``run, class, held_out,
+    step, <concept>..., target_<concept>...``). A held-out class whose target differs from the
+    base corner in exactly two concepts is a 2-D problem of the model's shape: its two
+    coordinates (P(value 1) of those concepts, target 1 each) are fitted in grid order, so
+    ``a > 1`` means the second concept is learned faster. Classes novel in one or three
+    concepts, or with fewer than ``min_points`` checkpoints, are listed as skipped.
+
+    Returns ``(table, curves, skipped)``: ``table`` one row per fit (:data:`FIT_COLUMNS`),
+    ``curves`` the long frame ``run, class, concept, step, measured, fitted`` and
+    ``skipped`` a list of ``{"run", "class", "reason"}``.
+    """
+    import pandas as pd
+
+    concepts = [c.removeprefix("target_") for c in traj.columns if c.startswith("target_")]
+    rows, curves, skipped = [], [], []
+    held = traj[traj["held_out"].astype(bool)]
+    for (run, cls), g in held.groupby(["run", "class"], sort=True):
+        g = g.sort_values("step")
+        novel = [c for c in concepts if float(g[f"target_{c}"].iloc[0]) == 1.0]
+        if len(novel) != 2:
+            skipped.append(
+                {"run": run, "class": cls, "reason": f"novel in {len(novel)} concepts, not 2"}
+            )
+            continue
+        if len(g) < min_points:
+            skipped.append({"run": run, "class": cls, "reason": f"only {len(g)} checkpoints"})
+            continue
+        steps = g["step"].to_numpy(float)
+        obs = g[novel].to_numpy(float)
+        res = fit(steps, obs, fit_c0=fit_c0)
+        rows.append(
+            {
+                "run": run,
+                "class": cls,
+                "concept_1": novel[0],
+                "concept_2": novel[1],
+                "n_points": len(g),
+                **res["params"],
+                "switch_step": res["switch_step"],
+                "tau": res["tau"],
+                "c0_1": res["c0"][0],
+                "c0_2": res["c0"][1],
+                "rmse": res["rmse"],
+                "r2": res["r2"],
+                "success": res["success"],
+                "at_bound": "+".join(res["at_bound"]),
+            }
+        )
+        for j, c in enumerate(novel):
+            curves.append(
+                pd.DataFrame(
+                    {
+                        "run": run,
+                        "class": cls,
+                        "concept": c,
+                        "step": steps,
+                        "measured": obs[:, j],
+                        "fitted": res["c_fit"][:, j],
+                    }
+                )
+            )
+    curve_cols = ["run", "class", "concept", "step", "measured", "fitted"]
+    curves = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=curve_cols)
+    return pd.DataFrame(rows, columns=FIT_COLUMNS), curves, skipped

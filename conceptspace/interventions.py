@@ -21,17 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .concepts import COND_SLICES, ConceptGrid
+from .concepts import ConceptGrid
 
 
 def overprompt(grid: ConceptGrid, cls: int, concept: str, k: float) -> np.ndarray:
     """Class-mean prompt of ``cls`` pushed ``k`` separations further along ``concept``: [11]."""
-    value = grid.class_bits(cls)[grid.concepts.index(concept)]
-    h = grid.class_mean_cond(cls)
-    axis = grid.mean_cond({concept: value}) - grid.mean_cond({concept: 1 - value})
-    sl = COND_SLICES[concept]
-    h[sl] = np.clip(h[sl] + k * axis[sl], 0.0, 1.0)
-    return h.astype(np.float32)
+    return grid.overprompt_cond(cls, concept, k)
 
 
 def single_concept_vectors(grid: ConceptGrid, concept: str) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +43,7 @@ def projections(net: nn.Module) -> dict[str, nn.Module]:
 @torch.no_grad()
 def embed(net: nn.Module, v: np.ndarray | Tensor) -> dict[str, Tensor]:
     """Each block's concept embedding e_b(v) of conditioning vectors ``v`` [B, 11] -> [B, C_b]."""
-    v = torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(-1, 11)
+    v = torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(-1, net.cfg.cond_dim)
     return {name: m(v) for name, m in projections(net).items()}
 
 

@@ -10,7 +10,15 @@ The schema and the model state the same rules twice on purpose: the schema serve
 ``validate`` and other tools, the model gives typed access. ``tests/test_params.py`` checks
 that they accept and reject the same documents, except for the few relations between two
 numbers that JSON Schema cannot express (channels a multiple of groups, first checkpoint at
-most steps, image size divisible by the U-Net's downsampling), which only the model checks.
+most steps, image size divisible by the U-Net's downsampling), and the relations between names
+of a folder grid (attribute grids name their own concepts and values) and the masked class
+being a training class, which only the model checks.
+
+Two data sources share every stage: ``synthesize.source: shapes`` (rendered, the default) and
+``folder`` (real images in a CelebA-style folder, ``synthesize.folder``; grid.concepts then
+name attributes of its table, grid.values optionally name their values). Underspecified
+prompts: ``runs.<id>.mask`` (fraction, default 0) of the training images of the class
+``synthesize.mask.class`` get the entries of ``synthesize.mask.concept`` nulled.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ from .concepts import CONCEPTS, MAX_SEPARATION, SEPARATED, ConceptGrid
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
 RUN_ID = r"^[a-z][a-z0-9_]*$"
+CONCEPT_NAME = r"^[A-Za-z0-9_]+$"  # shapes concepts, or attribute names of a folder's table
+VALUE_NAME = r"^[a-z0-9]+$"  # value names of a folder grid (joined by "_" in class names)
 
 
 class ParamsError(ValueError):
@@ -70,12 +80,23 @@ class Separations(_Section):
     background: Real | None = Field(None, gt=0, le=MAX_SEPARATION["background"])
 
     def as_dict(self) -> dict[str, float]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+        return {k: getattr(self, k) for k in SEPARATED if getattr(self, k) is not None}
+
+
+class Run(Separations):
+    """One sweep point: separations (shapes data) and the masked fraction (§7.6)."""
+
+    mask: Real = Field(0.0, ge=0, le=1)  # share of synthesize.mask.class's training images
+
+
+ConceptName = Annotated[str, Field(pattern=CONCEPT_NAME)]
+ValueName = Annotated[str, Field(pattern=VALUE_NAME)]
 
 
 class Grid(_Section):
-    concepts: list[Literal["shape", "color", "size", "background"]] = Field(min_length=1)
-    held_out: list[dict[Literal["shape", "color", "size", "background"], str]] | None = None
+    concepts: list[ConceptName] = Field(min_length=1)
+    held_out: list[dict[str, str]] | None = None
+    values: dict[str, Annotated[list[ValueName], Field(min_length=2, max_length=2)]] | None = None
 
     @field_validator("concepts")
     @classmethod
@@ -84,34 +105,41 @@ class Grid(_Section):
             raise ValueError("concepts must be unique")
         return v
 
-    @model_validator(mode="after")
-    def _held_out_in_grid(self) -> Grid:
-        for i, spec in enumerate(self.held_out or []):
-            if not spec:
-                raise _keyed(f"held_out[{i}] = {{}}: a held-out class names no concept")
-            for concept, value in spec.items():
-                if concept not in self.concepts:
-                    raise _keyed(
-                        f"held_out[{i}].{concept} = {value!r}: concept {concept!r} is not in "
-                        f"grid.concepts {self.concepts}"
-                    )
-                if value not in CONCEPTS[concept]:
-                    raise _keyed(
-                        f"held_out[{i}].{concept} = {value!r}: not a value of {concept!r} "
-                        f"{list(CONCEPTS[concept])}"
-                    )
-        return self
+
+def default_value_names(attribute: str) -> tuple[str, str]:
+    """Value names of a folder attribute without ``grid.values``: ``Male`` -> (nomale, male)."""
+    name = attribute.lower().replace("_", "")
+    return f"no{name}", name
 
 
 # ---- one section per stage ----------------------------------------------------------------
+class Folder(_Section):
+    """A CelebA-style folder: ``<root>/<images>/*.jpg|png`` and ``<root>/<attributes>``."""
+
+    root: str = Field(min_length=1)
+    images: str = Field("img_align_celeba", min_length=1)
+    attributes: str = Field("list_attr_celeba.txt", min_length=1)
+
+
+class Mask(_Section):
+    """Underspecified prompts: which class's training images lose which concept's entries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    class_: dict[str, str] = Field(alias="class", min_length=1)
+    concept: ConceptName
+
+
 class Synthesize(_Section):
     image_size: StrictInt = Field(ge=8, le=128)
     n_per_class: StrictInt = Field(ge=1)  # training images per training class
     val_fraction: Real = Field(ge=0, lt=1)
     n_heldout: StrictInt = Field(ge=1)  # class-mean images per held-out class (held-out loss)
-    blur_px: Real = Field(ge=0, le=4)
-    noise: Real = Field(ge=0, le=0.1)
-    signal_samples: StrictInt = Field(ge=1)  # image pairs for the measured concept signal
+    blur_px: Real = Field(ge=0, le=4)  # shapes only (ignored for folder data)
+    noise: Real = Field(ge=0, le=0.1)  # shapes only
+    signal_samples: StrictInt = Field(ge=1)  # shapes only: pairs for the concept signal
+    source: Literal["shapes", "folder"] = "shapes"
+    folder: Folder | None = None  # required with source = folder
+    mask: Mask | None = None  # what runs.<id>.mask > 0 masks
 
 
 class Net(_Section):
@@ -169,9 +197,10 @@ class Train(_Section):
 
 
 class FitProbe(_Section):
-    """The concept probe: trained on renders of all classes pooled over these grids."""
+    """The concept probe: trained on renders of all classes pooled over these grids (shapes),
+    or on the folder's images of all classes (folder; ``separations`` then absent)."""
 
-    separations: list[Separations] = Field(min_length=1)
+    separations: list[Separations] | None = Field(None, min_length=1)
     n_per_class: StrictInt = Field(ge=1)  # renders per class per grid
     n_test: StrictInt = Field(ge=1)  # held-out renders per class per grid for metrics
     steps: StrictInt = Field(ge=1)
@@ -191,7 +220,7 @@ class Probe(_Section):
 
 
 class ConceptPush(_Section):
-    concept: Literal["shape", "color", "size", "background"]
+    concept: ConceptName
     settings: list[Real] = Field(min_length=1)
 
 
@@ -229,7 +258,7 @@ class Analyze(_Section):
 
 
 class Params(_Section):
-    runs: dict[Annotated[str, Field(pattern=RUN_ID)], Separations] = Field(min_length=1)
+    runs: dict[Annotated[str, Field(pattern=RUN_ID)], Run] = Field(min_length=1)
     seeds: list[StrictInt] = Field(min_length=1)
     grid: Grid
     synthesize: Synthesize
@@ -249,10 +278,84 @@ class Params(_Section):
         return v
 
     @model_validator(mode="after")
+    def _grid_names(self) -> Params:
+        """Concept and value names of the grid, per data source; the held-out classes."""
+        concepts = self.grid.concepts
+        if self.synthesize.source == "shapes":
+            for c in concepts:
+                if c not in CONCEPTS:
+                    raise _keyed(
+                        f"grid.concepts = {concepts}: unknown concept {c!r}; known: "
+                        f"{list(CONCEPTS)} (or set synthesize.source: folder for attributes)"
+                    )
+            if self.grid.values is not None:
+                raise _keyed(
+                    "grid.values: value names are for folder data only "
+                    "(synthesize.source = 'shapes' uses the built-in names)"
+                )
+            for key in ("folder",):
+                if getattr(self.synthesize, key) is not None:
+                    raise _keyed(f"synthesize.{key}: only used with synthesize.source = 'folder'")
+            if self.fit_probe.separations is None:
+                raise _keyed("fit_probe.separations: required for synthesize.source = 'shapes'")
+        else:
+            if self.synthesize.folder is None:
+                raise _keyed(
+                    "synthesize.folder: required with synthesize.source = 'folder' "
+                    "(root of a CelebA-style folder)"
+                )
+            if self.fit_probe.separations is not None:
+                raise _keyed(
+                    "fit_probe.separations: folder data have no separations; leave it out "
+                    "(the probe is fitted on the folder's images)"
+                )
+            for c in self.grid.values or {}:
+                if c not in concepts:
+                    raise _keyed(f"grid.values.{c}: {c!r} is not in grid.concepts {concepts}")
+            names = [n for c in concepts for n in self.value_names(c)]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise _keyed(
+                    f"grid.values: value names must be distinct across concepts, "
+                    f"{dup} repeats (give them in grid.values)"
+                )
+        for i, spec in enumerate(self.grid.held_out or []):
+            if not spec:
+                raise _keyed(f"grid.held_out[{i}] = {{}}: a held-out class names no concept")
+            for concept, value in spec.items():
+                if concept not in concepts:
+                    raise _keyed(
+                        f"grid.held_out[{i}].{concept} = {value!r}: concept {concept!r} is not "
+                        f"in grid.concepts {concepts}"
+                    )
+                names = self.value_names(concept)
+                if value not in names:
+                    raise _keyed(
+                        f"grid.held_out[{i}].{concept} = {value!r}: not a value of "
+                        f"{concept!r} {list(names)}"
+                    )
+        return self
+
+    def value_names(self, concept: str) -> tuple[str, str]:
+        """The two value names of a grid concept (index 0 = base / attribute absent)."""
+        if self.synthesize.source == "shapes":
+            return CONCEPTS[concept]
+        given = (self.grid.values or {}).get(concept)
+        return tuple(given) if given is not None else default_value_names(concept)
+
+    @model_validator(mode="after")
     def _runs_cover_grid(self) -> Params:
         needed = [c for c in self.grid.concepts if c in SEPARATED]
+        if self.synthesize.source == "folder":
+            needed = []
         for run_id, seps in self.runs.items():
             given = seps.as_dict()
+            if given and self.synthesize.source == "folder":
+                c = next(iter(given))
+                raise _keyed(
+                    f"runs.{run_id}.{c} = {given[c]}: folder data have no separations "
+                    "(a run gives at most its mask)"
+                )
             for c in needed:
                 if c not in given:
                     raise _keyed(f"runs.{run_id}: no separation for concept {c!r} of grid.concepts")
@@ -263,6 +366,40 @@ class Params(_Section):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _mask(self) -> Params:
+        """runs.<id>.mask > 0 needs synthesize.mask, naming a training class and a concept."""
+        m = self.synthesize.mask
+        if m is None:
+            for run_id, run in self.runs.items():
+                if run.mask > 0:
+                    raise _keyed(
+                        f"runs.{run_id}.mask = {run.mask}: masking needs synthesize.mask "
+                        "(the class and the concept to mask)"
+                    )
+            return self
+        concepts = self.grid.concepts
+        if m.concept not in concepts:
+            raise _keyed(
+                f"synthesize.mask.concept = {m.concept!r}: not in grid.concepts {concepts}"
+            )
+        grid = self.grid_for(self.run_ids[0])
+        try:
+            k = grid.class_of(m.class_)
+        except ValueError as e:
+            raise _keyed(f"synthesize.mask.class = {m.class_}: {e}") from None
+        if grid.is_held_out(k):
+            raise _keyed(
+                f"synthesize.mask.class = {m.class_}: {grid.class_name(k)!r} is a held-out "
+                f"class; mask a training class {[grid.class_name(i) for i in grid.train_classes]}"
+            )
+        return self
+
+    def mask_for(self, run_id: str) -> float:
+        """The masked fraction of one sweep point (0 when unset)."""
+        self.grid_for(run_id)
+        return float(self.runs[run_id].mask)
+
     # ---- convenience ----------------------------------------------------------------------
     @property
     def run_ids(self) -> list[str]:
@@ -272,15 +409,17 @@ class Params(_Section):
         """The concept grid of one sweep point."""
         if run_id not in self.runs:
             raise ParamsError(f"unknown run id {run_id!r}; params.yaml defines {self.run_ids}")
+        folder = self.synthesize.source == "folder"
         return ConceptGrid(
             concepts=tuple(self.grid.concepts),
             separations=self.runs[run_id].as_dict(),
             held_out=None if self.grid.held_out is None else tuple(self.grid.held_out),
+            values={c: self.value_names(c) for c in self.grid.concepts} if folder else None,
         )
 
     @model_validator(mode="after")
     def _consistent_stages(self) -> Params:
-        for i, seps in enumerate(self.fit_probe.separations):
+        for i, seps in enumerate(self.fit_probe.separations or []):
             for c in [c for c in self.grid.concepts if c in SEPARATED]:
                 if c not in seps.as_dict():
                     raise _keyed(f"fit_probe.separations[{i}]: no separation for concept {c!r}")

@@ -42,6 +42,7 @@ class Attributes:
     color: np.ndarray  # [N, 3] object RGB
     radius: np.ndarray  # [N] radius in grid units
     background: np.ndarray  # [N, 3] background RGB
+    values: np.ndarray | None = None  # [N, n_concepts] concept values (attribute grids only)
 
     def __len__(self) -> int:
         return len(self.radius)
@@ -67,9 +68,21 @@ def sample_attributes(
         concept-signal measurement uses; shape must stay integer.
     :param at_mean: put every concept attribute exactly at its class mean ("test" images).
         Position and nuisance background stay random either way.
+
+    An attribute grid (real images) has no attributes to draw: the result only carries
+    ``values``, so that :func:`conditioning` gives their one-hot codes (no randomness used).
     """
     values = np.asarray(values, dtype=np.float32).reshape(len(values), len(grid.concepts))
     n = len(values)
+    if grid.one_hot:
+        return Attributes(
+            shape=np.zeros(n, dtype=np.int64),
+            position=np.zeros((n, 2), dtype=np.float32),
+            color=np.broadcast_to(np.float32(FIXED_COLOR), (n, 3)).copy(),
+            radius=np.full(n, SIZE_CENTER, dtype=np.float32),
+            background=np.ones((n, 3), dtype=np.float32),
+            values=values,
+        )
     # Fixed draw order and amounts: position, color jitter, size jitter, background jitter.
     position = rng.uniform(-0.5, 0.5, size=(n, 2)).astype(np.float32)
     u_color = rng.uniform(-1.0, 1.0, size=(n, 3)).astype(np.float32)
@@ -172,8 +185,13 @@ def conditioning(grid: ConceptGrid, attrs: Attributes) -> np.ndarray:
     """The 11-d conditioning vectors of rendered images, ``[N, 11]`` float32.
 
     Active concepts carry the attribute values actually used to render each image; entries of
-    concepts outside the grid (and position, which is never conditioned on) are zero.
+    concepts outside the grid (and position, which is never conditioned on) are zero. For an
+    attribute grid: the one-hot codes of ``attrs.values``, ``[N, 2 n_concepts]``.
     """
+    if grid.one_hot:
+        if attrs.values is None:
+            raise ValueError("attribute grid: these attributes carry no concept values")
+        return grid.codes(attrs.values)
     h = np.zeros((len(attrs), COND_DIM), dtype=np.float32)
     if "shape" in grid.concepts:
         h[np.arange(len(attrs)), attrs.shape] = 1.0

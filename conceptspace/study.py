@@ -14,6 +14,11 @@ computed from the data with the evidence next to it:
    afterwards the trajectory turns towards the held-out corner.
 3. ``hidden_capability``: some elicitation method reaches the capability threshold at least
    one checkpoint interval before naive prompting does.
+
+A verdict the sweep cannot test (memorization on a grid without color or with several
+held-out classes, e.g. 2x2x2; signal order without color) has ``holds`` None, ``applicable``
+False and a ``reason``; it is never forced to a yes or no. :func:`analyze_extensions` adds the
+analyses beyond two concepts (concept distance, ODE fits, guidance, underspecification).
 """
 
 from __future__ import annotations
@@ -62,7 +67,9 @@ def sharing_class(classes: list[str], held: str, concept_index: int) -> str | No
     return None
 
 
-def memorization_of_run(traj: pd.DataFrame, train_acc: pd.DataFrame, cfg) -> dict:
+def memorization_of_run(
+    traj: pd.DataFrame, train_acc: pd.DataFrame, cfg, held: str | None = None
+) -> dict:
     """Which training class the held-out prompt imitates before the turn, and whether it turns.
 
     The window is the paper's: from the first checkpoint at which the training classes are
@@ -71,9 +78,12 @@ def memorization_of_run(traj: pd.DataFrame, train_acc: pd.DataFrame, cfg) -> dic
     within ``saturation_tol`` of their corners), or the last checkpoint if they never
     saturate. The memorized class is the training corner nearest to the held-out trajectory
     over the window; the run turns when it ends markedly closer to its own corner.
+    ``held`` picks one held-out class when the grid has several (default: the only one).
     """
+    if held is None:
+        held = traj.loc[traj["held_out"].astype(bool), "class"].iloc[0]
+    traj = traj[~traj["held_out"].astype(bool) | (traj["class"] == held)]
     summary = A.turn_summary(traj, tol=cfg.saturation_tol)
-    held = traj.loc[traj["held_out"].astype(bool), "class"].iloc[0]
     steps, xy = A.trajectory_arrays(traj, held)
     target = np.array(
         [traj.loc[traj["class"] == held, f"target_{c}"].iloc[0] for c in A.concepts_of(traj)]
@@ -101,6 +111,79 @@ def memorization_of_run(traj: pd.DataFrame, train_acc: pd.DataFrame, cfg) -> dic
         "final_distance_to_held_out_corner": _none(final),
         "turned": bool(final <= in_window - TURN_MARGIN),
         **{k: _none(v) for k, v in summary.items() if k not in ("nearest_class",)},
+    }
+
+
+def _per_run(d: pd.DataFrame, runs: list[str]) -> pd.DataFrame:
+    """One learning-time row per run (indexed by run), in sweep order."""
+    d = d.set_index("run")
+    return d.loc[[r for r in runs if r in d.index]]
+
+
+def _order(d: pd.DataFrame, info: pd.DataFrame, concept: str) -> dict | None:
+    """Monotone-order check of learning time against ``concept``'s separation over the runs of
+    ``d`` (one row per run), or None when separations repeat (one point per separation)."""
+    if f"sep_{concept}" not in info:
+        return None
+    sep = info.loc[d.index, f"sep_{concept}"].to_numpy()
+    if len(np.unique(sep)) != len(sep):
+        return None
+    mono = A.is_monotone_decreasing(
+        sep, d["learning_time_mean"].to_numpy(), (d["n_censored"] > 0).to_numpy()
+    )
+    return {k: _none(v) for k, v in mono.items()}
+
+
+def _not_applicable(statement: str, reason: str) -> dict:
+    """A verdict that this sweep cannot test: ``holds`` is None (never a fake yes/no)."""
+    return {"holds": None, "statement": statement, "applicable": False, "reason": reason}
+
+
+def memorization_verdict(
+    per_run: dict, info: pd.DataFrame, traj: pd.DataFrame, concepts: list[str]
+) -> dict:
+    """Phenomenon 2 (see the module docstring). It is defined for a two-concept grid with
+    color and one held-out class; other grids get a "not applicable" verdict (``holds`` None);
+    their per-class memorization is in ``runs.<run>.trajectory.by_class``."""
+    statement = "the held-out prompt first yields the training class sharing its stronger concept"
+    single = all(r.get("held_out_class") is not None for r in per_run.values())
+    if len(concepts) != 2 or "color" not in concepts or not single or "sep_color" not in info:
+        return _not_applicable(
+            statement,
+            f"defined for two concepts including color and one held-out class; this grid has "
+            f"concepts {concepts} and held-out classes "
+            f"{next(iter(per_run.values())).get('held_out_classes') or 'one'}",
+        )
+    by_sep = info.sort_values("sep_color").index.tolist()
+    weak, strong = by_sep[0], by_sep[-1]
+    classes = sorted(traj.loc[~traj["held_out"].astype(bool), "class"].unique())
+    held_name = per_run[weak]["held_out_class"]
+    ci = {c: i for i, c in enumerate(concepts)}
+    other = next(c for c in concepts if c != "color")
+    expect = {
+        weak: sharing_class(classes, held_name, ci[other]),
+        strong: sharing_class(classes, held_name, ci["color"]),
+    }
+    mem_ok = {r: per_run[r]["nearest_class"] == expect[r] for r in (weak, strong)}
+    turned = {r: per_run[r]["turned"] for r in (weak, strong)}
+    # The turn must follow at least where the memorized concept is learned within the budget:
+    # at weak signal the second concept may not come within the budget (a hidden capability).
+    return {
+        "holds": bool(weak != strong and all(mem_ok.values()) and any(turned.values())),
+        "statement": (
+            f"{held_name} prompts first yield {expect[weak]} at the weakest color "
+            f"separation ({weak}) and {expect[strong]} at the strongest "
+            f"({strong}), then turn towards {held_name} (at least one of them "
+            "within the training budget)"
+        ),
+        "evidence": {
+            r: {
+                "expected": expect[r],
+                "observed": per_run[r]["nearest_class"],
+                "turned": turned[r],
+            }
+            for r in (weak, strong)
+        },
     }
 
 
@@ -134,41 +217,48 @@ def analyze_study(
     for concept in concepts:
         fits[concept], order[concept] = {}, {}
         for thr in thresholds:
-            d = held[(held["concept"] == concept) & (held["threshold"] == thr)].set_index("run")
-            d = d.loc[[r for r in runs if r in d.index]]
+            d = _per_run(held[(held["concept"] == concept) & (held["threshold"] == thr)], runs)
             signal = info.loc[d.index, f"signal_{concept}"].to_numpy()
             cens = (d["n_censored"] > 0).to_numpy()
             T = d["learning_time_mean"].to_numpy()
             fits[concept][str(thr)] = {
                 k: _none(v) for k, v in A.fit_inverse_time(signal, T, cens).items()
             }
-            sep = info.loc[d.index, f"sep_{concept}"].to_numpy()
-            if len(np.unique(sep)) == len(sep):
-                mono = A.is_monotone_decreasing(sep, T, cens)
-                order[concept][str(thr)] = {k: _none(v) for k, v in mono.items()}
+            mono = _order(d, info, concept)
+            if mono is not None:
+                order[concept][str(thr)] = mono
 
     # Training classes too (context for the held-out verdict; not one of the phenomena).
     train_order = {}
     tr = lt_sum[(lt_sum["group"] == "train") & (lt_sum["threshold"] == thresholds[0])]
     for concept in concepts:
-        d = tr[tr["concept"] == concept].set_index("run")
-        d = d.loc[[r for r in runs if r in d.index]]
-        sep = info.loc[d.index, f"sep_{concept}"].to_numpy()
-        if len(np.unique(sep)) == len(sep) and len(sep):
-            mono = A.is_monotone_decreasing(
-                sep, d["learning_time_mean"].to_numpy(), (d["n_censored"] > 0).to_numpy()
-            )
+        d = _per_run(tr[tr["concept"] == concept], runs)
+        mono = _order(d, info, concept) if len(d) else None
+        if mono is not None:
             train_order[concept] = {
                 "learning_times": {r: _none(v) for r, v in d["learning_time_mean"].items()},
-                **{k: _none(v) for k, v in mono.items()},
+                **mono,
             }
 
     # ---- memorization and turns -------------------------------------------------------
     per_run = {}
     for run in runs:
-        per_run[run] = memorization_of_run(
-            traj[traj["run"] == run], train_acc[train_acc["run"] == run], cfg
-        )
+        t_run, a_run = traj[traj["run"] == run], train_acc[train_acc["run"] == run]
+        held_classes = sorted(t_run.loc[t_run["held_out"].astype(bool), "class"].unique())
+        if len(held_classes) == 1:
+            per_run[run] = memorization_of_run(t_run, a_run, cfg)
+        else:  # several held-out classes (e.g. 2x2x2): one summary per class
+            per_run[run] = {
+                "held_out_class": None,
+                "held_out_classes": held_classes,
+                "nearest_class": None,
+                "turned": None,
+                "saturation_step": _none(A.saturation_step(t_run, tol=cfg.saturation_tol)),
+                "heading_step": None,
+                "by_class": {
+                    h: memorization_of_run(t_run, a_run, cfg, held=h) for h in held_classes
+                },
+            }
 
     # ---- hidden capabilities ------------------------------------------------------------
     thr = cfg.capability_threshold
@@ -199,42 +289,18 @@ def analyze_study(
 
     # ---- the three phenomena ------------------------------------------------------------
     color_order = order.get("color", {}).get(str(thresholds[0]), {})
-    by_sep = info.sort_values("sep_color").index.tolist() if "sep_color" in info else runs
-    weak, strong = by_sep[0], by_sep[-1]
-    classes = sorted(traj.loc[~traj["held_out"].astype(bool), "class"].unique())
-    held_name = per_run[weak]["held_out_class"]
-    ci = {c: i for i, c in enumerate(concepts)}
-    expect = {
-        weak: sharing_class(classes, held_name, ci.get("size", 1)),
-        strong: sharing_class(classes, held_name, ci.get("color", 0)),
-    }
-    mem_ok = {r: per_run[r]["nearest_class"] == expect[r] for r in (weak, strong)}
-    turned = {r: per_run[r]["turned"] for r in (weak, strong)}
-    # The turn must follow at least where the memorized concept is learned within the budget:
-    # at weak signal the second concept may not come within the budget (a hidden capability).
     phenomena = {
         "signal_order": {
             "holds": bool(color_order.get("monotone", False)),
             "statement": "held-out color learning time falls as the color separation grows",
             "evidence": color_order,
-        },
-        "memorization": {
-            "holds": bool(weak != strong and all(mem_ok.values()) and any(turned.values())),
-            "statement": (
-                f"{held_name} prompts first yield {expect[weak]} at the weakest color "
-                f"separation ({weak}) and {expect[strong]} at the strongest "
-                f"({strong}), then turn towards {held_name} (at least one of them "
-                "within the training budget)"
-            ),
-            "evidence": {
-                r: {
-                    "expected": expect[r],
-                    "observed": per_run[r]["nearest_class"],
-                    "turned": turned[r],
-                }
-                for r in (weak, strong)
-            },
-        },
+        }
+        if "color" in concepts
+        else _not_applicable(
+            "held-out color learning time falls as the color separation grows",
+            f"color is not a concept of this grid ({concepts})",
+        ),
+        "memorization": memorization_verdict(per_run, info, traj, concepts),
         "hidden_capability": {
             "holds": bool(ahead),
             "statement": (
@@ -288,3 +354,91 @@ def analyze_study(
         "train_accuracy": train_acc,
     }
     return frames, metrics
+
+
+def _jsonable(x: Any) -> Any:
+    """Nested dicts/lists with numpy scalars and NaN made JSON-friendly (see :func:`_none`)."""
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return _none(x)
+
+
+def analyze_extensions(
+    probe: pd.DataFrame,
+    interv: pd.DataFrame,
+    run_info: pd.DataFrame,
+    frames: dict[str, pd.DataFrame],
+    cfg,
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The analyses beyond two concepts (issue 8), on the frames of :func:`analyze_study`.
+
+    * ``concept_distance`` (paper_spec §7.1): every held-out class's distance to its corner at
+      training convergence against its learning time, with their relation;
+    * ``dynamics_model`` (§5.6): the ODE fitted to each held-out trajectory novel in two
+      concepts (parameters, R², RMSE);
+    * ``guidance`` (§7.3): trajectories and learning times per guidance weight, when the
+      intervention table has ``cfg`` rows;
+    * ``underspecification`` (§7.6): held-out learning time against the masked fraction
+      (``run_info.mask_fraction``), when the sweep has more than one fraction.
+
+    Returns ``(frames, metrics)``; frames ``concept_distance``, ``dynamics_fit``,
+    ``dynamics_curves``, ``guidance_trajectories``, ``guidance_learning_times``,
+    ``underspecification`` (empty frames with their columns where an analysis does not apply).
+    """
+    from . import concept_distance as CD
+    from . import dynamics_model as DM
+    from . import guidance as G
+    from . import underspecification as U
+
+    traj = frames["trajectories"]
+    thr = float(cfg.thresholds[0])
+    dist = CD.distance_to_time(probe, traj, cfg)
+    fits, curves, skipped = DM.fit_held_out(traj)
+    g_traj = G.trajectories(interv, traj, sigma=cfg.sigma)
+    g_lt = G.learning_times(interv, thr, sigma=cfg.lt_sigma, k=cfg.persistence)
+    if U.COLUMN not in run_info:
+        run_info = run_info.assign(**{U.COLUMN: 0.0})
+    u_tab = U.table(frames["learning_times_summary"], run_info)
+    u_applies = U.applies(run_info)
+
+    metrics = {
+        "concept_distance": {
+            "convergence_accuracy": CD.CONVERGENCE_ACC,
+            "learning_threshold": thr,
+            "convergence_step": {
+                r: g["convergence_step"].iloc[0] for r, g in dist.groupby("run", sort=False)
+            },
+            "converged": {r: bool(g["converged"].all()) for r, g in dist.groupby("run")},
+            "relation": CD.relation(dist),
+        },
+        "dynamics_model": {
+            "fits": {
+                f"{r['run']}/{r['class']}": {
+                    k: r[k]
+                    for k in ("concept_1", "concept_2", *DM.PARAM_NAMES, "switch_step")
+                    + ("rmse", "r2", "success", "at_bound")
+                }
+                for r in fits.to_dict("records")
+            },
+            "skipped": skipped,
+        },
+        "guidance": {"applicable": not g_lt.empty, **(G.summary(g_lt) if len(g_lt) else {})},
+        "underspecification": {
+            "applicable": u_applies,
+            "mask_fractions": dict(
+                zip(run_info["run"], run_info[U.COLUMN].astype(float), strict=True)
+            ),
+            **({"relation": U.relation(u_tab)} if u_applies else {}),
+        },
+    }
+    out = {
+        "concept_distance": dist,
+        "dynamics_fit": fits,
+        "dynamics_curves": curves,
+        "guidance_trajectories": g_traj,
+        "guidance_learning_times": g_lt,
+        "underspecification": u_tab,
+    }
+    return out, _jsonable(metrics)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from conceptspace import figures
+from conceptspace import figures, figures_extra, underspecification
 from conceptspace.dataset import load_card
 from conceptspace.io import ArtifactError, read_npz, write_bytes, write_json, write_with
-from conceptspace.study import analyze_study
+from conceptspace.study import analyze_extensions, analyze_study
 from stages.common import entry, load, parser
 
 
@@ -53,12 +53,19 @@ def gather(params, args) -> dict:
             emb.append(_csv(Path(args.intervene) / rs / "embeddings.csv", ("pair", "cosine")))
             log = _csv(Path(args.train) / rs / "log" / "checkpoints.csv", ("step", "val_loss"))
             logs.append(log.assign(run=run, seed=seed))
-        card = load_card(Path(args.synthesize) / run / f"seed{params.seeds[0]}" / "card.json")
+        cards = [
+            load_card(Path(args.synthesize) / run / f"seed{seed}" / "card.json")
+            for seed in params.seeds
+        ]
         row = {"run": run}
-        for c, v in card["separations"].items():
+        for c, v in cards[0].get("separations", {}).items():
             row[f"sep_{c}"] = v
-        for c, v in card["concept_signal"].items():
+        for c, v in cards[0]["concept_signal"].items():
             row[f"signal_{c}"] = v
+        # realized masked fraction of the prompts (0 without masking), mean over seeds
+        row[underspecification.COLUMN] = float(
+            np.mean([underspecification.mask_fraction(card) for card in cards])
+        )
         info.append(row)
     return {
         "probe": pd.concat(probe, ignore_index=True),
@@ -69,10 +76,21 @@ def gather(params, args) -> dict:
     }
 
 
+EXTRA_TABLES = (
+    "concept_distance",
+    "dynamics_fit",
+    "guidance_learning_times",
+    "underspecification",
+)
+"""Tables of :func:`conceptspace.study.analyze_extensions` written as ``<name>.csv`` (always,
+header only where an analysis does not apply, so the outputs are the same for every sweep)."""
+
+
 def summary_markdown(metrics: dict) -> str:
     lines = ["# Study summary", "", "| phenomenon | holds | statement |", "|---|---|---|"]
     for name, d in metrics["phenomena_detail"].items():
-        lines.append(f"| {name} | {'yes' if d['holds'] else 'no'} | {d['statement']} |")
+        holds = "n/a" if d["holds"] is None else ("yes" if d["holds"] else "no")
+        lines.append(f"| {name} | {holds} | {d['statement']} |")
     lines += [
         "",
         "| run | signal | held-out learning times | memorized | turned | best lead over naive |",
@@ -91,7 +109,34 @@ def summary_markdown(metrics: dict) -> str:
         ]
         lead = max(leads)[1] + f" +{max(leads)[0]:.0f} steps" if leads else "-"
         t = r["trajectory"]
-        lines.append(f"| {run} | {sig} | {lt} | {t['nearest_class']} | {t['turned']} | {lead} |")
+        if "by_class" in t:  # several held-out classes: class -> memorized class
+            mem = ", ".join(f"{h}: {v['nearest_class']}" for h, v in t["by_class"].items())
+            turned = ", ".join(f"{h}: {v['turned']}" for h, v in t["by_class"].items())
+        else:
+            mem, turned = t["nearest_class"], t["turned"]
+        lines.append(f"| {run} | {sig} | {lt} | {mem} | {turned} | {lead} |")
+    if "concept_distance" in metrics:
+        rel = metrics["concept_distance"]["relation"]
+        rho = "n/a" if rel["spearman_rho"] is None else f"{rel['spearman_rho']:+.2f}"
+        lines += [
+            "",
+            f"Distance to the target corner at training convergence vs class-learned time: "
+            f"Spearman rho {rho} over {rel['n']} held-out classes ({rel['n_censored']} never "
+            "learned); table concept_distance.csv.",
+        ]
+    fits = metrics.get("dynamics_model", {}).get("fits", {})
+    if fits:
+        lines += [
+            "",
+            "| ODE fit (run/class) | a | switch step | R² | at search bound |",
+            "|---|---|---|---|---|",
+        ]
+        for k, f in fits.items():
+            a, sw, r2 = (
+                "-" if f[x] is None else format(f[x], spec)
+                for x, spec in (("a", ".2f"), ("switch_step", ".0f"), ("r2", ".2f"))
+            )
+            lines.append(f"| {k} | {a} | {sw} | {r2} | {f.get('at_bound') or '-'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -107,13 +152,25 @@ def run(argv=None) -> None:
     frames, metrics = analyze_study(
         data["probe"], data["intervene"], data["run_info"], params.analyze
     )
+    extra, metrics_extra = analyze_extensions(
+        data["probe"], data["intervene"], data["run_info"], frames, params.analyze
+    )
+    metrics.update(metrics_extra)
     out = Path(args.out)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
 
     info = data["run_info"]
     turns = {r: m["trajectory"] for r, m in metrics["runs"].items()}
-    figures.trajectory_figure(frames["trajectories"], info, turns, fig_dir / "trajectories.png")
+    plane, color_by = figures_extra.drawn_concepts(frames["trajectories"], info)
+    figures.trajectory_figure(
+        frames["trajectories"],
+        info,
+        turns,
+        fig_dir / "trajectories.png",
+        concepts=plane,
+        color_by=color_by,
+    )
     fits = {
         c: {
             k: np.nan if v is None else v
@@ -138,7 +195,15 @@ def run(argv=None) -> None:
     figures.embedding_figure(data["embeddings"], fig_dir / "embeddings.png")
     figures.training_curves_figure(data["logs"], fig_dir / "training_curves.png")
     figures.trajectory_animation(
-        frames["trajectories"], info, fig_dir / "trajectories.gif", turns=turns
+        frames["trajectories"],
+        info,
+        fig_dir / "trajectories.gif",
+        turns=turns,
+        concepts=plane,
+        color_by=color_by,
+    )
+    figures_extra.extension_figures(
+        {**extra, "trajectories": frames["trajectories"]}, metrics, info, fig_dir, params.analyze
     )
     seed = params.seeds[0]
     for run in params.run_ids:
@@ -181,6 +246,11 @@ def run(argv=None) -> None:
     )
     logs = data["logs"]
     write_with(out / "losses.csv", lambda tmp: logs.to_csv(tmp, index=False, float_format="%.6f"))
+    for name in EXTRA_TABLES:
+        df = extra[name]
+        write_with(
+            out / f"{name}.csv", lambda tmp, df=df: df.to_csv(tmp, index=False, float_format="%.6f")
+        )
     write_json(out / "metrics.json", metrics)
     write_bytes(out / "summary.md", summary_markdown(metrics).encode())
     print(summary_markdown(metrics), file=sys.stderr)

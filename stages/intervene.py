@@ -24,9 +24,8 @@ import torch
 from tqdm import tqdm
 
 from conceptspace import classifier, interventions, probing
-from conceptspace.checkpoints import CheckpointError, load_model
-from conceptspace.concepts import CONCEPTS
-from conceptspace.io import ArtifactError, write_with
+from conceptspace.checkpoints import load_model
+from conceptspace.io import write_with
 from stages.common import entry, load, parser, set_threads
 from stages.probe import expected_checkpoints, load_probe_for
 
@@ -100,12 +99,12 @@ def readout_vectors(grid, concept: str):
     """Single-concept vectors and the pairs to compare, e.g. blue|red, blue|small, blue|large."""
     names = {}
     for c in grid.concepts:
-        for v, name in enumerate(CONCEPTS[c]):
+        for v, name in enumerate(grid.value_names(c)):
             names[name] = grid.mean_cond({c: v})
     held = grid.class_bits(grid.held_out_classes[0])[grid.concepts.index(concept)]
-    main = CONCEPTS[concept][held]
-    pairs = [(main, CONCEPTS[concept][1 - held])]
-    pairs += [(main, name) for c in grid.concepts if c != concept for name in CONCEPTS[c]]
+    main = grid.value_names(concept)[held]
+    pairs = [(main, grid.value_names(concept)[1 - held])]
+    pairs += [(main, name) for c in grid.concepts if c != concept for name in grid.value_names(c)]
     return names, pairs
 
 
@@ -130,10 +129,7 @@ def run(argv=None) -> None:
 
     rows, emb_rows = [], []
     for step, path in tqdm(ckpts, desc=f"intervene {args.run} seed {args.seed}", file=sys.stderr):
-        try:
-            net, schedule, _ = load_model(path)
-        except CheckpointError as e:
-            raise ArtifactError(str(e)) from None
+        net, schedule, _ = load_model(path)
         ident = {"run": args.run, "seed": args.seed, "step": step}
         kw = dict(steps=cfg.sampler_steps, seed=args.seed, image_size=size)
         with interventions.linear_intervention(net, v1, v0, scales):

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from conceptspace import classifier, probing
-from conceptspace.checkpoints import CheckpointError, checkpoint_path, load_model
+from conceptspace.checkpoints import checkpoint_path, load_model
 from conceptspace.io import ArtifactError, write_npz, write_with
 from conceptspace.plotting import sample_grid
 from stages.common import entry, load, parser, set_threads
@@ -74,10 +74,7 @@ def run(argv=None) -> None:
     show = np.concatenate([np.flatnonzero(class_id == k)[:N_SHOW] for k in range(grid.n_classes)])
     tables, shown = [], []
     for step, path in tqdm(ckpts, desc=f"probe {args.run} seed {args.seed}", file=sys.stderr):
-        try:
-            net, schedule, _ = load_model(path)
-        except CheckpointError as e:
-            raise ArtifactError(str(e)) from None
+        net, schedule, _ = load_model(path)
         images = probing.generate(
             net, schedule, cond, steps=cfg.sampler_steps, seed=args.seed, image_size=size
         )

@@ -6,8 +6,9 @@
         --samples results/synthesize/c040/seed0/samples.png
 
 Writes the dataset (npz, see conceptspace.dataset), its card (json: counts per class and split,
-separations, measured concept signal per concept, held-out classes) and a PNG grid of samples
-per class. Same params and seed give byte-identical files.
+separations, measured concept signal per concept, held-out classes, masking) and a PNG grid of
+samples per class. Same params and seed give byte-identical files. With
+``synthesize.source: folder`` the images come from a CelebA-style folder (conceptspace.folder).
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ def run(argv=None) -> None:
     args = p.parse_args(argv)
     params = load(args)
 
-    grid = params.grid_for(args.run)
-    data = dataset.synthesize(grid, params.synthesize, args.seed)
-    card = dataset.dataset_card(grid, params.synthesize, data, run=args.run, seed=args.seed)
+    grid, mask = params.grid_for(args.run), params.mask_for(args.run)
+    data = dataset.synthesize(grid, params.synthesize, args.seed, mask=mask)
+    card = dataset.dataset_card(
+        grid, params.synthesize, data, run=args.run, seed=args.seed, mask=mask
+    )
     write_npz(args.dataset, **data)
     write_json(args.card, card)
 
@@ -39,7 +42,10 @@ def run(argv=None) -> None:
         f"{name}{' (held out)' if grid.is_held_out(k) else ''}"
         for k, name in enumerate(grid.class_names)
     ]
-    seps = ", ".join(f"{k} {v:g}" for k, v in grid.separations.items())
+    seps = ", ".join(f"{k} {v:g}" for k, v in grid.separations.items()) or params.synthesize.source
+    if card["mask"]:
+        m = card["mask"]
+        seps += f"; {m['concept']} masked in {m['n_masked']}/{m['n_class']} {m['class']}"
     sample_grid(rows, labels, args.samples, title=f"{args.run} seed {args.seed}: {seps}")
     signal = ", ".join(f"{k} {v:.4f}" for k, v in card["concept_signal"].items())
     print(

@@ -18,14 +18,17 @@ import shutil
 import sys
 from pathlib import Path
 
+from conceptspace.concepts import COND_DIM
 from conceptspace.dataset import load_dataset, split_arrays
 from conceptspace.training import TrainConfig, train
 from conceptspace.unet import UNetConfig
 from stages.common import entry, load, parser, pick_device, set_threads
 
 
-def net_config(params, image_size: int) -> UNetConfig:
-    return UNetConfig(image_size=image_size, **params.train.net.model_dump())
+def net_config(params, image_size: int, cond_dim: int = COND_DIM) -> UNetConfig:
+    """The U-Net of params; image size and conditioning width come from the dataset (11 for
+    shapes, 2 per attribute for folder data)."""
+    return UNetConfig(image_size=image_size, cond_dim=cond_dim, **params.train.net.model_dump())
 
 
 def train_config(params) -> TrainConfig:
@@ -59,7 +62,7 @@ def run(argv=None) -> None:
     )
     train(
         data,
-        net_config(params, data["train_images"].shape[-1]),
+        net_config(params, data["train_images"].shape[-1], data["train_cond"].shape[1]),
         train_config(params),
         ckpt_steps=params.checkpoint_steps(),
         ckpt_dir=work / "ckpt",

@@ -226,3 +226,34 @@ def test_check_compatible(tmp_path):
     meta.pop("file")  # a meta dict that never came from a file still gets a clear message
     with pytest.raises(ArtifactError, match="^probe: color separation 0.9"):
         check_compatible(meta, ok, SIZE, {"color": 0.9, "size": 0.4})
+
+
+def test_split_per_class_is_disjoint_capped_and_seeded():
+    from conceptspace.classifier import split_per_class
+
+    ids = np.repeat([0, 1, 2], [10, 3, 50])
+    train, test = split_per_class(ids, n_train=20, n_test=4, seed=0)
+    assert not set(train) & set(test)
+    assert [int((ids[test] == k).sum()) for k in range(3)] == [4, 1, 4]  # at most half a class
+    assert [int((ids[train] == k).sum()) for k in range(3)] == [6, 2, 20]
+    again = split_per_class(ids, n_train=20, n_test=4, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip((train, test), again, strict=True))
+    other = split_per_class(ids, n_train=20, n_test=4, seed=1)
+    assert not np.array_equal(test, other[1])
+
+
+def test_fit_arrays_learns_given_images():
+    """A probe fitted on given (non-rendered) arrays reads their two attributes."""
+    from conceptspace.classifier import ProbeConfig, evaluate_arrays, fit_arrays
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 2, size=(256, 2))
+    images = rng.uniform(0, 0.2, size=(256, 3, 8, 8)).astype(np.float32)
+    images[:, 0] += 0.7 * values[:, 0, None, None]
+    images[:, 1, :, 4:] += 0.7 * values[:, 1, None, None]
+    cfg = ProbeConfig(width=8, steps=150, batch_size=32, lr=3e-3, noise_max=0.05, seed=0)
+    probe, history = fit_arrays(images[:192], values[:192], 2, cfg, progress=False)
+    rows = evaluate_arrays(probe, images[192:], values[192:], ["a", "b"], noise_levels=(0.0,))
+    assert [r["concept"] for r in rows] == ["a", "b"] and all(r["n"] == 64 for r in rows)
+    assert min(r["accuracy"] for r in rows) >= 0.95, rows
+    assert history[-1]["loss"] < history[0]["loss"]

@@ -1,6 +1,7 @@
 """Tests of the phenomenological concept-space ODE (paper_spec §5.6) and its fit."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conceptspace.dynamics_model import fit, integrate, simulate, switch
@@ -77,6 +78,59 @@ def test_fit_mirrored_trajectory_gives_inverse_ratio():
     assert res["rmse"] < 1e-3
 
 
+def test_fit_flags_parameters_left_on_a_bound():
+    steps = np.linspace(np.sqrt(50.0), np.sqrt(10_000.0), 60) ** 2
+    assert fit(steps, integrate(steps / 400.0, a=4.0))["at_bound"] == []
+    # memorization without a turn (concept 1 falls to 0.1 while concept 2 is learned): the data
+    # pin down neither the switch nor the ratio, and both end on the search box
+    never = np.column_stack([np.linspace(0.5, 0.1, steps.size), np.linspace(0.5, 1.0, steps.size)])
+    assert {"a", "switch_t"} <= set(fit(steps, never)["at_bound"])
+
+
 def test_fit_rejects_bad_shapes():
     with pytest.raises(ValueError):
         fit(np.arange(5.0), np.zeros((5, 3)))
+
+
+def _traj_frame(run: str, steps: np.ndarray, c: np.ndarray) -> pd.DataFrame:
+    rows = []
+    for cls, held, xy, tgt in (
+        ("blue_small", True, c, (1, 1)),
+        ("red_small", False, np.tile([0.0, 1.0], (len(steps), 1)), (0, 1)),
+    ):
+        for s, (x, y) in zip(steps, xy, strict=True):
+            rows.append(
+                dict(run=run, step=s, held_out=held, color=x, size=y)
+                | {"class": cls, "target_color": tgt[0], "target_size": tgt[1]}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_fit_held_out_recovers_the_signal_ratio_per_run():
+    from conceptspace.dynamics_model import FIT_COLUMNS, fit_held_out
+
+    steps = np.linspace(np.sqrt(50.0), np.sqrt(10_000.0), 40) ** 2
+    traj = pd.concat(
+        [
+            _traj_frame(run, steps, integrate(steps / 400.0, a=a))
+            for run, a in (("strong_size", 4.0), ("strong_color", 0.25))
+        ]
+    )
+    table, curves, skipped = fit_held_out(traj, fit_c0=False)
+    assert list(table.columns) == FIT_COLUMNS and not skipped
+    t = table.set_index("run")
+    assert t.loc["strong_size", "a"] == pytest.approx(4.0, rel=0.05)
+    assert t.loc["strong_color", "a"] == pytest.approx(0.25, rel=0.05)
+    assert (t["r2"] > 0.99).all() and (t["concept_1"] == "color").all()
+    assert len(curves) == 2 * 2 * len(steps)
+    assert np.abs(curves["measured"] - curves["fitted"]).max() < 0.01
+
+
+def test_fit_held_out_skips_short_and_non_planar_trajectories():
+    from conceptspace.dynamics_model import fit_held_out
+
+    steps = np.array([100.0, 200.0, 400.0])
+    traj = _traj_frame("r", steps, integrate(steps / 16.0, a=2.0))
+    table, curves, skipped = fit_held_out(traj)
+    assert table.empty and curves.empty
+    assert skipped == [{"run": "r", "class": "blue_small", "reason": "only 3 checkpoints"}]

@@ -69,6 +69,25 @@ INVALID = [
     ("probe grid lacks a concept", "fit_probe.separations", [{"color": 0.4}], "size"),
     ("unknown device", "train.device", "tpu", "train.device"),
     ("learning-time threshold above 1", "analyze.thresholds", [0.8, 1.5], "thresholds"),
+    ("masked run without synthesize.mask", "runs.RUN.mask", 0.5, "synthesize.mask"),
+    ("masked fraction above 1", "runs.RUN.mask", 1.2, "runs.RUN.mask"),
+    (
+        "mask concept not in the grid",
+        "synthesize.mask",
+        {"class": {"color": "red", "size": "small"}, "concept": "background"},
+        "background",
+    ),
+    (
+        "mask class with an unknown value",
+        "synthesize.mask",
+        {"class": {"color": "teal", "size": "small"}, "concept": "color"},
+        "teal",
+    ),
+    ("unknown data source", "synthesize.source", "web", "synthesize.source"),
+    ("folder source without a folder", "synthesize.source", "folder", "synthesize.folder"),
+    ("folder section with shapes data", "synthesize.folder", {"root": "/data/celeba"}, "folder"),
+    ("value names with shapes data", "grid.values", {"color": ["r", "b"]}, "grid.values"),
+    ("shapes data without probe separations", "fit_probe.separations", _DELETE, "separations"),
 ]
 
 
@@ -125,6 +144,13 @@ VALID = [
     ("explicit held-out class", "grid.held_out", [{"color": "blue", "size": "small"}]),
     ("integer separation", "runs.RUN.size", 0.4),
     ("several seeds", "seeds", [0, 1, 2]),
+    ("explicit shapes source", "synthesize.source", "shapes"),
+    (
+        "mask spec with every run unmasked",
+        "synthesize.mask",
+        {"class": {"color": "red", "size": "small"}, "concept": "size"},
+    ),
+    ("explicit unmasked run", "runs.RUN.mask", 0.0),
 ]
 
 

@@ -11,6 +11,10 @@ rule analyze:
         learning_times="results/analyze/learning_times.csv",
         capability="results/analyze/capability.csv",
         losses="results/analyze/losses.csv",
+        concept_distance="results/analyze/concept_distance.csv",
+        dynamics_fit="results/analyze/dynamics_fit.csv",
+        guidance_learning_times="results/analyze/guidance_learning_times.csv",
+        underspecification="results/analyze/underspecification.csv",
         figures=report(
             directory("results/analyze/figures"),
             patterns=["{name}.png", "{name}.gif"],

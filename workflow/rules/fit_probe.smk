@@ -1,4 +1,6 @@
 rule fit_probe:
+    input:
+        folder_inputs,
     output:
         probe="results/fit_probe/probe.pt",
         metrics="results/fit_probe/metrics.json",
