@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from conceptspace.io import ArtifactError
+from conceptspace.io import ArtifactError, read_torch
 from conceptspace.schedule import LogSNRSchedule
 from conceptspace.unet import UNet, UNetConfig
 
@@ -93,12 +93,7 @@ def remove_stale_temporaries(directory: Path) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Load and validate a checkpoint on the CPU; any problem raises :class:`CheckpointError`."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, random bytes, unpickling refused, ...
-        raise CheckpointError(f"checkpoint {path}: cannot be read ({type(e).__name__}: {e})") from e
+    ckpt = read_torch(path, "checkpoint", CheckpointError)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"checkpoint {path}: expected a dict, found {type(ckpt).__name__}")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]

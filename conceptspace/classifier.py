@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .concepts import ConceptGrid
-from .io import ArtifactError, atomic_path
+from .io import ArtifactError, atomic_path, read_torch
 from .render import render_classes
 
 try:  # byte-reproducible atomic save (same basename inside torch's zip archive)
@@ -286,20 +286,28 @@ def evaluate(
             )
             noise_rng = np.random.default_rng([render_seed, 1])
             eps = noise_rng.standard_normal(images.shape, dtype=np.float32)
-            for level in noise_levels:
-                p1 = predict(probe, images + np.float32(level) * eps)
-                correct = (p1 > 0.5) == (values == 1)
-                for c, concept in enumerate(concepts):
-                    rows.append(
-                        {
-                            "separations": dict(grid.separations),
-                            "kind": kind,
-                            "noise": float(level),
-                            "concept": concept,
-                            "accuracy": float(correct[:, c].mean()),
-                            "n": int(len(values)),
-                        }
-                    )
+            rows += _accuracy_rows(
+                probe, images, values, eps, noise_levels, concepts, dict(grid.separations), kind
+            )
+    return rows
+
+
+def _accuracy_rows(probe, images, values, eps, noise_levels, concepts, separations, kind):
+    """Rows of per-concept accuracy with ``level * eps`` added to ``images``, per level."""
+    rows = []
+    for level in noise_levels:
+        correct = (predict(probe, images + np.float32(level) * eps) > 0.5) == (values == 1)
+        for c, concept in enumerate(concepts):
+            rows.append(
+                {
+                    "separations": separations,
+                    "kind": kind,
+                    "noise": float(level),
+                    "concept": concept,
+                    "accuracy": float(correct[:, c].mean()),
+                    "n": int(len(values)),
+                }
+            )
     return rows
 
 
@@ -319,21 +327,7 @@ def evaluate_arrays(
     eps = np.random.default_rng([seed, _EVAL_STREAM]).standard_normal(
         images.shape, dtype=np.float32
     )
-    rows = []
-    for level in noise_levels:
-        correct = (predict(probe, images + np.float32(level) * eps) > 0.5) == (values == 1)
-        for c, concept in enumerate(concepts):
-            rows.append(
-                {
-                    "separations": {},
-                    "kind": kind,
-                    "noise": float(level),
-                    "concept": concept,
-                    "accuracy": float(correct[:, c].mean()),
-                    "n": int(len(values)),
-                }
-            )
-    return rows
+    return _accuracy_rows(probe, images, values, eps, noise_levels, concepts, {}, kind)
 
 
 def split_per_class(
@@ -426,12 +420,7 @@ def load_probe(path: str | Path) -> tuple[ConceptProbe, dict]:
     :class:`ArtifactError` naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"probe {path}: file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, random bytes, refused unpickling, ...
-        raise ArtifactError(f"probe {path}: cannot be read ({type(e).__name__}: {e})") from None
+    obj = read_torch(path, "probe")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise ArtifactError(f"probe {path}: format {found!r}, expected {FORMAT!r}")

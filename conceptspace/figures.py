@@ -128,10 +128,21 @@ def _run_colors(run_info: pd.DataFrame, runs: Sequence[str], color_by: str):
         for r in runs
     }
     norm = _sep_norm(list(seps.values()))
+    if not np.isfinite(list(seps.values())).any():  # no separations (e.g. real images)
+        return {r: plt.get_cmap("tab10")(i % 10) for i, r in enumerate(runs)}, norm, seps
     colors = {
         r: SIGNAL_CMAP(norm(s)) if np.isfinite(s) else (0.4, 0.4, 0.4, 1.0) for r, s in seps.items()
     }
     return colors, norm, seps
+
+
+def _separation_colorbar(fig, cax, norm, seps: Mapping, color_by: str) -> None:
+    """The colour scale of the runs' separations; hidden when no run has one."""
+    if not np.isfinite(list(seps.values())).any():
+        cax.set_visible(False)
+        return
+    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=SIGNAL_CMAP), cax=cax)
+    cb.set_label(f"{color_by} separation Δ{color_by}")
 
 
 def _method_color(method: str, others: dict) -> str:
@@ -319,8 +330,7 @@ def trajectory_figure(
 
     _draw_concept_space(ax, traj, colors, turns, concepts, runs)
     ax.set_title("Trajectories of generated images (mean over seeds)", fontsize=10)
-    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=SIGNAL_CMAP), cax=cax)
-    cb.set_label(f"{color_by} separation Δ{color_by}")
+    _separation_colorbar(fig, cax, norm, seps, color_by)
 
     # distance of the held-out class to its own corner
     cx, cy = concepts
@@ -399,7 +409,7 @@ def trajectory_animation(
     concepts = tuple(concepts)
     traj = _seed_average(traj, concepts)
     runs = _ordered_runs(traj, run_info, color_by)
-    colors, norm, _ = _run_colors(run_info, runs, color_by)
+    colors, norm, seps = _run_colors(run_info, runs, color_by)
     turns = turns or {}
     steps = np.sort(traj["step"].unique())
     if steps.size == 0:
@@ -410,8 +420,7 @@ def trajectory_animation(
     fig = plt.figure(figsize=(5.6, 5.0), dpi=dpi)
     ax = fig.add_axes([0.13, 0.11, 0.66, 0.78])
     cax = fig.add_axes([0.84, 0.11, 0.03, 0.78])
-    cb = fig.colorbar(ScalarMappable(norm=norm, cmap=SIGNAL_CMAP), cax=cax)
-    cb.set_label(f"{color_by} separation Δ{color_by}")
+    _separation_colorbar(fig, cax, norm, seps, color_by)
     frames = []
     for s in frame_steps:
         ax.cla()
@@ -444,6 +453,14 @@ def trajectory_animation(
 # --------------------------------------------------------------------------------------------
 # 2. learning time vs concept signal
 # --------------------------------------------------------------------------------------------
+
+
+def _censored_points(ax, x, y, cens, marker, color, transform, label=None) -> None:
+    """Measured points filled, censored ones (a bound, not a value) open."""
+    ax.plot(x[~cens], y[~cens], marker, color=color, ms=7, ls="", label=label, transform=transform)
+    ax.plot(
+        x[cens], y[cens], marker, mfc="white", mec=color, mew=1.6, ms=8, ls="", transform=transform
+    )
 
 
 def _fit_for(fits: Mapping, concept: str, thr: float):
@@ -529,18 +546,7 @@ def learning_time_figure(
             ax_t.errorbar(
                 x, t, yerr=sd, fmt="none", ecolor=color, elinewidth=1.2, capsize=3, transform=tr_t
             )
-            ax_t.plot(x[~cens], t[~cens], marker, color=color, ms=7, ls="", transform=tr_t)
-            ax_t.plot(
-                x[cens],
-                t[cens],
-                marker,
-                mfc="white",
-                mec=color,
-                mew=1.6,
-                ms=8,
-                ls="",
-                transform=tr_t,
-            )
+            _censored_points(ax_t, x, t, cens, marker, color, tr_t)
             for xi, ti, k, m in zip(x[cens], t[cens], ncens[cens], nseed[cens], strict=True):
                 ax_t.annotate(
                     "",
@@ -579,27 +585,7 @@ def learning_time_figure(
                 capsize=3,
                 transform=tr_v,
             )
-            ax_v.plot(
-                x[~cens],
-                v[~cens],
-                marker,
-                color=color,
-                ms=7,
-                ls="",
-                label=f"θ={thr:g}",
-                transform=tr_v,
-            )
-            ax_v.plot(
-                x[cens],
-                v[cens],
-                marker,
-                mfc="white",
-                mec=color,
-                mew=1.6,
-                ms=8,
-                ls="",
-                transform=tr_v,
-            )
+            _censored_points(ax_v, x, v, cens, marker, color, tr_v, label=f"θ={thr:g}")
             for xi, vi in zip(x[cens], v[cens], strict=True):
                 ax_v.annotate(
                     "",

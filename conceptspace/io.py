@@ -94,3 +94,17 @@ def read_npz(path: str | Path, required: tuple[str, ...] = ()) -> dict[str, np.n
     if missing:
         raise ArtifactError(f"{path}: missing arrays {missing}")
     return data
+
+
+def read_torch(path: str | Path, what: str, error: type[ArtifactError] = ArtifactError) -> Any:
+    """``torch.load`` a file on the CPU with ``weights_only``; a missing or unreadable file
+    raises ``error`` (an :class:`ArtifactError`) naming ``what`` and the path."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} {path}: file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, refused unpickling, ...
+        raise error(f"{what} {path}: cannot be read ({type(e).__name__}: {e})") from None

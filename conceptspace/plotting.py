@@ -25,7 +25,12 @@ def save_figure(fig, path: str | Path, *, pdf: bool = False) -> None:
     write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
     if pdf:
         pdf_path = path.with_suffix(".pdf")
-        write_with(pdf_path, lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight"))
+        write_with(  # no creation date: the same figure gives the same bytes
+            pdf_path,
+            lambda tmp: fig.savefig(
+                tmp, format="pdf", bbox_inches="tight", metadata={"CreationDate": None}
+            ),
+        )
     plt.close(fig)
 
 

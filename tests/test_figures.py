@@ -341,3 +341,20 @@ if __name__ == "__main__":
     outdir = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/figcheck")
     for name, p in render_all(synthetic(n_steps=40), outdir).items():
         print(name, p, p.stat().st_size)
+
+
+def test_pdf_bytes_do_not_depend_on_the_time(tmp_path):
+    import time
+
+    import matplotlib.pyplot as plt
+
+    from conceptspace.plotting import save_figure
+
+    digests = []
+    for i in range(2):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, 1])
+        save_figure(fig, tmp_path / f"f{i}.png", pdf=True)
+        digests.append((tmp_path / f"f{i}.pdf").read_bytes())
+        time.sleep(1.1)
+    assert digests[0] == digests[1]
