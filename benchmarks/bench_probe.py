@@ -17,11 +17,11 @@ import time
 import numpy as np
 import torch
 
-from conceptspace import classifier, interventions, probing
-from conceptspace.diffusion import vdm_loss
+from conceptspace.measure import classifier, interventions, probing
+from conceptspace.model.diffusion import vdm_loss
+from conceptspace.model.schedule import LogSNRSchedule
+from conceptspace.model.unet import UNet
 from conceptspace.params import load_params
-from conceptspace.schedule import LogSNRSchedule
-from conceptspace.unet import UNet
 from stages.intervene import design
 from stages.train import net_config
 

@@ -20,8 +20,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from conceptspace.concepts import preset  # noqa: E402
-from conceptspace.render import render_classes  # noqa: E402
+from conceptspace.data.concepts import preset  # noqa: E402
+from conceptspace.data.render import render_classes  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
     python benchmarks/bench_train.py [--threads N] [--device cpu|cuda] [--steps 20]
 
 For the small default net at 16 px and the paper's net at 32 px (batch 64) this times the full
-training step used by ``conceptspace.training`` (VDM loss, backward, global-norm clip, fused
+training step used by ``conceptspace.model.training`` (VDM loss, backward, global-norm clip, fused
 AdamW), counts its FLOPs with ``FlopCounterMode`` (forward + backward of one step; convs,
 matmuls and attention), and compares the achieved FLOP/s with a large fp32 ``torch.mm`` timed
 in the same process on the same threads and device. It also tries what PyTorch offers to go
@@ -21,9 +21,9 @@ from contextlib import nullcontext
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from conceptspace.diffusion import vdm_loss
-from conceptspace.schedule import LogSNRSchedule
-from conceptspace.unet import DEFAULT, PAPER, UNet, UNetConfig
+from conceptspace.model.diffusion import vdm_loss
+from conceptspace.model.schedule import LogSNRSchedule
+from conceptspace.model.unet import DEFAULT, PAPER, UNet, UNetConfig
 
 BATCH = 64
 VARIANTS = ("eager", "channels_last", "bf16_autocast", "compile")

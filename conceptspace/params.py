@@ -40,7 +40,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .concepts import CONCEPTS, MAX_SEPARATION, SEPARATED, ConceptGrid
+from conceptspace.data.concepts import CONCEPTS, MAX_SEPARATION, SEPARATED, ConceptGrid
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
 RUN_ID = r"^[a-z][a-z0-9_]*$"
@@ -143,7 +143,7 @@ class Synthesize(_Section):
 
 
 class Net(_Section):
-    """U-Net architecture (see conceptspace.unet.UNetConfig); image size comes from the data."""
+    """U-Net architecture (conceptspace.model.unet.UNetConfig); image size comes from the data."""
 
     channels: list[StrictInt] = Field(min_length=1, max_length=5)
     blocks_per_level: StrictInt = Field(ge=1, le=4)
@@ -445,7 +445,7 @@ class Params(_Section):
 
     def checkpoint_steps(self) -> list[int]:
         """The checkpoint schedule, known before training starts."""
-        from .training import checkpoint_steps
+        from conceptspace.model.training import checkpoint_steps
 
         c = self.train.checkpoints
         return checkpoint_steps(c.first, self.train.steps, c.count)

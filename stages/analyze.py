@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from conceptspace import figures, figures_extra, underspecification
-from conceptspace.dataset import load_card
+from conceptspace.analysis import underspecification
+from conceptspace.analysis.verdicts import analyze_extensions, analyze_study
+from conceptspace.data.dataset import load_card
+from conceptspace.figures import core as figures
+from conceptspace.figures import extensions as figures_extra
 from conceptspace.io import ArtifactError, read_npz, write_bytes, write_json, write_with
-from conceptspace.study import analyze_extensions, analyze_study
 from stages.common import entry, load, parser
 
 
@@ -82,7 +84,7 @@ EXTRA_TABLES = (
     "guidance_learning_times",
     "underspecification",
 )
-"""Tables of :func:`conceptspace.study.analyze_extensions` written as ``<name>.csv`` (always,
+"""Tables of :func:`~.verdicts.analyze_extensions` written as ``<name>.csv`` (always,
 header only where an analysis does not apply, so the outputs are the same for every sweep)."""
 
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import sys
 
-from conceptspace import classifier
-from conceptspace.concepts import ConceptGrid
-from conceptspace.folder import ImageFolder
+import conceptspace.measure.classifier as classifier
+from conceptspace.data.concepts import ConceptGrid
+from conceptspace.data.folder import ImageFolder
 from conceptspace.io import ArtifactError, write_json
 from conceptspace.params import ParamsError
 from stages.common import entry, load, parser, set_threads

@@ -23,9 +23,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from conceptspace import classifier, interventions, probing
-from conceptspace.checkpoints import load_model
 from conceptspace.io import write_with
+from conceptspace.measure import classifier, interventions, probing
+from conceptspace.model.checkpoints import load_model
 from stages.common import entry, load, parser, set_threads
 from stages.probe import expected_checkpoints, load_probe_for
 

@@ -24,10 +24,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from conceptspace import classifier, probing
-from conceptspace.checkpoints import checkpoint_path, load_model
+from conceptspace.figures.style import sample_grid
 from conceptspace.io import ArtifactError, write_npz, write_with
-from conceptspace.plotting import sample_grid
+from conceptspace.measure import classifier, probing
+from conceptspace.model.checkpoints import checkpoint_path, load_model
 from stages.common import entry, load, parser, set_threads
 
 N_SHOW = 8

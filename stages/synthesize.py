@@ -5,19 +5,19 @@
         --card results/synthesize/c040/seed0/card.json \
         --samples results/synthesize/c040/seed0/samples.png
 
-Writes the dataset (npz, see conceptspace.dataset), its card (json: counts per class and split,
+Writes the dataset (npz, see conceptspace.data.dataset), its card (json: counts per class and split,
 separations, measured concept signal per concept, held-out classes, masking) and a PNG grid of
 samples per class. Same params and seed give byte-identical files. With
-``synthesize.source: folder`` the images come from a CelebA-style folder (conceptspace.folder).
+``synthesize.source: folder`` the images come from a CelebA-style folder (conceptspace.data.folder).
 """
 
 from __future__ import annotations
 
 import sys
 
-from conceptspace import dataset
+import conceptspace.data.dataset as dataset
+from conceptspace.figures.style import sample_grid
 from conceptspace.io import write_json, write_npz
-from conceptspace.plotting import sample_grid
 from stages.common import entry, load, parser
 
 

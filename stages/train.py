@@ -18,10 +18,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from conceptspace.concepts import COND_DIM
-from conceptspace.dataset import load_dataset, split_arrays
-from conceptspace.training import TrainConfig, train
-from conceptspace.unet import UNetConfig
+from conceptspace.data.concepts import COND_DIM
+from conceptspace.data.dataset import load_dataset, split_arrays
+from conceptspace.model.training import TrainConfig, train
+from conceptspace.model.unet import UNetConfig
 from stages.common import entry, load, parser, pick_device, set_threads
 
 

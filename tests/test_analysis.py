@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import brentq
 
-from conceptspace import analysis as A
+import conceptspace.analysis.core as A
 
 # 2×2 classes: (color target, size target); color 1 = blue, size 1 = small; blue_small held out
 CLASSES = {"red_large": (0, 0), "red_small": (0, 1), "blue_large": (1, 0), "blue_small": (1, 1)}

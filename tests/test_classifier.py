@@ -9,7 +9,10 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from conceptspace.classifier import (
+from conceptspace.data.concepts import preset
+from conceptspace.data.render import render, sample_attributes
+from conceptspace.io import ArtifactError
+from conceptspace.measure.classifier import (
     FORMAT,
     ConceptProbe,
     ProbeConfig,
@@ -22,9 +25,6 @@ from conceptspace.classifier import (
     probe_meta,
     save_probe,
 )
-from conceptspace.concepts import preset
-from conceptspace.io import ArtifactError
-from conceptspace.render import render, sample_attributes
 
 SIZE = 16
 TRAIN_COLORS = (0.15, 0.8)
@@ -229,7 +229,7 @@ def test_check_compatible(tmp_path):
 
 
 def test_split_per_class_is_disjoint_capped_and_seeded():
-    from conceptspace.classifier import split_per_class
+    from conceptspace.measure.classifier import split_per_class
 
     ids = np.repeat([0, 1, 2], [10, 3, 50])
     train, test = split_per_class(ids, n_train=20, n_test=4, seed=0)
@@ -244,7 +244,7 @@ def test_split_per_class_is_disjoint_capped_and_seeded():
 
 def test_fit_arrays_learns_given_images():
     """A probe fitted on given (non-rendered) arrays reads their two attributes."""
-    from conceptspace.classifier import ProbeConfig, evaluate_arrays, fit_arrays
+    from conceptspace.measure.classifier import ProbeConfig, evaluate_arrays, fit_arrays
 
     rng = np.random.default_rng(0)
     values = rng.integers(0, 2, size=(256, 2))

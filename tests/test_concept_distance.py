@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conceptspace import analysis as A
-from conceptspace import concept_distance as CD
-from conceptspace.study import analyze_extensions, analyze_study
+import conceptspace.analysis.concept_distance as CD
+import conceptspace.analysis.core as A
+from conceptspace.analysis.verdicts import analyze_extensions, analyze_study
 
 CONCEPTS = ("color", "size", "background")
 NAMES = {"color": ("red", "blue"), "size": ("large", "small"), "background": ("light", "dark")}

@@ -4,15 +4,15 @@ import statistics
 import pytest
 import torch
 
-from conceptspace.diffusion import (
+from conceptspace.model.diffusion import (
     antithetic_times,
     bpd_factor,
     cfg_dropout,
     sample,
     vdm_loss,
 )
-from conceptspace.schedule import LogSNRSchedule
-from conceptspace.unet import UNet, UNetConfig
+from conceptspace.model.schedule import LogSNRSchedule
+from conceptspace.model.unet import UNet, UNetConfig
 from tests.test_unet import TINY, perturbed
 
 SHAPE = (3, 8, 8)
@@ -140,8 +140,9 @@ def test_sampler_noise_repeat():
     cond = torch.rand(2, 11).repeat(3, 1)  # three blocks of the same two prompts
     g = torch.Generator().manual_seed(0)
     out = sample(net, schedule, cond, steps=4, generator=g, image_shape=SHAPE, noise_repeat=3)
-    torch.testing.assert_close(out[0:2], out[2:4], rtol=0, atol=0)
-    torch.testing.assert_close(out[0:2], out[4:6], rtol=0, atol=0)
+    # Same noise per block; the convolutions may round differently by batch position.
+    torch.testing.assert_close(out[0:2], out[2:4], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out[0:2], out[4:6], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="noise_repeat"):
         sample(net, schedule, cond, steps=1, image_shape=SHAPE, noise_repeat=4)
 

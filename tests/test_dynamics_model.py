@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conceptspace.dynamics_model import fit, integrate, simulate, switch
+from conceptspace.analysis.dynamics_model import fit, integrate, simulate, switch
 
 
 def test_simulate_shapes_and_start():
@@ -107,7 +107,7 @@ def _traj_frame(run: str, steps: np.ndarray, c: np.ndarray) -> pd.DataFrame:
 
 
 def test_fit_held_out_recovers_the_signal_ratio_per_run():
-    from conceptspace.dynamics_model import FIT_COLUMNS, fit_held_out
+    from conceptspace.analysis.dynamics_model import FIT_COLUMNS, fit_held_out
 
     steps = np.linspace(np.sqrt(50.0), np.sqrt(10_000.0), 40) ** 2
     traj = pd.concat(
@@ -127,7 +127,7 @@ def test_fit_held_out_recovers_the_signal_ratio_per_run():
 
 
 def test_fit_held_out_skips_short_and_non_planar_trajectories():
-    from conceptspace.dynamics_model import fit_held_out
+    from conceptspace.analysis.dynamics_model import fit_held_out
 
     steps = np.array([100.0, 200.0, 400.0])
     traj = _traj_frame("r", steps, integrate(steps / 16.0, a=2.0))

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conceptspace import figures as F
+import conceptspace.figures.core as F
 
 CLASSES = {"red_large": (0, 0), "red_small": (0, 1), "blue_large": (1, 0), "blue_small": (1, 1)}
 HELD_OUT = "blue_small"
@@ -307,7 +307,7 @@ def test_degenerate_inputs(tmp_path):
 
 def test_trajectory_from_analysis(tmp_path):
     """The figure accepts the real analysis outputs (trajectories + turn_summary)."""
-    from conceptspace import analysis as A
+    import conceptspace.analysis.core as A
 
     d = synthetic(n_steps=12, runs={"c015": 0.15, "c080": 0.8}, seeds=(0,))
     t = d["traj"]
@@ -348,7 +348,7 @@ def test_pdf_bytes_do_not_depend_on_the_time(tmp_path):
 
     import matplotlib.pyplot as plt
 
-    from conceptspace.plotting import save_figure
+    from conceptspace.figures.style import save_figure
 
     digests = []
     for i in range(2):

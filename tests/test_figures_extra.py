@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conceptspace import analysis as A
-from conceptspace import concept_distance as CD
-from conceptspace import dynamics_model as DM
-from conceptspace import figures_extra as FX
-from conceptspace import guidance as G
-from conceptspace import underspecification as U
+import conceptspace.analysis.concept_distance as CD
+import conceptspace.analysis.core as A
+import conceptspace.analysis.dynamics_model as DM
+import conceptspace.analysis.guidance as G
+import conceptspace.analysis.underspecification as U
+import conceptspace.figures.extensions as FX
 from tests.test_concept_distance import EXACT, cube_sweep
 from tests.test_guidance import cfg_table
 

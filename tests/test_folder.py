@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conceptspace import dataset
-from conceptspace.classifier import load_probe
-from conceptspace.concepts import ConceptGrid
-from conceptspace.folder import ImageFolder, read_attribute_table
+import conceptspace.data.dataset as dataset
+from conceptspace.data.concepts import ConceptGrid
+from conceptspace.data.folder import ImageFolder, read_attribute_table
 from conceptspace.io import ArtifactError
+from conceptspace.measure.classifier import load_probe
 from conceptspace.params import ParamsError, Synthesize, schema_errors, validate
 from tests.conftest import copy_project
 
@@ -320,7 +320,7 @@ def test_pipeline_on_folder_data_through_probe(folder_project):
     assert meta["concepts"] == ["Male", "Smiling"] and probe.n_concepts == 2
     metrics = json.loads((res / "fit_probe/metrics.json").read_text())
     assert set(metrics["accuracy_by_class"]) == set(GRID.class_names)
-    from conceptspace.checkpoints import load_model
+    from conceptspace.model.checkpoints import load_model
 
     net, _, _ = load_model(next((res / "train/ms/seed0/ckpt").glob("step_*.pt")))
     assert net.cfg.cond_dim == 4

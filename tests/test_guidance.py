@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conceptspace import guidance as G
+import conceptspace.analysis.guidance as G
 
 STEPS = np.arange(100, 2001, 100)
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from conceptspace import interventions, probing
-from conceptspace.concepts import preset
-from conceptspace.schedule import LogSNRSchedule
-from conceptspace.unet import UNet, UNetConfig
+from conceptspace.data.concepts import preset
+from conceptspace.measure import interventions, probing
+from conceptspace.model.schedule import LogSNRSchedule
+from conceptspace.model.unet import UNet, UNetConfig
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import copy
 import numpy as np
 import pytest
 
-from conceptspace import dataset
-from conceptspace.concepts import COND_SLICES, ConceptGrid
+import conceptspace.data.dataset as dataset
+from conceptspace.data.concepts import COND_SLICES, ConceptGrid
 from conceptspace.params import ParamsError, Synthesize, schema_errors, validate
 
 GRID = ConceptGrid(("color", "size"), {"color": 0.6, "size": 0.32})

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conceptspace.concepts import ConceptGrid, preset
-from conceptspace.render import (
+from conceptspace.data.concepts import ConceptGrid, preset
+from conceptspace.data.render import (
     concept_signal,
     conditioning,
     object_mask,

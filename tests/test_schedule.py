@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conceptspace.schedule import LogSNRSchedule, alpha_sigma
+from conceptspace.model.schedule import LogSNRSchedule, alpha_sigma
 
 
 @pytest.fixture(autouse=True)

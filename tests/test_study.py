@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conceptspace.analysis.verdicts import analyze_study
 from conceptspace.params import load_params
-from conceptspace.study import analyze_study
 
 STEPS = np.floor(np.linspace(np.sqrt(400), np.sqrt(6000), 24) ** 2).astype(int)
 CLASSES = {  # name: (color target, size target, held out)

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from conceptspace.checkpoints import (
+from conceptspace.model.checkpoints import (
     CheckpointError,
     atomic_torch_save,
     checkpoint_path,
     load_checkpoint,
     load_model,
 )
-from conceptspace.training import TrainConfig, checkpoint_steps, train
-from conceptspace.unet import UNetConfig
+from conceptspace.model.training import TrainConfig, checkpoint_steps, train
+from conceptspace.model.unet import UNetConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4)
@@ -56,7 +56,7 @@ def tiny_data() -> dict[str, np.ndarray]:
 def run_tiny(out: Path, slow: bool = False) -> None:
     """Train the tiny run into out/ckpt and out/log (the subprocess entry point too)."""
     if slow:  # stretch each step so the parent can kill the process mid-run
-        import conceptspace.training as training
+        import conceptspace.model.training as training
 
         loss = training.vdm_loss
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conceptspace import underspecification as U
+import conceptspace.analysis.underspecification as U
 
 
 def test_mask_fraction_from_card():

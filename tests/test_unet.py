@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from conceptspace.unet import DEFAULT, PAPER, UNet, UNetConfig
+from conceptspace.model.unet import DEFAULT, PAPER, UNet, UNetConfig
 
 TINY = UNetConfig(image_size=8, channels=(8, 8), groups=4)
 

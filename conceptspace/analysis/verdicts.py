@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import analysis as A
+import conceptspace.analysis.core as A
 
 READY_ACC = 0.75
 """Memorization is read once the training classes are recognisable (smoothed accuracy)."""
@@ -387,10 +387,10 @@ def analyze_extensions(
     ``dynamics_curves``, ``guidance_trajectories``, ``guidance_learning_times``,
     ``underspecification`` (empty frames with their columns where an analysis does not apply).
     """
-    from . import concept_distance as CD
-    from . import dynamics_model as DM
-    from . import guidance as G
-    from . import underspecification as U
+    import conceptspace.analysis.concept_distance as CD
+    import conceptspace.analysis.dynamics_model as DM
+    import conceptspace.analysis.guidance as G
+    import conceptspace.analysis.underspecification as U
 
     traj = frames["trajectories"]
     thr = float(cfg.thresholds[0])

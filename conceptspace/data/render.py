@@ -19,7 +19,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from .concepts import (
+from conceptspace.data.concepts import (
     COND_DIM,
     COND_SLICES,
     FIXED_COLOR,

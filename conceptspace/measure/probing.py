@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .concepts import ConceptGrid
-from .diffusion import sample
-from .render import conditioning, sample_attributes
+from conceptspace.data.concepts import ConceptGrid
+from conceptspace.data.render import conditioning, sample_attributes
+from conceptspace.model.diffusion import sample
 
 PROMPT_STREAM = 7_919  # mixed into the seed so prompts differ from the dataset's draws
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from . import analysis as A
+import conceptspace.analysis.core as A
 
 CONVERGENCE_ACC = 0.95
 """Accuracy every training class must reach on every concept for training to have converged."""

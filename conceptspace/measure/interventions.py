@@ -6,7 +6,7 @@
   ``e_b(h)`` is replaced by ``e_b(h) + s * (e_b(v_value) - e_b(v_other))`` with single-concept
   vectors ``v`` (only that concept's entries set, at the class means). This is done with
   forward hooks on the named ``cond_proj`` modules: one forward pass, no copy of it.
-- *classifier-free guidance* is a sampler option (see :func:`conceptspace.diffusion.sample`).
+- *classifier-free guidance* is a sampler option (see :func:`conceptspace.model.diffusion.sample`).
 
 Hooks take a per-row scale, so several settings (and the naive baseline, scale 0) can share
 one batched sampler call.
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .concepts import ConceptGrid
+from conceptspace.data.concepts import ConceptGrid
 
 
 def overprompt(grid: ConceptGrid, cls: int, concept: str, k: float) -> np.ndarray:

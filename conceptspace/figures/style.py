@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .io import write_with  # noqa: E402
+from conceptspace.io import write_with  # noqa: E402
 
 
 def to_display(images: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import analysis as A
+import conceptspace.analysis.core as A
 
 METHOD = "cfg"
 ALL = "all"

@@ -15,7 +15,7 @@ masked      [N] bool                the mask concept's entries of cond are nulle
 ==========  ======================  ==================================================
 
 Two sources (``synthesize.source``): rendered shapes, and real images of a CelebA-style
-folder (:mod:`conceptspace.folder`: training classes balanced to the smallest, capped at
+folder (:mod:`conceptspace.data.folder`: training classes balanced to the smallest, capped at
 ``n_per_class``; ``n_heldout`` images of each held-out class kept aside for the held-out loss).
 
 Underspecified prompts (paper_spec §7.6): with ``runs.<id>.mask = p`` exactly ``round(p * n)``
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .concepts import ConceptGrid
-from .folder import ImageFolder, mean_image_signal, select
-from .io import ArtifactError, read_json, read_npz
-from .params import Mask, Synthesize
-from .render import class_pair_mse, concept_signal, render_classes
+from conceptspace.data.concepts import ConceptGrid
+from conceptspace.data.folder import ImageFolder, mean_image_signal, select
+from conceptspace.data.render import class_pair_mse, concept_signal, render_classes
+from conceptspace.io import ArtifactError, read_json, read_npz
+from conceptspace.params import Mask, Synthesize
 
 ARRAYS = ("images", "cond", "values", "class_id", "split", "masked")
 REQUIRED = ARRAYS[:-1]  # datasets written before masking existed have no ``masked``

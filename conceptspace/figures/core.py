@@ -1,8 +1,8 @@
 """Paper figures (paper_spec §5.1, §5.3, §6): drawing only, data in, files out.
 
-Every ``*_figure`` function takes the tidy tables produced by :mod:`conceptspace.analysis` (or
+Every ``*_figure`` function takes the tidy tables produced by :mod:`conceptspace.analysis.core` (or
 the stage outputs they are built from), draws them, and writes ``path`` (a ``.png``) plus a
-``.pdf`` next to it, atomically, through :func:`conceptspace.plotting.save_figure`. Nothing here
+``.pdf`` next to it, atomically, through ``style.save_figure``. Nothing here
 measures anything: the only arithmetic is reshaping, averaging curves over seeds for display,
 and the distance of a point to its target corner.
 
@@ -33,9 +33,9 @@ from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from .concepts import CONCEPTS  # noqa: E402
-from .io import write_with  # noqa: E402
-from .plotting import save_figure, to_display  # noqa: E402
+from conceptspace.data.concepts import CONCEPTS  # noqa: E402
+from conceptspace.figures.style import save_figure, to_display  # noqa: E402
+from conceptspace.io import write_with  # noqa: E402
 
 #: sequential colormap for concept signal: plasma without its pale-yellow end
 SIGNAL_CMAP = mcolors.ListedColormap(

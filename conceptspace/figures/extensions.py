@@ -9,8 +9,8 @@
 * :func:`underspecification_figure`: learning time and trajectories against the masked
   fraction (§7.6).
 
-Conventions are those of :mod:`conceptspace.figures` (its helpers are reused); every function
-writes a PNG and a PDF next to it through :func:`conceptspace.plotting.save_figure`.
+Conventions are those of :mod:`conceptspace.figures.core` (its helpers are reused); every function
+writes a PNG and a PDF next to it through :func:`conceptspace.figures.style.save_figure`.
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from .analysis import concepts_of  # noqa: E402
-from .figures import (  # noqa: E402
+from conceptspace.analysis.core import concepts_of  # noqa: E402
+from conceptspace.figures.core import (  # noqa: E402
     SIGNAL_CMAP,
     _log_steps,
     _pretty_class,
     _sep_norm,
     _value_label,
 )
-from .plotting import save_figure  # noqa: E402
+from conceptspace.figures.style import save_figure  # noqa: E402
 
 #: colours of held-out classes (training classes are grey)
 HELD_COLORS = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]

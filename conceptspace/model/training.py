@@ -15,7 +15,7 @@ Random streams:
 - evaluation: a fresh generator with a fixed seed at every checkpoint, so losses are
   comparable across checkpoints and evaluating never moves the training streams.
 
-Outputs: ``ckpt_dir/step_XXXXXX.pt`` (see :mod:`conceptspace.checkpoints`),
+Outputs: ``ckpt_dir/step_XXXXXX.pt`` (see :mod:`conceptspace.model.checkpoints`),
 ``log_dir/train_log.csv`` (step, loss, grad_norm; every step) and ``log_dir/checkpoints.csv``
 (step, train_loss, val_loss, heldout_loss; train_loss averages the steps since the previous
 checkpoint). The caller fixes the torch thread count: results depend on it.
@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from conceptspace.checkpoints import (
+from conceptspace.model.checkpoints import (
     FORMAT,
     CheckpointError,
     atomic_torch_save,
@@ -46,9 +46,9 @@ from conceptspace.checkpoints import (
     load_checkpoint,
     remove_stale_temporaries,
 )
-from conceptspace.diffusion import cfg_dropout, vdm_loss
-from conceptspace.schedule import LogSNRSchedule
-from conceptspace.unet import UNet, UNetConfig
+from conceptspace.model.diffusion import cfg_dropout, vdm_loss
+from conceptspace.model.schedule import LogSNRSchedule
+from conceptspace.model.unet import UNet, UNetConfig
 
 TRAIN_LOG = "train_log.csv"
 CKPT_LOG = "checkpoints.csv"

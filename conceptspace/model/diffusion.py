@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from conceptspace.schedule import alpha_sigma
+from conceptspace.model.schedule import alpha_sigma
 
 NULL_TOKEN = -1.0  # classifier-free guidance "no concept" value, in every entry of h
 

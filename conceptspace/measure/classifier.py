@@ -39,12 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .concepts import ConceptGrid
-from .io import ArtifactError, atomic_path, read_torch
-from .render import render_classes
+from conceptspace.data.concepts import ConceptGrid
+from conceptspace.data.render import render_classes
+from conceptspace.io import ArtifactError, atomic_path, read_torch
 
 try:  # byte-reproducible atomic save (same basename inside torch's zip archive)
-    from .checkpoints import atomic_torch_save as _atomic_torch_save
+    from conceptspace.model.checkpoints import atomic_torch_save as _atomic_torch_save
 except Exception:  # pragma: no cover - checkpoints.py missing or broken: plain atomic rename
     _atomic_torch_save = None
 

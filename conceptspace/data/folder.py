@@ -8,7 +8,7 @@ The layout is CelebA's (nothing is downloaded; point ``synthesize.folder.root`` 
                                                   then:   000001.jpg -1 1 ... (values +-1)
 
 Two (or more) binary attributes of the table are the concepts of an *attribute grid*
-(:class:`conceptspace.concepts.ConceptGrid` with ``values``): value index 1 = attribute +1.
+(:class:`conceptspace.data.concepts.ConceptGrid` with ``values``): value index 1 = attribute +1.
 Images are resized to ``image_size`` square without cropping (bilinear, as the paper's
 ``Resize((64, 64))``), pixel values in [0, 1]. The paper's augmentation (colour jitter,
 horizontal flips) is not applied.
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .concepts import ConceptGrid
-from .io import ArtifactError
+from conceptspace.data.concepts import ConceptGrid
+from conceptspace.io import ArtifactError
 
 KEY = "synthesize.folder"
 
@@ -187,7 +187,7 @@ def mean_image_signal(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Concept signal of real images: per concept, the pixel MSE between the mean images of
     its two values; per pair of classes differing in one concept, the MSE between their mean
-    images (keys ``"<class>|<class>"``, like :func:`conceptspace.render.class_pair_mse`)."""
+    images (keys ``"<class>|<class>"``, like :func:`conceptspace.data.render.class_pair_mse`)."""
     signal = {}
     for j, c in enumerate(grid.concepts):
         m0 = images[values[:, j] == 0].mean(axis=0)

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from conceptspace.io import ArtifactError, read_torch
-from conceptspace.schedule import LogSNRSchedule
-from conceptspace.unet import UNet, UNetConfig
+from conceptspace.model.schedule import LogSNRSchedule
+from conceptspace.model.unet import UNet, UNetConfig
 
 FORMAT = "conceptspace.ckpt.v1"
 REQUIRED_KEYS = ("format", "step", "net_config", "net", "schedule")
