@@ -60,7 +60,9 @@ def test_shared_noise_across_settings(model):
     grid = preset("2x2", color=0.4, size=0.4)
     cond = np.tile(grid.class_mean_cond(3), (6, 1))
     out = _sample(model, cond, noise_repeat=3)
-    assert np.array_equal(out[0:2], out[2:4]) and np.array_equal(out[0:2], out[4:6])
+    # Same noise per block; the convolutions may round differently by batch position.
+    np.testing.assert_allclose(out[0:2], out[2:4], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out[0:2], out[4:6], rtol=1e-4, atol=1e-5)
 
 
 def test_overprompt_moves_only_along_the_concept():
