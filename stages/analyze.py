@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from conceptspace.analysis import underspecification
+from conceptspace.analysis.headline import headline
 from conceptspace.analysis.verdicts import analyze_extensions, analyze_study
 from conceptspace.data.dataset import load_card
 from conceptspace.figures import core as figures
@@ -253,9 +254,10 @@ def run(argv=None) -> None:
         write_with(
             out / f"{name}.csv", lambda tmp, df=df: df.to_csv(tmp, index=False, float_format="%.6f")
         )
-    write_json(out / "metrics.json", metrics)
+    write_json(out / "details.json", metrics)
+    write_json(out / "metrics.json", headline(metrics))
     write_bytes(out / "summary.md", summary_markdown(metrics).encode())
-    print(summary_markdown(metrics), file=sys.stderr)
+    print(summary_markdown(metrics))
 
 
 main = entry(run)

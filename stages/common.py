@@ -8,16 +8,21 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from conceptspace.io import ArtifactError
-from conceptspace.params import Params, ParamsError, load_params
+from conceptspace import pipeline, studies
+from conceptspace.io import ArtifactError, write_json
+from conceptspace.params import Params, ParamsError
 
-PARAMS_FILE = "params.yaml"
+PARAMS_FILE = studies.BASE
 
 
 def parser(doc: str | None, *, identity: bool = True) -> argparse.ArgumentParser:
     """An argument parser with ``--params`` and, for per-run stages, ``--run`` and ``--seed``."""
     p = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
-    p.add_argument("--params", default=PARAMS_FILE, help="parameters file (default params.yaml)")
+    p.add_argument("--params", default=PARAMS_FILE, help="the study's params (default params.yaml)")
+    p.add_argument(
+        "--provenance",
+        help="write the job's provenance record (params, code digests, key) here at the end",
+    )
     if identity:
         p.add_argument("--run", required=True, help="run id (a key of `runs` in params.yaml)")
         p.add_argument("--seed", required=True, type=int, help="seed (one of `seeds`)")
@@ -26,19 +31,38 @@ def parser(doc: str | None, *, identity: bool = True) -> argparse.ArgumentParser
 
 def load(args: argparse.Namespace) -> Params:
     """Load and validate params and, for per-run stages, check the run id and seed."""
-    params = load_params(args.params)
+    params, doc = studies.load(args.params)
     if getattr(args, "run", None) is not None:
         params.grid_for(args.run)
         params.check_seed(args.seed)
+    _LOADED.append((args, doc))
     return params
+
+
+_LOADED: list[tuple[argparse.Namespace, dict]] = []
+
+
+def _record(stage: str) -> None:
+    """Write the job's provenance record beside its outputs, once they are all in place: the
+    params it read, the digests of its code and the keys of the jobs it built on."""
+    for args, doc in _LOADED:
+        if getattr(args, "provenance", None):
+            run = getattr(args, "run", None)
+            rec = pipeline.job_record(doc, stage, run, args.seed if run is not None else None)
+            write_json(Path(args.provenance), rec)
 
 
 def entry(run: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[str] | None], int]:
     """Wrap a stage's ``main`` so that bad input exits 2 with one clear line, no traceback."""
 
+    spec = getattr(sys.modules.get(run.__module__), "__spec__", None)
+    stage = (spec.name if spec else run.__module__).rsplit(".", 1)[-1]
+
     def main(argv: Sequence[str] | None = None) -> int:
         try:
+            _LOADED.clear()
             run(argv)
+            _record(stage)
         except (ParamsError, ArtifactError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -1,25 +1,38 @@
-# Ids, paths and helpers shared by the rules. Stages read params.yaml themselves, so the
-# Snakefile refuses --config/--configfile overrides that would never reach them, and checks
-# params.yaml with the same loader (schema + typed model) that every stage uses.
+# The study, its params and each job's provenance (README "Studies").
+#   snakemake -j 2                                # the default study: params.yaml
+#   snakemake -j 2 --config study=guidance        # a preset: configs/guidance.yaml over it
+#   snakemake -j 2 --config study=path/mine.yaml  # a user's own overlay
+# Artifacts go to results/<study>/. The stages read the study's params file themselves, so
+# --config takes `study` only; params are checked (schema + typed model) before any job runs.
+import os
 import sys
+import time
+from pathlib import Path
 
-import yaml
-
-from conceptspace.params import ParamsError, load_params, read_yaml
+# The project's own code, not an installed copy: provenance digests the files that will run.
+PROJECT = Path(workflow.basedir).parent
+sys.path.insert(0, str(PROJECT))
+from conceptspace import pipeline, studies
+from conceptspace.params import ParamsError
 
 try:
-    PARAMS = load_params("params.yaml")
-    if config != read_yaml("params.yaml"):
+    unknown = sorted(set(config) - {"study"})
+    if unknown:
         raise ParamsError(
-            "params.yaml: --config/--configfile overrides do not reach the stages; "
-            "edit params.yaml (or use `dvc exp run -S key=value`) instead"
+            f"--config {', '.join(unknown)}: only `study` is a workflow option; edit params.yaml "
+            "or lay an overlay over it (--config study=FILE)"
         )
+    STUDY = studies.resolve(config.get("study"))
+    studies.materialize(STUDY)
+    DOC = STUDY.document()
 except ParamsError as e:
     sys.exit(f"error: {e}")
 
-RUNS = PARAMS.run_ids
-SEEDS = PARAMS.seeds
-RUN = "{run}/seed{seed}"
+S = STUDY.dir  # results/<study>
+PARAMS_FILE = STUDY.params_file
+RUNS = list(DOC["runs"])
+SEEDS = list(DOC["seeds"])
+STAMPS = Path(".snakemake") / "conceptspace-stamps" / STUDY.name
 
 
 wildcard_constraints:
@@ -33,9 +46,64 @@ def per_run(pattern):
 
 
 def final_outputs():
-    return ["results/analyze/metrics.json"]
+    return [f"{S}/analyze/metrics.json"]
 
 
-def run_params(wildcards):
-    """The sweep point's own entry of `runs`, so editing one run re-runs only its jobs."""
-    return config["runs"][wildcards.run]
+def cmd(stage):
+    """The stage's shell command, the same string as in the study's dvc.yaml."""
+    return pipeline.command(stage, S, PARAMS_FILE, "{wildcards.run}", "{wildcards.seed}")
+
+
+def provenance(stage):
+    """The job's provenance record, an output written by the stage."""
+    if pipeline.STAGES[stage].per_run:
+        return f"{S}/{stage}/{{run}}/seed{{seed}}/{pipeline.RECORD}"
+    return f"{S}/{stage}/{pipeline.RECORD}"
+
+
+def stamp(stage):
+    """An input that reruns the job exactly when its recorded key (params, code and upstream
+    keys, see conceptspace/pipeline.py) differs from the current one, without Snakemake's
+    metadata, as in a fresh clone: when they agree it is ancient (never newer than anything);
+    when they differ it is touched now, so it is newer than the outputs."""
+
+    def f(wildcards):
+        run = wildcards.get("run")
+        seed = int(wildcards.seed) if run is not None else None
+        job = pipeline.job_dir(S, stage, run, seed)
+        path = STAMPS / (job.replace("/", "__") + ".stamp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if job in CURRENT:
+            if not path.exists():
+                path.touch()
+            return ancient(str(path))
+        path.touch()
+        return str(path)
+
+    return f
+
+
+def _current_jobs():
+    """Jobs whose provenance record holds today's key. If their file times are out of
+    pipeline order (a fresh clone's checkout order is arbitrary, and only content decides what
+    is stale), they are re-timed in order, in the past, so that only stamps count."""
+    current = []
+    for name in pipeline.STAGES:
+        for run, seed in pipeline.jobs(DOC, name):
+            job = pipeline.job_dir(S, name, run, seed)
+            key = pipeline.job_record(DOC, name, run, seed, root=PROJECT)["key"]
+            if pipeline.recorded_key(f"{job}/{pipeline.RECORD}") == key:
+                current.append(job)
+    times = [[p.stat().st_mtime for p in Path(j).rglob("*")] for j in current]
+    ordered = all(
+        min(times[i]) > max(max(t) for t in times[:i]) for i in range(1, len(times))
+    )
+    if not ordered:
+        t0 = time.time() - 3600
+        for i, job in enumerate(current):
+            for p in Path(job).rglob("*"):
+                os.utime(p, (t0 + i, t0 + i))
+    return set(current)
+
+
+CURRENT = _current_jobs()

@@ -1,16 +1,13 @@
 rule fit_probe:
     input:
         folder_inputs,
+        stamp=stamp("fit_probe"),
     output:
-        probe="results/fit_probe/probe.pt",
-        metrics="results/fit_probe/metrics.json",
+        probe=f"{S}/fit_probe/probe.pt",
+        metrics=f"{S}/fit_probe/metrics.json",
+        provenance=provenance("fit_probe"),
     log:
-        "logs/fit_probe.log",
-    params:
-        runs=config["runs"],
-        grid=config["grid"],
-        synthesize=config["synthesize"],
-        section=config["fit_probe"],
-    threads: config["fit_probe"]["threads"]
+        f"logs/{STUDY.name}/fit_probe.log",
+    threads: DOC["fit_probe"]["threads"]
     shell:
-        "python -m stages.fit_probe --probe {output.probe} --metrics {output.metrics} > {log} 2>&1"
+        cmd("fit_probe") + " > {log} 2>&1"

@@ -2,15 +2,13 @@ rule intervene:
     input:
         ckpt=rules.train.output.ckpt,
         probe=rules.fit_probe.output.probe,
+        stamp=stamp("intervene"),
     output:
-        table="results/intervene/{run}/seed{seed}/intervene.csv",
-        embeddings="results/intervene/{run}/seed{seed}/embeddings.csv",
+        table=f"{S}/intervene/{{run}}/seed{{seed}}/intervene.csv",
+        embeddings=f"{S}/intervene/{{run}}/seed{{seed}}/embeddings.csv",
+        provenance=provenance("intervene"),
     log:
-        "logs/intervene/{run}/seed{seed}.log",
-    params:
-        run=run_params,
-        grid=config["grid"],
-        section=config["intervene"],
-    threads: config["intervene"]["threads"]
+        f"logs/{STUDY.name}/intervene/{{run}}/seed{{seed}}.log",
+    threads: DOC["intervene"]["threads"]
     shell:
-        "python -m stages.intervene --run {wildcards.run} --seed {wildcards.seed} --ckpt-dir {input.ckpt} --probe {input.probe} --table {output.table} --embeddings {output.embeddings} > {log} 2>&1"
+        cmd("intervene") + " > {log} 2>&1"

@@ -4,7 +4,7 @@ import os
 def folder_inputs(wildcards=None):
     """Folder data (synthesize.source: folder): the folder's attribute table, outside the
     project, so that editing it re-runs synthesize and fit_probe; nothing for shapes."""
-    syn = config["synthesize"]
+    syn = DOC["synthesize"]
     if syn.get("source", "shapes") != "folder":
         return []
     folder = syn["folder"]
@@ -14,16 +14,14 @@ def folder_inputs(wildcards=None):
 rule synthesize:
     input:
         folder_inputs,
+        stamp=stamp("synthesize"),
     output:
-        dataset="results/synthesize/{run}/seed{seed}/dataset.npz",
-        card="results/synthesize/{run}/seed{seed}/card.json",
-        samples="results/synthesize/{run}/seed{seed}/samples.png",
+        dataset=f"{S}/synthesize/{{run}}/seed{{seed}}/dataset.npz",
+        card=f"{S}/synthesize/{{run}}/seed{{seed}}/card.json",
+        samples=f"{S}/synthesize/{{run}}/seed{{seed}}/samples.png",
+        provenance=provenance("synthesize"),
     log:
-        "logs/synthesize/{run}/seed{seed}.log",
-    params:
-        run=run_params,
-        grid=config["grid"],
-        section=config["synthesize"],
+        f"logs/{STUDY.name}/synthesize/{{run}}/seed{{seed}}.log",
     priority: 20  # cheap, and it unblocks training
     shell:
-        "python -m stages.synthesize --run {wildcards.run} --seed {wildcards.seed} --dataset {output.dataset} --card {output.card} --samples {output.samples} > {log} 2>&1"
+        cmd("synthesize") + " > {log} 2>&1"

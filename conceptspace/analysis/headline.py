@@ -1,0 +1,36 @@
+"""The study's headline: a few dozen numbers for ``metrics.json`` (what ``dvc metrics show``
+prints), taken from the full metrics (``details.json``). Nothing is computed here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _flat_times(times: dict[str, Any]) -> dict[str, Any]:
+    """``{"color@0.8": {"mean": .., "censored_seeds": ..}}`` -> ``{"color@0.8": mean}`` with
+    censored means marked by a ``>`` string-free convention: a separate ``censored`` list."""
+    return {k: v.get("mean") for k, v in times.items()}
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Verdicts; per run: held-out learning times (censored ones listed), the class its
+    prompts memorize, whether it turned, and the best elicitation lead over naive prompting."""
+    out: dict[str, Any] = {"phenomena": dict(metrics["phenomena"]), "runs": {}}
+    for run, m in metrics["runs"].items():
+        times = m.get("learning_time_held_out", {})
+        traj = m.get("trajectory", {})
+        leads = [
+            (v["lead_steps"], k)
+            for k, v in m.get("emergence", {}).items()
+            if not k.startswith("naive") and v.get("lead_steps") is not None
+        ]
+        best = max(leads) if leads else (None, None)
+        out["runs"][run] = {
+            "learning_time_held_out": _flat_times(times),
+            "censored": sorted(k for k, v in times.items() if v.get("censored_seeds")),
+            "memorized": traj.get("nearest_class"),
+            "turned": traj.get("turned"),
+            "best_lead_steps": best[0],
+            "best_lead_method": best[1],
+        }
+    return out
