@@ -5,6 +5,15 @@ An image is one object (circle, or equilateral triangle of equal area) on a back
 Gaussian of ``blur_px`` pixels, plus i.i.d. pixel noise, clipped to [0, 1]. The coordinate grid
 has ``image_size`` points from -1 to 1 on each axis; the first spatial array axis is "x".
 
+Mask, blur (``scipy.ndimage`` Gaussian, reflecting borders, sigma in pixels), the radius in grid
+units and the grid itself are those of the authors' public generator
+(github.com/cfpark00/concept-learning): at the same positions our 32 px class-mean images give
+their class-pair MSEs to float precision (tests/test_render_reference.py). One known
+deviation: their triangle has edges of slope +-2 (an isosceles triangle, base = height =
+side, 15.5% more area than the circle) although its side is computed for an equal-area
+equilateral one; we draw the equal-area equilateral triangle of paper_spec §2.1. It matters
+only for grids with the shape concept.
+
 Everything is computed for the whole batch at once (no Python loop over images), in float32.
 All randomness comes from one :class:`numpy.random.Generator`, drawn in a fixed order and in
 amounts that do not depend on whether attributes are sampled or set to class means, so the
@@ -66,8 +75,14 @@ def sample_attributes(
     :param values: ``[N, n_concepts]`` concept value indices (0 or 1). Fractional values
         interpolate linearly between the two class means (0.5 = the midpoint), which the
         concept-signal measurement uses; shape must stay integer.
-    :param at_mean: put every concept attribute exactly at its class mean ("test" images).
-        Position and nuisance background stay random either way.
+    :param at_mean: put every attribute exactly at its mean ("test" images, paper_spec §2.2):
+        concept attributes at their class means and, when background is not a concept, the
+        nuisance background at the grey mean of its range, (0.9, 0.9, 0.9). Only the
+        position stays random. This is what the authors' public generator
+        (github.com/cfpark00/concept-learning) does for test images, and it sets the
+        class-pair MSE of a size change (§2.7): a random background adds its variance to
+        ``(object - background)^2``, which raised that MSE by 0.7-1.7% in expectation (up to
+        3% with 128 images).
 
     An attribute grid (real images) has no attributes to draw: the result only carries
     ``values``, so that :func:`conditioning` gives their one-hot codes (no randomness used).
@@ -109,7 +124,10 @@ def sample_attributes(
     v = _concept_column(grid, values, "background")
     if v is None:
         lo, hi = NUISANCE_BG
-        background = lo + (u_bg + 1) / 2 * (hi - lo)
+        if at_mean:  # the nuisance background is an attribute too: at its mean, grey (lo+hi)/2
+            background = np.full((n, 3), (lo + hi) / 2, dtype=np.float32)
+        else:
+            background = lo + (u_bg + 1) / 2 * (hi - lo)
     else:
         light, dark = grid.background_mean(0), grid.background_mean(1)
         background = (
@@ -252,7 +270,8 @@ def class_pair_mse(
     grid: ConceptGrid, image_size: int, *, n: int = 128, seed: int = 42, blur_px: float = 1.0
 ) -> dict[str, float]:
     """The authors' variant (§2.7): MSE between class-mean renders of classes differing in one
-    concept, with positions and backgrounds matched by reseeding. Keys ``"<class>|<class>"``."""
+    concept, with positions matched by reseeding (the nuisance background is at its grey mean,
+    as in the authors' test images). Keys ``"<class>|<class>"``."""
     renders = {}
     for i in range(grid.n_classes):
         rng = np.random.default_rng(seed)
