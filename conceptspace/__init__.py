@@ -1,0 +1,1 @@
+"""Learning dynamics of diffusion models in concept space (Park et al., NeurIPS 2024)."""

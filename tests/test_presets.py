@@ -1,6 +1,7 @@
-"""Every experiment preset under configs/ is a complete, valid params file, and each runs end to
-end under Snakemake at a reduced scale (its design kept, its size shrunk to the tiny params),
-with its own figures in `snakemake --report`."""
+"""Every experiment preset under configs/ is an overlay that makes a valid study over
+params.yaml, and each runs end to end as its own study (`snakemake --config study=<name>`, into
+results/<name>/) at a reduced scale (its design kept, its size shrunk to the tiny params), with
+its own figures in `snakemake --report`, leaving the default study's params untouched."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conceptspace.params import load_params, validate
+from conceptspace import studies
+from conceptspace.params import validate
 from tests.conftest import ROOT, copy_project
 from tests.test_folder import make_folder
 
@@ -57,13 +59,16 @@ def _sh(cwd: Path, *cmd: str) -> subprocess.CompletedProcess:
 
 
 def _preset(name: str) -> dict:
-    return yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    """The preset's study: its overlay laid over params.yaml."""
+    return studies.resolve(name, ROOT).document()
 
 
 @pytest.mark.parametrize("name", PRESETS)
-def test_preset_is_valid_params(name):
-    params = load_params(ROOT / "configs" / f"{name}.yaml")
-    assert params.run_ids
+def test_preset_is_a_valid_overlay(name):
+    over = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert over == studies.overlay_of(base, _preset(name)), "states keys it does not change"
+    assert validate(_preset(name)).run_ids
 
 
 @pytest.mark.parametrize("name", sorted(PRESET_FIGURES))
@@ -83,14 +88,22 @@ def test_preset_runs_end_to_end_with_its_figures_in_the_report(name, tiny_doc, t
     doc = reduced(_preset(name), tiny_doc)
     if doc["synthesize"].get("source") == "folder":
         doc["synthesize"]["folder"]["root"] = str(make_folder(tmp_path / "celeba"))
-    root = copy_project(tmp_path / "project", doc)
-    _sh(root, "snakemake", "-j", "2")
-    metrics = json.loads((root / "results/analyze/metrics.json").read_text())
+    root = copy_project(tmp_path / "project", tiny_doc)
+    overlay = studies.overlay_of(tiny_doc, doc)
+    (root / "configs" / f"{name}.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
+    params_before = (root / "params.yaml").read_bytes()
+    _sh(root, "snakemake", "-j", "2", "--config", f"study={name}")
+    assert (root / "params.yaml").read_bytes() == params_before
+    assert not (root / "results" / "default").exists()
+    recorded = yaml.safe_load((root / "results" / name / "params.yaml").read_text())
+    assert recorded.pop("study")["overlay"] == f"configs/{name}.yaml"
+    assert recorded == doc
+    metrics = json.loads((root / f"results/{name}/analyze/metrics.json").read_text())
     assert set(metrics["phenomena"]) >= {"signal_order", "memorization", "hidden_capability"}
-    figs = root / "results/analyze/figures"
+    figs = root / f"results/{name}/analyze/figures"
     for fig in PRESET_FIGURES[name]:
         assert (figs / f"{fig}.png").stat().st_size > 0, fig
-    _sh(root, "snakemake", "--report", "report.html")
+    _sh(root, "snakemake", "--config", f"study={name}", "--report", "report.html")
     html = (root / "report.html").read_text(errors="ignore")
     for fig in ("trajectories", *PRESET_FIGURES[name]):
         assert f"{fig}.png" in html, fig

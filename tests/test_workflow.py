@@ -58,7 +58,7 @@ def test_both_tools_make_identical_artifacts(snakemake_copy, dvc_copy):
 def test_datasets_are_made(snakemake_copy, tiny_doc):
     for run in tiny_doc["runs"]:
         for seed in tiny_doc["seeds"]:
-            d = snakemake_copy / "results" / "synthesize" / run / f"seed{seed}"
+            d = snakemake_copy / "results" / "default" / "synthesize" / run / f"seed{seed}"
             assert (d / "dataset.npz").stat().st_size > 0
             assert (d / "samples.png").stat().st_size > 0
 
@@ -95,7 +95,7 @@ def test_report_has_the_figures(snakemake_copy):
 def test_metrics_name_the_three_phenomena(snakemake_copy):
     import json
 
-    metrics = json.loads((snakemake_copy / "results/analyze/metrics.json").read_text())
+    metrics = json.loads((snakemake_copy / "results/default/analyze/metrics.json").read_text())
     assert set(metrics["phenomena"]) == {"signal_order", "memorization", "hidden_capability"}
     assert all(isinstance(v, bool) for v in metrics["phenomena"].values())
 

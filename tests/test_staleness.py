@@ -1,0 +1,175 @@
+"""Nothing stale, ever: after an edit to params or code, both tools plan exactly the jobs whose
+params, inputs or code changed, in a fresh clone of committed results (Snakemake) and in a
+used workspace (DVC), and after a rerun every provenance record equals the current params."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conceptspace import pipeline
+from tests.conftest import copy_project
+
+pytestmark = pytest.mark.workflow
+
+
+def _sh(cwd: Path, *cmd: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, f"{' '.join(cmd)}:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    return r.stdout + r.stderr
+
+
+def _commit(root: Path) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["git", "add", "-A"], ["git", "commit", "-qm", "results"]):
+        subprocess.run(cmd, cwd=root, check=True, env=env, capture_output=True)
+
+
+def snakemake_plan(root: Path) -> dict[str, int]:
+    out = _sh(root, "snakemake", "-n")
+    if "Nothing to be done" in out:
+        return {}
+    stats = out.split("Job stats:")[1].split("total")[0]
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", stats, re.M))
+    return {k: int(v) for k, v in jobs.items() if k != "all"}
+
+
+def dvc_ran(out: str) -> dict[str, int]:
+    names = re.findall(r"Running stage '(\w+)", out)
+    return dict(collections.Counter(names))
+
+
+def edit_params(root: Path, change) -> None:
+    doc = yaml.safe_load((root / "params.yaml").read_text())
+    change(doc)
+    (root / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def add_seed(d):
+    d["seeds"] = [0, 1]
+
+
+def add_run(d):
+    d["runs"]["c050"] = {"color": 0.5, "size": 0.4}
+
+
+def move_run(d):
+    d["runs"]["c080"]["color"] = 0.7
+
+
+PARAMS_EDITS = {
+    "seeds": (add_seed, {"synthesize": 2, "train": 2, "probe": 2, "intervene": 2, "analyze": 1}),
+    # fit_probe reads every run (its range check), so every run's evaluations follow it
+    "add_run": (
+        add_run,
+        {"fit_probe": 1, "synthesize": 1, "train": 1, "probe": 3, "intervene": 3, "analyze": 1},
+    ),
+    "separation": (
+        move_run,
+        {"fit_probe": 1, "synthesize": 1, "train": 1, "probe": 2, "intervene": 2, "analyze": 1},
+    ),
+}
+CODE_EDITS = {
+    "conceptspace/measure/interventions.py": {"intervene": 2, "analyze": 1},
+    "conceptspace/measure/probing.py": {"probe": 2, "intervene": 2, "analyze": 1},
+    "conceptspace/analysis/core.py": {"analyze": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory, tiny_doc):
+    """The tiny study run by Snakemake, committed, and cloned: results without metadata."""
+    work = copy_project(tmp_path_factory.mktemp("sm"), tiny_doc)
+    _sh(work, "snakemake", "-j", "2")
+    _commit(work)
+    clone = tmp_path_factory.mktemp("clone") / "c"
+    subprocess.run(["git", "clone", "-q", str(work), str(clone)], check=True)
+    assert snakemake_plan(clone) == {}
+    return clone
+
+
+def _restore(root: Path) -> None:
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=root, check=True)
+
+
+@pytest.mark.parametrize("edit", sorted(PARAMS_EDITS))
+def test_snakemake_fresh_clone_plans_exactly_the_params_change(fresh_clone, edit):
+    change, expected = PARAMS_EDITS[edit]
+    edit_params(fresh_clone, change)
+    try:
+        assert snakemake_plan(fresh_clone) == expected
+    finally:
+        _restore(fresh_clone)
+    assert snakemake_plan(fresh_clone) == {}
+
+
+@pytest.mark.parametrize("module", sorted(CODE_EDITS))
+def test_snakemake_fresh_clone_plans_exactly_the_code_change(fresh_clone, module):
+    path = fresh_clone / module
+    path.write_text(path.read_text() + "\n# edited\n")
+    try:
+        assert snakemake_plan(fresh_clone) == CODE_EDITS[module]
+    finally:
+        _restore(fresh_clone)
+
+
+def _records_match(root: Path) -> None:
+    doc = yaml.safe_load((root / "params.yaml").read_text())
+    for stage in pipeline.STAGES:
+        for run, seed in pipeline.jobs(doc, stage):
+            rec = json.loads(
+                (
+                    root / pipeline.job_dir("results/default", stage, run, seed) / "provenance.json"
+                ).read_text()
+            )
+            assert rec["params"] == pipeline.stage_params(doc, stage, run), (stage, run)
+            assert rec["key"] == pipeline.job_record(doc, stage, run, seed, root)["key"]
+
+
+def test_snakemake_rerun_brings_records_to_the_params(fresh_clone):
+    edit_params(fresh_clone, move_run)
+    try:
+        _sh(fresh_clone, "snakemake", "-j", "2")
+        assert snakemake_plan(fresh_clone) == {}
+        _records_match(fresh_clone)
+    finally:
+        _restore(fresh_clone)
+
+
+@pytest.fixture(scope="module")
+def dvc_workspace(tmp_path_factory, tiny_doc):
+    root = copy_project(tmp_path_factory.mktemp("dvc"), tiny_doc)
+    _sh(root, "dvc", "repro")
+    _commit(root)
+    return root
+
+
+def test_dvc_reruns_exactly_the_params_change(dvc_workspace):
+    edit_params(dvc_workspace, move_run)
+    ran = dvc_ran(_sh(dvc_workspace, "dvc", "repro"))
+    assert ran == PARAMS_EDITS["separation"][1]
+    assert "Data and pipelines are up to date" in _sh(dvc_workspace, "dvc", "status")
+    _records_match(dvc_workspace)
+
+
+@pytest.mark.parametrize("module", ["conceptspace/measure/interventions.py"])
+def test_dvc_status_names_exactly_the_stages_importing_a_module(dvc_workspace, module):
+    path = dvc_workspace / module
+    original = path.read_text()
+    path.write_text(original + "\n# edited\n")
+    try:
+        status = _sh(dvc_workspace, "dvc", "status")
+        changed = set(re.findall(r"^(\w+)@?[\w-]*:", status, re.M))
+        importers = {s for s in pipeline.STAGES if module in pipeline.code_closure(s)}
+        assert changed == importers == {"intervene"}
+    finally:
+        path.write_text(original)
