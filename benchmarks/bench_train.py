@@ -21,6 +21,7 @@ from contextlib import nullcontext
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from conceptspace.model import training
 from conceptspace.model.diffusion import vdm_loss
 from conceptspace.model.schedule import LogSNRSchedule
 from conceptspace.model.unet import DEFAULT, PAPER, UNet, UNetConfig
@@ -75,9 +76,9 @@ def make_step(cfg: UNetConfig, device: torch.device, variant: str) -> Callable[[
             loss = vdm_loss(model, schedule, x, cond, generator=gen)["total"].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if optimize:
-            torch.nn.utils.clip_grad_norm_(params, 0.01)
-            opt.step()
+        if optimize:  # clip and update exactly as conceptspace.model.training does
+            training._grad_norm(params, 0.01)
+            training._optimizer_step(opt)
 
     return step
 

@@ -227,3 +227,39 @@ def test_atomic_save(tmp_path):
     assert [p.name for p in a.parent.iterdir()] == ["step_000007.pt"]  # no temporaries left
     atomic_torch_save({"step": 8}, a)  # replacing an existing file
     assert torch.load(a, weights_only=True) == {"step": 8}
+
+
+def test_fast_clip_and_adamw_match_torch_bit_for_bit():
+    """training's clip and fused-AdamW step are the same kernels as clip_grad_norm_ and
+    AdamW.step (first step included, before any optimizer state exists)."""
+    from torch import nn
+
+    from conceptspace.model.training import _grad_norm, _optimizer_step
+    from conceptspace.model.unet import UNet
+
+    runs = []
+    for fast in (False, True):
+        torch.manual_seed(0)
+        net = UNet(NET)
+        params = list(net.parameters())
+        opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, fused=True)
+        g = torch.Generator().manual_seed(1)
+        norms = []
+        for _ in range(4):
+            z = torch.randn(8, 3, 8, 8, generator=g)
+            loss = net(z, torch.rand(8, generator=g), torch.rand(8, 11, generator=g)).square()
+            opt.zero_grad(set_to_none=True)
+            loss.mean().backward()
+            if fast:
+                norms.append(_grad_norm(params, 0.01).item())
+                _optimizer_step(opt)
+            else:
+                norms.append(nn.utils.clip_grad_norm_(params, 0.01).item())
+                opt.step()
+        runs.append((norms, [p.detach().clone() for p in params], opt.state_dict()))
+    (n0, p0, s0), (n1, p1, s1) = runs
+    assert n0 == n1 and n0[-1] > 0.01  # clipping was active
+    assert all(torch.equal(a, b) for a, b in zip(p0, p1, strict=True))
+    for k, state in s0["state"].items():
+        assert all(torch.equal(v, s1["state"][k][name]) for name, v in state.items())
+    assert s0["param_groups"] == s1["param_groups"]

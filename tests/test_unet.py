@@ -116,3 +116,40 @@ def test_init_scale_multiplies_parameters():
     scaled = UNet(UNetConfig(image_size=8, channels=(8, 8), groups=4, init_scale=0.1))
     for (name, p), q in zip(ref.named_parameters(), scaled.parameters(), strict=True):
         torch.testing.assert_close(q, 0.1 * p, msg=name)
+
+
+def test_dropout_is_bit_identical_to_torch_dropout():
+    """Same global-RNG draws, same mask and scaling, same gradient as nn.Dropout in training."""
+    from conceptspace.model.unet import Dropout
+
+    fast = Dropout(0.1).train()
+    ref = torch.nn.Dropout(0.1).train()
+    x = torch.randn(4, 8, 16, 16, requires_grad=True)
+    g_out = torch.randn_like(x)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        y_ref = ref(x)
+        (gx_ref,) = torch.autograd.grad(y_ref, x, g_out)
+        state_ref = torch.get_rng_state()
+        torch.manual_seed(seed)
+        y = fast(x)
+        (gx,) = torch.autograd.grad(y, x, g_out)
+        assert torch.equal(y, y_ref) and torch.equal(gx, gx_ref)
+        assert torch.equal(torch.get_rng_state(), state_ref)  # the stream moves on identically
+        dropped = (y == 0) & (x != 0)
+        assert 0.03 < dropped.float().mean() < 0.2  # p = 0.1: the mask is not all ones
+    torch.manual_seed(0)
+    assert torch.equal(fast.eval()(x), x)  # eval: identity, no draws
+    assert torch.equal(torch.get_rng_state(), torch.manual_seed(0).get_state())
+
+
+def test_dropout_under_vmap_keeps_torch_semantics():
+    """torch.func transforms get nn.Dropout itself (randomness modes), so members differ."""
+    from conceptspace.model.unet import Dropout
+
+    drop = Dropout(0.5).train()
+    x = torch.ones(3, 64)
+    y = torch.func.vmap(drop, randomness="different")(x)
+    assert not torch.equal(y[0], y[1])
+    with pytest.raises(RuntimeError, match="randomness"):
+        torch.func.vmap(drop)(x)

@@ -142,10 +142,71 @@ def evaluate_loss(
 
 
 def _grad_norm(params: list[nn.Parameter], clip: float | None) -> Tensor:
-    """Global L2 norm of the gradients before clipping; clips in place when ``clip`` is set."""
+    """Global L2 norm of the gradients before clipping; clips in place when ``clip`` is set.
+
+    The same kernels, in the same order, as ``nn.utils.clip_grad_norm_`` (or ``get_total_norm``)
+    on one device and dtype, so the same bits, without their per-call grouping of tensors by
+    device and dtype; anything else goes through those functions.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads or len({(g.device, g.dtype) for g in grads}) > 1 or grads[0].is_sparse:
+        if clip:
+            return nn.utils.clip_grad_norm_(params, clip)
+        return nn.utils.get_total_norm(grads)
+    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
     if clip:
-        return nn.utils.clip_grad_norm_(params, clip)
-    return nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        clip_coef = float(clip) / (total_norm + 1e-6)  # the expression of clip_grad_norm_
+        torch._foreach_mul_(grads, torch.clamp(clip_coef, max=1.0))
+    return total_norm
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()``; for a fused AdamW whose state exists, the fused kernel is called
+    directly with the arguments ``torch.optim.AdamW`` would give it (one device and dtype), which
+    skips the per-step Python bookkeeping of ``Optimizer.step`` and gives the same bits."""
+    groups = optimizer.param_groups
+    g = groups[0]
+    fast = (
+        isinstance(optimizer, torch.optim.AdamW)
+        and len(groups) == 1
+        and g["fused"]
+        and not (g["amsgrad"] or g["maximize"] or g["capturable"] or g["differentiable"])
+        and isinstance(g["lr"], float)
+        and getattr(optimizer, "grad_scale", None) is None
+        and getattr(optimizer, "found_inf", None) is None
+    )
+    params = g["params"]
+    if fast:
+        state = optimizer.state
+        fast = all(p.grad is not None and p in state for p in params)
+    if fast:
+        states = [state[p] for p in params]
+        fast = len({(p.device, p.dtype) for p in params}) == 1 and all(
+            len(s) == 3 and "step" in s for s in states
+        )
+    if not fast:
+        optimizer.step()
+        return
+    steps = [s["step"] for s in states]
+    beta1, beta2 = g["betas"]
+    torch._foreach_add_(steps, 1)
+    torch._fused_adamw_(
+        params,
+        [p.grad for p in params],
+        [s["exp_avg"] for s in states],
+        [s["exp_avg_sq"] for s in states],
+        [],
+        steps,
+        amsgrad=False,
+        lr=g["lr"],
+        beta1=float(beta1),
+        beta2=float(beta2),
+        weight_decay=g["weight_decay"],
+        eps=g["eps"],
+        maximize=False,
+        grad_scale=None,
+        found_inf=None,
+    )
 
 
 # --- CSV logs -------------------------------------------------------------------------------
@@ -316,7 +377,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = _grad_norm(params, cfg.grad_clip).item()
-        optimizer.step()
+        _optimizer_step(optimizer)
         step += 1
 
         loss_value = loss.item()
