@@ -257,7 +257,7 @@ def run(argv=None) -> None:
     write_json(out / "details.json", metrics)
     write_json(out / "metrics.json", headline(metrics))
     write_bytes(out / "summary.md", summary_markdown(metrics).encode())
-    print(summary_markdown(metrics))
+    print(summary_markdown(metrics) + f"\nFigures: {fig_dir}/  Tables: {out}/")
 
 
 main = entry(run)

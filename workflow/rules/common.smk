@@ -94,7 +94,7 @@ def _current_jobs():
             key = pipeline.job_record(DOC, name, run, seed, root=PROJECT)["key"]
             if pipeline.recorded_key(f"{job}/{pipeline.RECORD}") == key:
                 current.append(job)
-    times = [[p.stat().st_mtime for p in Path(j).rglob("*")] for j in current]
+    times = [[p.stat().st_mtime for p in Path(j).rglob("*")] or [0.0] for j in current]
     ordered = all(
         min(times[i]) > max(max(t) for t in times[:i]) for i in range(1, len(times))
     )
