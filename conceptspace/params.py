@@ -238,6 +238,8 @@ class Intervene(_Section):
     def _unique_methods(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("methods must be unique")
+        if "naive" not in v:  # the table would hold no baseline (and the stage no batch)
+            raise ValueError("must include 'naive', the baseline every lead is measured from")
         return v
 
 
@@ -364,6 +366,18 @@ class Params(_Section):
                     raise _keyed(
                         f"runs.{run_id}.{c} = {given[c]}: concept {c!r} is not in grid.concepts"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _both_sides(self) -> Params:
+        """A grid needs a training class to learn from and a held-out class to ask for."""
+        grid = self.grid_for(self.run_ids[0])
+        for side, ks in (("training", grid.train_classes), ("held-out", grid.held_out_classes)):
+            if not ks:
+                raise _keyed(
+                    f"grid.held_out = {self.grid.held_out}: no {side} class among the "
+                    f"{grid.n_classes} classes of grid.concepts {self.grid.concepts}"
+                )
         return self
 
     @model_validator(mode="after")

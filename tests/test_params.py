@@ -66,6 +66,7 @@ INVALID = [
         "background",
     ),
     ("guidance without a guidance-trained model", "intervene.methods", ["naive", "cfg"], "cfg"),
+    ("guidance without the naive baseline", "intervene.methods", ["cfg"], "naive"),
     ("probe grid lacks a concept", "fit_probe.separations", [{"color": 0.4}], "size"),
     ("unknown device", "train.device", "tpu", "train.device"),
     ("learning-time threshold above 1", "analyze.thresholds", [0.8, 1.5], "thresholds"),
@@ -208,3 +209,32 @@ def test_unknown_run_id_and_seed(root):
         params.grid_for("c999")
     with pytest.raises(ParamsError, match="unknown seed 12345"):
         params.check_seed(12345)
+
+
+ALL_FOUR = [
+    {"color": "red", "size": "large"},
+    {"color": "red", "size": "small"},
+    {"color": "blue", "size": "large"},
+    {"color": "blue", "size": "small"},
+]
+
+
+@pytest.mark.parametrize(
+    "grid,side",
+    [
+        ({"concepts": ["color", "size"], "held_out": ALL_FOUR}, "training"),
+        ({"concepts": ["color", "size"], "held_out": []}, "held-out"),
+        ({"concepts": ["color"], "held_out": None}, "held-out"),
+    ],
+    ids=["every class held out", "empty held-out list", "one concept, no held-out class"],
+)
+def test_grid_without_a_class_on_one_side_is_refused(params_doc, grid, side):
+    doc = _set(params_doc, "grid", grid)
+    if grid["concepts"] == ["color"]:
+        for run in doc["runs"].values():
+            run.pop("size")
+        for seps in doc["fit_probe"]["separations"]:
+            seps.pop("size")
+        doc["intervene"]["overprompt"]["concept"] = doc["intervene"]["linear"]["concept"] = "color"
+    with pytest.raises(ParamsError, match=f"grid.held_out = .*no {side} class"):
+        validate(doc)
