@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 import conceptspace.analysis.concept_distance as CD
-import conceptspace.analysis.core as A
+import conceptspace.analysis.curves as CV
+import conceptspace.analysis.trajectories as TJ
 from conceptspace.analysis.verdicts import analyze_extensions, analyze_study
 
 CONCEPTS = ("color", "size", "background")
@@ -91,7 +92,7 @@ def _first_step_at_least(x):
 
 def test_convergence_distance_and_learning_time_have_known_values():
     probe, _, _ = cube_sweep(runs=("r1",))
-    traj = A.trajectories(probe, sigma=0.0)
+    traj = TJ.trajectories(probe, sigma=0.0)
     table = CD.distance_to_time(probe, traj, EXACT).set_index("class")
 
     # training accuracy sig(step - 1000) >= 0.95 from 1000 + 150 ln 19 = 1441.7 on
@@ -117,14 +118,14 @@ def test_training_that_never_converges_uses_the_budget():
     probe, _, _ = cube_sweep(runs=("r1",))
     train = ~probe["held_out"]
     probe.loc[train & (probe["class"] == "blue_large_light"), "acc"] = 0.9  # never 0.95
-    traj = A.trajectories(probe, sigma=0.0)
+    traj = TJ.trajectories(probe, sigma=0.0)
     table = CD.distance_to_time(probe, traj, EXACT)
     assert (table["convergence_step"] == STEPS[-1]).all() and not table["converged"].any()
 
 
 def test_relation_is_positive_when_later_classes_are_farther():
     probe, _, _ = cube_sweep(runs=("r1", "r2"), shift={"r2": 300.0})
-    traj = A.trajectories(probe, sigma=0.0)
+    traj = TJ.trajectories(probe, sigma=0.0)
     rel = CD.relation(CD.distance_to_time(probe, traj, EXACT))
     assert rel["n"] == 8 and rel["n_censored"] == 2 and rel["n_fit"] == 6
     assert rel["spearman_rho"] > 0.8 and rel["positive"]
@@ -161,9 +162,9 @@ def test_decreasing_relation_is_not_positive():
 def test_joint_learning_time_waits_for_the_worst_concept():
     steps = np.arange(1, 11) * 100
     acc = np.stack([np.where(steps >= 300, 1.0, 0.0), np.where(steps >= 700, 1.0, 0.0)], 1)
-    assert A.joint_learning_time(steps, acc, 0.8, sigma=0, k=2) == (700.0, False)
-    assert A.joint_learning_time(steps, acc[:, 0], 0.8, sigma=0, k=2) == (300.0, False)
-    assert A.joint_learning_time(steps, acc * 0.5, 0.8, sigma=0, k=1) == (1000.0, True)
+    assert CV.joint_learning_time(steps, acc, 0.8, sigma=0, k=2) == (700.0, False)
+    assert CV.joint_learning_time(steps, acc[:, 0], 0.8, sigma=0, k=2) == (300.0, False)
+    assert CV.joint_learning_time(steps, acc * 0.5, 0.8, sigma=0, k=1) == (1000.0, True)
 
 
 def test_study_on_three_concepts_does_not_fake_two_concept_verdicts():

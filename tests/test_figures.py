@@ -307,7 +307,8 @@ def test_degenerate_inputs(tmp_path):
 
 def test_trajectory_from_analysis(tmp_path):
     """The figure accepts the real analysis outputs (trajectories + turn_summary)."""
-    import conceptspace.analysis.core as A
+    import conceptspace.analysis.curves as CV
+    import conceptspace.analysis.trajectories as TJ
 
     d = synthetic(n_steps=12, runs={"c015": 0.15, "c080": 0.8}, seeds=(0,))
     t = d["traj"]
@@ -329,10 +330,10 @@ def test_trajectory_from_analysis(tmp_path):
                 }
             )
     probe = pd.DataFrame(rows)
-    traj = A.trajectories(probe, sigma=1.0)
-    turns = {run: A.turn_summary(g) for run, g in traj.groupby("run")}
+    traj = TJ.trajectories(probe, sigma=1.0)
+    turns = {run: TJ.turn_summary(g) for run, g in traj.groupby("run")}
     F.trajectory_figure(traj, d["run_info"], turns, tmp_path / "t.png")
-    lt = A.summarize_over_seeds(A.learning_times(probe))
+    lt = CV.summarize_over_seeds(CV.learning_times(probe))
     F.learning_time_figure(lt, d["run_info"], d["fits"], tmp_path / "l.png")
     assert (tmp_path / "t.png").exists() and (tmp_path / "l.png").exists()
 

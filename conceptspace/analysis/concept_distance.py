@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-import conceptspace.analysis.core as A
+import conceptspace.analysis.curves as CV
+import conceptspace.analysis.fits as FT
+import conceptspace.analysis.trajectories as TJ
 
 CONVERGENCE_ACC = 0.95
 """Accuracy every training class must reach on every concept for training to have converged."""
@@ -60,9 +62,9 @@ def convergence_step(
     worst = []
     for _, g in train.groupby("class", sort=True):
         g = g.sort_values("step")
-        worst.append(A.smooth(g[concepts].to_numpy(float), sigma, axis=0).min(axis=1))
+        worst.append(CV.smooth(g[concepts].to_numpy(float), sigma, axis=0).min(axis=1))
         steps = g["step"].to_numpy()
-    t = A.first_sustained_crossing(steps, np.min(worst, axis=0), CONVERGENCE_ACC, k)
+    t = CV.first_sustained_crossing(steps, np.min(worst, axis=0), CONVERGENCE_ACC, k)
     return (float(steps[-1]), False) if t is None else (float(t), True)
 
 
@@ -73,7 +75,7 @@ def distance_to_time(probe: pd.DataFrame, traj: pd.DataFrame, cfg) -> pd.DataFra
     ``cfg``: the ``analyze`` params (``lt_sigma``, ``persistence``, ``thresholds[0]``).
     ``n_novel`` counts the concepts on which the class differs from the base class.
     """
-    concepts = A.concepts_of(traj)
+    concepts = TJ.concepts_of(traj)
     thr = float(cfg.thresholds[0])
     curves = accuracy_curves(probe)
     rows = []
@@ -84,7 +86,7 @@ def distance_to_time(probe: pd.DataFrame, traj: pd.DataFrame, cfg) -> pd.DataFra
         for cls, g in held.groupby("class", sort=True):
             g = g.sort_values("step")
             steps = g["step"].to_numpy(float)
-            t, cens = A.joint_learning_time(
+            t, cens = CV.joint_learning_time(
                 steps, g[concepts].to_numpy(float), thr, sigma=cfg.lt_sigma, k=cfg.persistence
             )
             at = t_run[(t_run["class"] == cls) & (t_run["step"] == conv)]
@@ -126,7 +128,7 @@ def relation(table: pd.DataFrame) -> dict:
     if x.size >= 3 and np.unique(y_rank).size > 1 and np.unique(x).size > 1:
         res = stats.spearmanr(x, y_rank)
         rho, p = float(res.statistic), float(res.pvalue)
-    slope, intercept, r2 = A._linear_fit(x[~cens], y[~cens])
+    slope, intercept, r2 = FT._linear_fit(x[~cens], y[~cens])
     return {
         "n": int(x.size),
         "n_censored": int(cens.sum()),

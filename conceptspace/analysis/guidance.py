@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-import conceptspace.analysis.core as A
+import conceptspace.analysis.curves as CV
 
 METHOD = "cfg"
 ALL = "all"
@@ -59,7 +59,7 @@ def trajectories(
     parts = []
     for _, g in mean.groupby(["run", "class", "w"], sort=True):
         g = g.sort_values("step").copy()
-        g[concepts] = A.smooth(g[concepts].to_numpy(float), sigma, axis=0)
+        g[concepts] = CV.smooth(g[concepts].to_numpy(float), sigma, axis=0)
         parts.append(g)
     out = pd.concat(parts, ignore_index=True)
     if targets is not None:
@@ -87,7 +87,7 @@ def learning_times(
         ident = {"run": run, "class": cls, "w": float(w), "threshold": float(threshold)}
         for j, c in enumerate([*concepts, ALL]):
             cols = curves if c == ALL else curves[:, j]
-            t, cens = A.joint_learning_time(steps, cols, threshold, sigma=sigma, k=k)
+            t, cens = CV.joint_learning_time(steps, cols, threshold, sigma=sigma, k=k)
             out.append({**ident, "concept": c, "learning_time": t, "censored": cens})
             out[-1]["budget"] = float(steps[-1])
     return pd.DataFrame(out, columns=LT_COLUMNS)

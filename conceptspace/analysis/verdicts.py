@@ -29,7 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import conceptspace.analysis.core as A
+import conceptspace.analysis.capability as CP
+import conceptspace.analysis.curves as CV
+import conceptspace.analysis.fits as FT
+import conceptspace.analysis.trajectories as TJ
 
 READY_ACC = 0.75
 """Memorization is read once the training classes are recognisable (smoothed accuracy)."""
@@ -83,20 +86,20 @@ def memorization_of_run(
     if held is None:
         held = traj.loc[traj["held_out"].astype(bool), "class"].iloc[0]
     traj = traj[~traj["held_out"].astype(bool) | (traj["class"] == held)]
-    summary = A.turn_summary(traj, tol=cfg.saturation_tol)
-    steps, xy = A.trajectory_arrays(traj, held)
+    summary = TJ.turn_summary(traj, tol=cfg.saturation_tol)
+    steps, xy = TJ.trajectory_arrays(traj, held)
     target = np.array(
-        [traj.loc[traj["class"] == held, f"target_{c}"].iloc[0] for c in A.concepts_of(traj)]
+        [traj.loc[traj["class"] == held, f"target_{c}"].iloc[0] for c in TJ.concepts_of(traj)]
     )
     acc = train_acc.groupby("step")["acc"].mean().sort_index()
-    acc_s = pd.Series(A.smooth(acc.to_numpy(), cfg.sigma), index=acc.index)
+    acc_s = pd.Series(CV.smooth(acc.to_numpy(), cfg.sigma), index=acc.index)
     ready = acc_s[acc_s >= READY_ACC]
     since = float(ready.index[0]) if len(ready) else float(steps[-1])
     sat = summary["saturation_step"]
     until = float(sat) if sat is not None and sat > since else float(steps[-1])
     window = (steps >= since) & (steps <= until)
-    mem = A.memorization(
-        traj[traj["class"] == held], A.training_targets(traj), until_step=until, since_step=since
+    mem = TJ.memorization(
+        traj[traj["class"] == held], TJ.training_targets(traj), until_step=until, since_step=since
     )
     dist = np.linalg.norm(xy - target, axis=1)
     in_window = float(dist[window].mean())
@@ -128,7 +131,7 @@ def _order(d: pd.DataFrame, info: pd.DataFrame, concept: str) -> dict | None:
     sep = info.loc[d.index, f"sep_{concept}"].to_numpy()
     if len(np.unique(sep)) != len(sep):
         return None
-    mono = A.is_monotone_decreasing(
+    mono = FT.is_monotone_decreasing(
         sep, d["learning_time_mean"].to_numpy(), (d["n_censored"] > 0).to_numpy()
     )
     return {k: _none(v) for k, v in mono.items()}
@@ -197,19 +200,19 @@ def analyze_study(
     ``emergence``, ``train_accuracy``; metrics is JSON-ready.
     """
     thresholds = tuple(cfg.thresholds)
-    traj = A.trajectories(probe, sigma=cfg.sigma)
-    traj_seed = A.trajectories(probe, sigma=cfg.sigma, by_seed=True)
-    lt = A.learning_times(probe, thresholds, sigma=cfg.lt_sigma, k=cfg.persistence)
-    lt_sum = A.summarize_over_seeds(lt)
-    cap = A.capability_curves(interv)
-    emer = A.emergence(interv, thresholds, sigma=1.0, k=max(1, cfg.persistence - 1))
-    emer_mean = A.emergence(
+    traj = TJ.trajectories(probe, sigma=cfg.sigma)
+    traj_seed = TJ.trajectories(probe, sigma=cfg.sigma, by_seed=True)
+    lt = CV.learning_times(probe, thresholds, sigma=cfg.lt_sigma, k=cfg.persistence)
+    lt_sum = CV.summarize_over_seeds(lt)
+    cap = CP.capability_curves(interv)
+    emer = CP.emergence(interv, thresholds, sigma=1.0, k=max(1, cfg.persistence - 1))
+    emer_mean = CP.emergence(
         interv, thresholds, sigma=1.0, k=max(1, cfg.persistence - 1), aggregate_seeds=True
     )
     train_acc = training_accuracy(probe)
     info = run_info.set_index("run")
     runs = list(info.index)
-    concepts = [c for c in A.concepts_of(traj)]
+    concepts = [c for c in TJ.concepts_of(traj)]
 
     # ---- learning time against concept signal -------------------------------------------
     held = lt_sum[lt_sum["group"] == "held_out"]
@@ -222,7 +225,7 @@ def analyze_study(
             cens = (d["n_censored"] > 0).to_numpy()
             T = d["learning_time_mean"].to_numpy()
             fits[concept][str(thr)] = {
-                k: _none(v) for k, v in A.fit_inverse_time(signal, T, cens).items()
+                k: _none(v) for k, v in FT.fit_inverse_time(signal, T, cens).items()
             }
             mono = _order(d, info, concept)
             if mono is not None:
@@ -253,7 +256,7 @@ def analyze_study(
                 "held_out_classes": held_classes,
                 "nearest_class": None,
                 "turned": None,
-                "saturation_step": _none(A.saturation_step(t_run, tol=cfg.saturation_tol)),
+                "saturation_step": _none(TJ.saturation_step(t_run, tol=cfg.saturation_tol)),
                 "heading_step": None,
                 "by_class": {
                     h: memorization_of_run(t_run, a_run, cfg, held=h) for h in held_classes

@@ -29,7 +29,7 @@ from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from conceptspace.analysis.core import concepts_of  # noqa: E402
+from conceptspace.analysis.trajectories import concepts_of  # noqa: E402
 from conceptspace.figures.core import (  # noqa: E402
     SIGNAL_CMAP,
     _log_steps,
