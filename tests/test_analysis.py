@@ -454,7 +454,7 @@ def test_turn_summary_on_a_synthetic_run():
 
 
 def make_interv(curves: dict[tuple[str, str], np.ndarray], steps, seeds=(0,)) -> pd.DataFrame:
-    """Intervention table from {(method, setting): joint_acc curve}."""
+    """Intervention table from {(method, setting): joint_acc curve}; settings are numbers."""
     rows = []
     for seed in seeds:
         for (method, setting), curve in curves.items():
@@ -486,9 +486,9 @@ def test_capability_curves_take_the_best_setting():
     steps = np.arange(0, 1000, 100)
     interv = make_interv(
         {
-            ("naive", "default"): np.full(10, 0.2),
-            ("overprompt", "k=1"): np.linspace(0, 0.9, 10),
-            ("overprompt", "k=2"): np.full(10, 0.5),
+            ("naive", 0.0): np.full(10, 0.2),
+            ("overprompt", 1.0): np.linspace(0, 0.9, 10),
+            ("overprompt", 2.0): np.full(10, 0.5),
         },
         steps,
     )
@@ -505,20 +505,20 @@ def test_capability_curves_take_the_best_setting():
     ]
     over = cap[cap["method"] == "overprompt"].set_index("step")
     np.testing.assert_allclose(over["capability"], np.maximum(np.linspace(0, 0.9, 10), 0.5))
-    assert over.loc[0, "best_setting"] == "k=2" and over.loc[900, "best_setting"] == "k=1"
+    assert over.loc[0, "best_setting"] == 2.0 and over.loc[900, "best_setting"] == 1.0
     assert (over["n_settings"] == 2).all()
     naive = cap[cap["method"] == "naive"]
     np.testing.assert_allclose(naive["capability"], 0.2)
-    assert (naive["best_setting"] == "default").all()
+    assert (naive["best_setting"] == 0.0).all()
 
 
 def test_emergence_lead_over_naive():
     steps = np.arange(0, 10_000, 100)
     interv = make_interv(
         {
-            ("naive", "default"): step_curve(steps, 5000),
-            ("overprompt", "k=1"): step_curve(steps, 2000),
-            ("overprompt", "k=2"): step_curve(steps, 8000),
+            ("naive", 0.0): step_curve(steps, 5000),
+            ("overprompt", 1.0): step_curve(steps, 2000),
+            ("overprompt", 2.0): step_curve(steps, 8000),
         },
         steps,
     )
@@ -556,9 +556,9 @@ def test_emergence_with_censored_naive_is_a_lower_bound():
     steps = np.arange(0, 10_000, 100)
     interv = make_interv(
         {
-            ("naive", "default"): np.full(len(steps), 0.3),
-            ("linear", "s=1"): step_curve(steps, 2500),
-            ("cfg", "w=3"): np.full(len(steps), 0.3),
+            ("naive", 0.0): np.full(len(steps), 0.3),
+            ("linear", 1.0): step_curve(steps, 2500),
+            ("guidance", 3.0): np.full(len(steps), 0.3),
         },
         steps,
         seeds=(0, 1),
@@ -570,8 +570,8 @@ def test_emergence_with_censored_naive_is_a_lower_bound():
     assert lin["lead_is_lower_bound"]
     assert lin["lead_steps"] == 9900 - lin["emergence_step"]
     assert lin["lead_checkpoints"] == (9900 - lin["emergence_step"]) / 100
-    cfg = em[(em["method"] == "cfg") & (em["seed"] == 0)].iloc[0]
-    assert cfg["censored"] and math.isnan(cfg["lead_steps"])
+    guided = em[(em["method"] == "guidance") & (em["seed"] == 0)].iloc[0]
+    assert guided["censored"] and math.isnan(guided["lead_steps"])
 
     agg = CP.emergence(interv, thresholds=(0.8,), aggregate_seeds=True)
     assert "seed" not in agg.columns and (agg["n_seeds"] == 2).all() and len(agg) == 3
@@ -579,7 +579,7 @@ def test_emergence_with_censored_naive_is_a_lower_bound():
 
 def test_emergence_without_naive_has_no_lead():
     steps = np.arange(0, 1000, 100)
-    em = CP.emergence(make_interv({("linear", "s=1"): step_curve(steps, 300)}, steps), sigma=0)
+    em = CP.emergence(make_interv({("linear", 1.0): step_curve(steps, 300)}, steps), sigma=0)
     assert em["naive_step"].isna().all() and em["lead_steps"].isna().all()
 
 

@@ -62,7 +62,7 @@ def cube_sweep(runs=("r1", "r2"), seeds=(0,), shift: dict | None = None):
                 if held:
                     for s, v in zip(STEPS, learned, strict=True):
                         row = {"run": run, "seed": seed, "step": int(s), "method": "naive"}
-                        row.update({"setting": "-", "class": name, "count": 32})
+                        row.update({"setting": 0.0, "class": name, "count": 32})
                         for c, b in zip(CONCEPTS, bits, strict=True):
                             row[f"p_{c}"] = v * b
                             row[f"acc_{c}"] = v if b else 1.0

@@ -106,7 +106,7 @@ def synthetic(n_steps: int = 10, runs: dict = RUNS, seeds=(0, 1), rng_seed: int 
                         }
                     )
         # capability curves: elicitation emerges before naive prompting
-        mids = {"naive": 0.75, "overprompt": 0.45, "linear": 0.5, "cfg": 0.6}
+        mids = {"naive": 0.75, "overprompt": 0.45, "linear": 0.5, "guidance": 0.6}
         for seed in seeds:
             jitter = rng.normal(0, 0.02)
             x = np.arange(len(steps)) / (len(steps) - 1)
@@ -124,7 +124,7 @@ def synthetic(n_steps: int = 10, runs: dict = RUNS, seeds=(0, 1), rng_seed: int 
                             "method": method,
                             "class": HELD_OUT,
                             "capability": v,
-                            "best_setting": "-",
+                            "best_setting": 0.0,
                             "n_settings": 1 if method == "naive" else 4,
                         }
                     )

@@ -21,7 +21,7 @@ import conceptspace.analysis.trajectories as TJ
 import conceptspace.analysis.underspecification as U
 import conceptspace.figures.extensions as FX
 from tests.test_concept_distance import EXACT, cube_sweep
-from tests.test_guidance import cfg_table
+from tests.test_guidance import guidance_table
 
 
 def render_all(out: Path) -> list[Path]:
@@ -33,7 +33,7 @@ def render_all(out: Path) -> list[Path]:
     FX.cube_trajectory_figure(traj, conv, out / "trajectories_3d.png")
     FX.distance_time_figure(dist, CD.relation(dist), out / "distance_vs_learning_time.png")
 
-    table = cfg_table({0.0: (np.inf, 500.0), 1.0: (800.0, 500.0), 3.0: (400.0, 300.0)})
+    table = guidance_table({0.0: (np.inf, 500.0), 1.0: (800.0, 500.0), 3.0: (400.0, 300.0)})
     table["p_color"] = table.groupby("setting")["p_color"].transform(
         lambda s: np.clip(s * 0.9 + 0.05, 0, 1)
     )

@@ -58,7 +58,7 @@ def synthetic_sweep(held_times: dict[str, tuple[float, float]], lead: float = 15
                         seed=0,
                         step=int(s),
                         method=method,
-                        setting="-" if method == "naive" else "k=2",
+                        setting=0.0 if method == "naive" else 2.0,
                         **{"class": "blue_small"},
                         p_color=v,
                         p_size=1.0,

@@ -48,7 +48,7 @@ METHOD_COLORS = {
     "naive": "tab:red",
     "overprompt": "tab:green",
     "linear": "tab:purple",
-    "cfg": "tab:orange",
+    "guidance": "tab:orange",
 }
 _EXTRA_COLORS = ["tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
 
@@ -56,7 +56,7 @@ METHOD_LABELS = {
     "naive": "naive prompting",
     "overprompt": "overprompting",
     "linear": "linear latent intervention",
-    "cfg": "classifier-free guidance",
+    "guidance": "classifier-free guidance",
 }
 
 #: colours / line styles of the learning-time thresholds
