@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from conceptspace.analysis import underspecification
-from conceptspace.analysis.verdicts import analyze_extensions, analyze_study
+from conceptspace.analysis.study import EXTENSION_TABLES, analyze_study
 from conceptspace.data.dataset import load_card
 from conceptspace.figures import core as figures
 from conceptspace.figures import extensions as figures_extra
@@ -76,16 +76,6 @@ def gather(params, args) -> dict:
         "logs": pd.concat(logs, ignore_index=True),
         "run_info": pd.DataFrame(info),
     }
-
-
-EXTRA_TABLES = (
-    "concept_distance",
-    "dynamics_fit",
-    "guidance_learning_times",
-    "underspecification",
-)
-"""Tables of :func:`~.verdicts.analyze_extensions` written as ``<name>.csv`` (always,
-header only where an analysis does not apply, so the outputs are the same for every sweep)."""
 
 
 def summary_markdown(metrics: dict) -> str:
@@ -154,10 +144,7 @@ def run(argv=None) -> None:
     frames, metrics = analyze_study(
         data["probe"], data["intervene"], data["run_info"], params.analyze
     )
-    extra, metrics_extra = analyze_extensions(
-        data["probe"], data["intervene"], data["run_info"], frames, params.analyze
-    )
-    metrics.update(metrics_extra)
+    extra = frames
     out = Path(args.out)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -248,7 +235,7 @@ def run(argv=None) -> None:
     )
     logs = data["logs"]
     write_with(out / "losses.csv", lambda tmp: logs.to_csv(tmp, index=False, float_format="%.6f"))
-    for name in EXTRA_TABLES:
+    for name in EXTENSION_TABLES:
         df = extra[name]
         write_with(
             out / f"{name}.csv", lambda tmp, df=df: df.to_csv(tmp, index=False, float_format="%.6f")

@@ -443,7 +443,7 @@ def test_turn_summary_on_a_synthetic_run():
     )
     out = TJ.turn_summary(pd.concat([train, held], ignore_index=True))
     assert out["saturation_step"] == 2000.0  # 0.5·exp(-2e-3·t) < 0.01  ⇔  t > 1956
-    assert out["nearest_class"] == "red_small"
+    assert "nearest_class" not in out  # memorization has its own window (memorization_window)
     assert out["heading_step"] == pytest.approx(4000.0, abs=100.0)
     assert out["speed_collapse_step"] is not None
 
@@ -646,3 +646,15 @@ def test_is_monotone_decreasing_rules():
 
     with pytest.raises(ValueError):
         FT.is_monotone_decreasing([0.1, 0.1, 0.2], [3, 2, 1])
+
+
+def test_memorization_window_opens_when_training_is_recognisable_and_says_when_never():
+    steps = np.arange(100, 1100, 100).astype(float)
+    acc = np.r_[np.zeros(4), np.ones(6)]
+    win = TJ.memorization_window(steps, acc, 800.0, ready_acc=0.75, sigma=0.0)
+    assert win == {"window": [500.0, 800.0], "end": "saturation", "reason": None}
+    never_saturates = TJ.memorization_window(steps, acc, None, ready_acc=0.75, sigma=0.0)
+    assert never_saturates["window"] == [500.0, 1000.0]
+    assert never_saturates["end"] == "last checkpoint"
+    never = TJ.memorization_window(steps, acc * 0.5, 800.0, ready_acc=0.75, sigma=0.0)
+    assert never["window"] is None and "never reach" in never["reason"]

@@ -13,7 +13,7 @@ import pytest
 import conceptspace.analysis.concept_distance as CD
 import conceptspace.analysis.curves as CV
 import conceptspace.analysis.trajectories as TJ
-from conceptspace.analysis.verdicts import analyze_extensions, analyze_study
+from conceptspace.analysis.study import analyze_study
 
 CONCEPTS = ("color", "size", "background")
 NAMES = {"color": ("red", "blue"), "size": ("large", "small"), "background": ("light", "dark")}
@@ -82,6 +82,11 @@ EXACT = SimpleNamespace(
     persistence=1,
     saturation_tol=0.01,
     capability_threshold=0.8,
+    convergence_acc=0.95,
+    ready_acc=0.75,
+    turn_margin=0.25,
+    emergence_sigma=1.0,
+    emergence_persistence=1,
 )
 """Analyze params without smoothing, so times are exact checkpoint steps."""
 
@@ -177,7 +182,7 @@ def test_study_on_three_concepts_does_not_fake_two_concept_verdicts():
     assert t["nearest_class"] is None and len(t["by_class"]) == 4
     # the class novel in size and background only (red) memorizes a red training class
     assert t["by_class"]["red_small_dark"]["nearest_class"].startswith("red")
-    extra, m2 = analyze_extensions(probe, interv, info, frames, EXACT)
+    extra, m2 = frames, metrics
     assert len(extra["concept_distance"]) == 8
     assert m2["concept_distance"]["relation"]["positive"] is True
     # the ODE is fitted only to classes novel in exactly two concepts

@@ -244,6 +244,12 @@ def summarize_over_seeds(times: pd.DataFrame) -> pd.DataFrame:
     return out[keys + stats_cols + ["mean_is_lower_bound", "budget"]]
 
 
+def training_accuracy(probe: pd.DataFrame) -> pd.DataFrame:
+    """Mean per-image accuracy over training classes and concepts: run, seed, step, acc."""
+    train = probe[~probe["held_out"].astype(bool)]
+    return train.groupby(["run", "seed", "step"], as_index=False)["acc"].mean()
+
+
 def signal_table(run_info: pd.DataFrame) -> pd.DataFrame:
     """Run info reshaped long: one row per (run, concept) with columns ``run, concept, signal,
     sep``, ready to merge onto learning-time tables by ``(run, concept)``."""

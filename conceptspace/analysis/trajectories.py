@@ -273,14 +273,12 @@ def memorization(
 
 
 def turn_summary(traj: pd.DataFrame, *, tol: float = 0.01, frac: float = 0.2) -> dict:
-    """Saturation, speed collapse, turn and memorization of one run's trajectory frame.
+    """Saturation, speed collapse and turn of one run's trajectory frame (docs/method.md §5.5).
 
     ``traj``: one run (one seed, or seed-averaged) from :func:`trajectories` with exactly one
-    held-out class. The turn is searched after the training speed collapse; the memorization
-    window ends at the saturation step (the paper's turn marker), else at the heading turn.
-    Returns a flat dict: ``saturation_step, speed_collapse_step, heading_step, angle_deg,
-    speed_peak_step, speed_peak, nearest_class, mean_distance, frac_nearest, min_distance,
-    min_distance_step``.
+    held-out class. The turn is searched after the training speed collapse. Returns a flat dict:
+    ``saturation_step, speed_collapse_step, heading_step, angle_deg, speed_peak_step,
+    speed_peak``. Memorization has its own window: see :func:`memorization_window`.
     """
     _single_run(traj)
     held = traj.loc[traj["held_out"].astype(bool), "class"].unique()
@@ -293,9 +291,39 @@ def turn_summary(traj: pd.DataFrame, *, tol: float = 0.01, frac: float = 0.2) ->
     )
     h_steps, h_xy = trajectory_arrays(traj, held[0])
     turn = turn_step(h_steps, h_xy, after=collapse)
-    sat = saturation_step(traj, tol=tol)
-    until = sat if sat is not None else turn["heading_step"]
-    mem = memorization(traj[traj["class"] == held[0]], targets, until_step=until)
-    mem.pop("mean_distances")
-    mem.pop("n_checkpoints")
-    return {"saturation_step": sat, "speed_collapse_step": collapse, **turn, **mem}
+    return {
+        "saturation_step": saturation_step(traj, tol=tol),
+        "speed_collapse_step": collapse,
+        **turn,
+    }
+
+
+def memorization_window(
+    steps: np.ndarray,
+    train_acc: np.ndarray,
+    saturation: float | None,
+    *,
+    ready_acc: float,
+    sigma: float,
+) -> dict:
+    """The window in which memorization is read (docs/method.md §5.5).
+
+    It opens at the first checkpoint at which the training classes are recognisable (their mean
+    per-image accuracy ``train_acc`` [T], smoothed with ``sigma`` checkpoints, ``>= ready_acc``;
+    earlier samples are noisy blobs) and closes at training saturation (``saturation``), or at
+    the last checkpoint when training does not saturate after it opens (``end`` says which).
+    When the training classes are never recognisable there is no window: ``window`` is None
+    and ``reason`` says why. Returns ``window`` ([since, until] or None), ``end``, ``reason``.
+    """
+    steps = np.asarray(steps, dtype=float)
+    ready = np.flatnonzero(smooth(np.asarray(train_acc, dtype=float), sigma) >= ready_acc)
+    if ready.size == 0:
+        return {
+            "window": None,
+            "end": None,
+            "reason": f"the training classes never reach smoothed accuracy {ready_acc:g}",
+        }
+    since = float(steps[ready[0]])
+    if saturation is not None and saturation > since:
+        return {"window": [since, float(saturation)], "end": "saturation", "reason": None}
+    return {"window": [since, float(steps[-1])], "end": "last checkpoint", "reason": None}
