@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from conceptspace.figures.style import (  # noqa: E402  # noqa: E402
+from conceptspace.figures.style import (  # noqa: E402
     PAIR_COLORS,
     fmt_steps,
     log_steps,

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from matplotlib import transforms as mtransforms  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from conceptspace.figures.style import (  # noqa: E402  # noqa: E402
+from conceptspace.figures.style import (  # noqa: E402
     fmt_steps,
     save_figure,
     threshold_style,

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from conceptspace.figures.style import (  # noqa: E402  # noqa: E402
+from conceptspace.figures.style import (  # noqa: E402
     as_step,
     fmt_steps,
     log_steps,
