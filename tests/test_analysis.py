@@ -1,4 +1,4 @@
-"""Known-answer tests of the concept-space dynamics analyses (paper_spec §5, §6)."""
+"""Known-answer tests of the concept-space dynamics analyses (docs/method.md §5, §6)."""
 
 import math
 

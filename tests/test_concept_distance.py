@@ -1,4 +1,4 @@
-"""Distance at training convergence vs class-learned time (paper_spec §7.1) on a synthetic
+"""Distance at training convergence vs class-learned time (docs/method.md §7.1) on a synthetic
 2x2x2 sweep whose answers follow from its construction."""
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ def _sigmoid(x):
 
 def synthetic(n_steps: int = 10, runs: dict = RUNS, seeds=(0, 1), rng_seed: int = 0) -> dict:
     """All input tables of the figures for a 2x2 sweep, with memorization-then-turn dynamics
-    (the phenomenological model of paper_spec §5.6), made up but shaped like the real ones."""
+    (the phenomenological model of docs/method.md §5.6), made up but shaped like the real ones."""
     rng = np.random.default_rng(rng_seed)
     steps = np.unique(np.round(np.geomspace(200, 20_000, n_steps)).astype(int))
     t = np.log(steps / steps[0]) / np.log(steps[-1] / steps[0]) * 25.0  # model time 0..25

@@ -1,4 +1,4 @@
-"""Real images in a CelebA-style folder (paper_spec §7.2): the loader, its errors, the params,
+"""Real images in a CelebA-style folder (docs/method.md §7.2): the loader, its errors, the params,
 and the pipeline on a tiny synthetic folder whose pixels encode two attributes."""
 
 from __future__ import annotations

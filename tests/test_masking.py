@@ -1,4 +1,4 @@
-"""Underspecified prompts (paper_spec §7.6): exactly round(p * n) training images of one class
+"""Underspecified prompts (docs/method.md §7.6): exactly round(p * n) training images of one class
 lose one concept's conditioning entries; nothing else changes; params refuse bad specs."""
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ NAIVE = "naive"
 
 
 def capability_curves(interv: pd.DataFrame, *, value: str = "joint_acc") -> pd.DataFrame:
-    """Capability(t) = max over settings of a method's accuracy (paper_spec §6).
+    """Capability(t) = max over settings of a method's accuracy (docs/method.md §6).
 
     One row per (run, seed, step, method, class) with the best setting's ``value`` (default
     ``joint_acc``). ``naive`` has a single setting and so passes through unchanged. Ties go to

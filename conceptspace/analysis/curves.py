@@ -93,7 +93,7 @@ def first_sustained_crossing(
 def learning_time(
     steps: np.ndarray, acc: np.ndarray, threshold: float, *, sigma: float = 1.5, k: int = 3
 ) -> tuple[float, bool]:
-    """Learning time of one accuracy curve (paper_spec §5.3): smooth, then sustained crossing.
+    """Learning time of one accuracy curve (docs/method.md §5.3): smooth, then sustained crossing.
 
     steps, acc: shape [T]. Returns ``(step, censored)``. When the smoothed curve never stays
     above ``threshold`` the result is ``(steps[-1], True)``: the training budget, which is only a
@@ -110,7 +110,7 @@ def joint_learning_time(
     steps: np.ndarray, acc: np.ndarray, threshold: float, *, sigma: float = 1.5, k: int = 3
 ) -> tuple[float, bool]:
     """When *every* concept of a class is learned: the first sustained crossing of the worst
-    concept's smoothed accuracy (paper_spec §7.1 "class-learned time").
+    concept's smoothed accuracy (docs/method.md §7.1).
 
     steps: [T]; acc: [T, K], one accuracy curve per concept. Each column is smoothed on its own
     (as in :func:`learning_time`), then the minimum over columns must stay ``>= threshold`` for
@@ -175,7 +175,7 @@ def learning_times(
     k: int = 3,
     aggregate_seeds: bool = False,
 ) -> pd.DataFrame:
-    """Learning time of every accuracy curve in a probe table (paper_spec §5.3).
+    """Learning time of every accuracy curve in a probe table (docs/method.md §5.3).
 
     Curves are the per-image accuracy ``acc`` against step, for
 

@@ -59,7 +59,7 @@ def fit_inverse_time(signal: np.ndarray, T: np.ndarray, censored: np.ndarray | N
 def is_monotone_decreasing(
     x: np.ndarray, y: np.ndarray, censored: np.ndarray | None = None, *, strict: bool = True
 ) -> dict:
-    """Does learning time fall as concept signal grows? (paper_spec §5.3 shape claim)
+    """Does learning time fall as concept signal grows? (docs/method.md §5.3)
 
     x (signal), y (learning time), censored: shape [N], one point per distinct signal (aggregate
     seeds first; repeated x raises ValueError). The rule, explicitly:

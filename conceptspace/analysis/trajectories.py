@@ -25,7 +25,7 @@ def concepts_of(traj: pd.DataFrame) -> list[str]:
 
 
 def trajectories(probe: pd.DataFrame, *, sigma: float = 2.0, by_seed: bool = False) -> pd.DataFrame:
-    """Concept-space trajectory of every (run, class[, seed]) (paper_spec §5.1).
+    """Concept-space trajectory of every (run, class[, seed]) (docs/method.md §5.1).
 
     The coordinate on concept k is ``p1``; with ``by_seed=False`` it is averaged over seeds
     first, then (in both cases) smoothed along the checkpoint index with ``sigma`` checkpoints.
@@ -75,7 +75,7 @@ def _single_run(traj: pd.DataFrame) -> None:
 
 
 def saturation_step(traj: pd.DataFrame, *, tol: float = 0.01) -> float | None:
-    """First step at which the training classes have reached their corners (paper_spec §5.1 star).
+    """First step at which the training classes have reached their corners (docs/method.md §5.1).
 
     ``traj``: one run's output of :func:`trajectories`. At each step the squared Euclidean
     distance of every training class from its target corner is averaged over the training
@@ -93,7 +93,7 @@ def saturation_step(traj: pd.DataFrame, *, tol: float = 0.01) -> float | None:
 
 
 def concept_speed(steps: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """Speed ‖dC/dt‖ in concept units per step (paper_spec §5.4).
+    """Speed ‖dC/dt‖ in concept units per step (docs/method.md §5.4).
 
     steps: [T] strictly increasing (non-uniform allowed); xy: [T, d] (or [T]). Uses second-order
     central differences with respect to the actual steps (``np.gradient``). Returns [T].
@@ -157,7 +157,7 @@ def turn_step(
     window: int = 1,
     min_disp_frac: float = 0.1,
 ) -> dict:
-    """Locate the sudden turn of a (held-out) trajectory (paper_spec §5.5).
+    """Locate the sudden turn of a (held-out) trajectory (docs/method.md §5.5).
 
     steps: [T]; xy: [T, d], ideally smoothed. Two estimates, both restricted to steps ``>= after``
     when given (e.g. ``after`` = :func:`speed_collapse_step` of the training classes):
@@ -223,7 +223,7 @@ def memorization(
     since_step: float | None = None,
     concepts: Sequence[str] | None = None,
 ) -> dict:
-    """Which training class a held-out trajectory imitates before it turns (paper_spec §5.5).
+    """Which training class a held-out trajectory imitates before it turns (docs/method.md §5.5).
 
     ``traj_heldout``: the rows of one held-out class (one run [, one seed]) with ``step`` and one
     column per concept; concepts default to its ``target_<concept>`` columns. The window is

@@ -18,7 +18,7 @@ Two sources (``synthesize.source``): rendered shapes, and real images of a Celeb
 folder (:mod:`conceptspace.data.folder`: training classes balanced to the smallest, capped at
 ``n_per_class``; ``n_held_out`` images of each held-out class kept aside for the held-out loss).
 
-Underspecified prompts (paper_spec §7.6): with ``runs.<id>.mask = p`` exactly ``round(p * n)``
+Underspecified prompts (docs/method.md §7.6): with ``runs.<id>.mask = p`` exactly ``round(p * n)``
 of the ``n`` *training-split* images of the class ``synthesize.mask.class`` get the entries of
 ``synthesize.mask.concept`` replaced by the null value 0 (what a concept outside the grid
 gets). They are drawn from their own random stream, as the first ``round(p * n)`` of one fixed

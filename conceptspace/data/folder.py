@@ -1,4 +1,4 @@
-"""Real images in a CelebA-style folder as a concept dataset (paper_spec §7.2).
+"""Real images in a CelebA-style folder as a concept dataset (docs/method.md §7.2).
 
 The layout is CelebA's (nothing is downloaded; point ``synthesize.folder.root`` at a copy):
 

@@ -42,7 +42,7 @@ def capability_figure(
     title: str = "Hidden capabilities: elicited vs naively prompted accuracy of the held-out class",
 ) -> None:
     """Capability curves against training step, one panel per run (rows: held-out classes when
-    there are several) (paper_spec §6 "Comparison").
+    there are several) (docs/method.md §6.2).
 
     :param cap: :func:`analysis.capability_curves` output (``run, seed, step, method, class,
         capability, n_settings``); drawn as the mean over seeds with a min–max band.

@@ -50,7 +50,7 @@ def learning_time_figure(
     title: str = "Learning time of the held-out class vs concept signal",
 ) -> None:
     """Held-out learning time (top) and speed 1/T (bottom) against measured concept signal,
-    one column per concept (paper_spec §5.3).
+    one column per concept (docs/method.md §5.3).
 
     :param lt_summary: :func:`analysis.summarize_over_seeds` output; rows of group ``held_out``
         are the data, group ``train`` is drawn faintly for reference.

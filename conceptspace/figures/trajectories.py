@@ -148,7 +148,7 @@ def trajectory_figure(
     color_by: str = "color",
     title: str = "Learning dynamics in concept space",
 ) -> None:
-    """Concept-space trajectories of all runs (paper_spec §5.1, §5.5) and the held-out class's
+    """Concept-space trajectories of all runs (docs/method.md §5.1, §5.5) and the held-out class's
     distance to its corner against training step.
 
     :param traj: :func:`analysis.trajectories` output for all runs (seed-averaged; a frame with a

@@ -3,7 +3,7 @@
 A checkpoint is a plain dict saved with ``torch.save`` and read back with
 ``torch.load(..., weights_only=True)``, so it holds only tensors, numbers, strings, lists and
 dicts. It carries its own network config: evaluation rebuilds the model from the file, never
-from today's params (DESIGN.md, "Contracts").
+from today's params (docs/method.md §3.4).
 """
 
 from __future__ import annotations
