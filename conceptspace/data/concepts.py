@@ -1,4 +1,6 @@
-"""Concept grids: which concepts exist, their values, class means and ranges (docs/method.md §2.2-2.5).
+"""Concept grids: which concepts exist, their values, class means and ranges.
+
+docs/method.md §2.2-2.5.
 
 A *concept grid* is an ordered list of binary concepts. Every class is one combination of
 concept values; its index is the row-major unravel over the concepts in grid order

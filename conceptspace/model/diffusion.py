@@ -145,7 +145,8 @@ def sample(
     """Ancestral sampling from t = 1 to t = 0 in ``steps`` uniform steps. cond: [B, K].
 
     Returns the raw z_0: [B, *image_shape], with no final denoising, rescaling or clipping, so it
-    keeps residual noise of order σ_0, as in the authors' sampler (docs/method.md §3.1). Random draws:
+    keeps residual noise of order σ_0, as in the authors' sampler (docs/method.md §3.1).
+    Random draws:
     z_1 first, then one standard normal per step (noise is added at every step, the last too).
 
     guidance w: ε̂ = ε̂_uncond + w·(ε̂_cond − ε̂_uncond), with the unconditional prediction taken
