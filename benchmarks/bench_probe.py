@@ -65,7 +65,7 @@ def main() -> None:
 
     # probing one checkpoint
     pc = params.probe
-    cond, _ = probing.prompt_set(grid, pc.n_train, pc.n_heldout, seed=0)
+    cond, _ = probing.prompt_set(grid, pc.n_train, pc.n_held_out, seed=0)
 
     def probe_one():
         imgs = probing.generate(

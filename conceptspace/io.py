@@ -46,7 +46,12 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    """Write strict JSON: NaN and infinities are refused (JSON has no such numbers; use None)."""
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}; write None for a missing number") from None
+    write_bytes(path, (text + "\n").encode())
 
 
 def write_npz(path: str | Path, **arrays: np.ndarray) -> None:

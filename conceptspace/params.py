@@ -1,18 +1,16 @@
 """The typed model of ``params.yaml``, the one source of parameters of the pipeline.
 
-``load_params(path)`` parses the YAML (refusing duplicate keys), validates it against the JSON
-schema ``workflow/schemas/params.schema.yaml`` *and* this pydantic model, and returns a
-:class:`Params`. Any problem raises :class:`ParamsError` whose message names the offending key
-and value, e.g. ``runs.c090.color = 0.9: ...``. Snakemake (at parse time) and every stage (before
-it writes anything) call the same function, so both tools show the same message.
+``load_params(path)`` parses the YAML (refusing duplicate keys), validates it with this pydantic
+model and returns a :class:`Params`. Any problem raises :class:`ParamsError` whose message names
+the offending key and value, e.g. ``runs.c090.color = 0.9: ...``. Snakemake (at parse time) and
+every stage (before it writes anything) call the same function, so both tools show the same
+message.
 
-The schema and the model state the same rules twice on purpose: the schema serves Snakemake's
-``validate`` and other tools, the model gives typed access. ``tests/test_params.py`` checks
-that they accept and reject the same documents, except for the few relations between two
-numbers that JSON Schema cannot express (channels a multiple of groups, first checkpoint at
-most steps, image size divisible by the U-Net's downsampling), and the relations between names
-of a folder grid (attribute grids name their own concepts and values) and the masked class
-being a training class, which only the model checks.
+Each setting is stated once, here. The JSON schema ``workflow/schemas/params.schema.yaml``
+(for Snakemake's ``validate`` and other tools) is *generated* from this model by
+:func:`write_schema`; ``tests/test_params.py`` checks that the committed file is current. The
+schema states types, ranges and keys; the relations between keys (a concept named in one
+section must be in ``grid.concepts``, channels a multiple of groups, ...) only the model checks.
 
 Two data sources share every stage: ``synthesize.source: shapes`` (rendered, the default) and
 ``folder`` (real images in a CelebA-style folder, ``synthesize.folder``; grid.concepts then
@@ -75,9 +73,9 @@ class _Section(BaseModel):
 class Separations(_Section):
     """Separation of the class means per concept (the concept-signal knob)."""
 
-    color: Real | None = Field(None, gt=0, le=MAX_SEPARATION["color"])
-    size: Real | None = Field(None, gt=0, le=MAX_SEPARATION["size"])
-    background: Real | None = Field(None, gt=0, le=MAX_SEPARATION["background"])
+    color: Annotated[Real, Field(gt=0, le=MAX_SEPARATION["color"])] | None = None
+    size: Annotated[Real, Field(gt=0, le=MAX_SEPARATION["size"])] | None = None
+    background: Annotated[Real, Field(gt=0, le=MAX_SEPARATION["background"])] | None = None
 
     def as_dict(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in SEPARATED if getattr(self, k) is not None}
@@ -133,7 +131,7 @@ class Synthesize(_Section):
     image_size: StrictInt = Field(ge=8, le=128)
     n_per_class: StrictInt = Field(ge=1)  # training images per training class
     val_fraction: Real = Field(ge=0, lt=1)
-    n_heldout: StrictInt = Field(ge=1)  # class-mean images per held-out class (held-out loss)
+    n_held_out: StrictInt = Field(ge=1)  # class-mean images per held-out class (held-out loss)
     blur_px: Real = Field(ge=0, le=4)  # shapes only (ignored for folder data)
     noise: Real = Field(ge=0, le=0.1)  # shapes only
     signal_samples: StrictInt = Field(ge=1)  # shapes only: pairs for the concept signal
@@ -181,7 +179,7 @@ class Train(_Section):
     lr: Real = Field(gt=0, le=1)
     weight_decay: Real = Field(ge=0)
     grad_clip: Real = Field(ge=0)  # global gradient-norm clip; 0 disables (paper: 0.01)
-    p_cfg: Real = Field(ge=0, lt=1)  # classifier-free guidance null-token probability
+    p_uncond: Real = Field(ge=0, lt=1)  # classifier-free guidance: null-prompt probability
     checkpoints: Checkpoints
     device: Literal["auto", "cpu", "cuda"]
     threads: StrictInt = Field(ge=1, le=256)
@@ -214,7 +212,7 @@ class FitProbe(_Section):
 
 class Probe(_Section):
     n_train: StrictInt = Field(ge=1)  # prompts per training class (sampled within its ranges)
-    n_heldout: StrictInt = Field(ge=1)  # class-mean prompts per held-out class
+    n_held_out: StrictInt = Field(ge=1)  # class-mean prompts per held-out class
     sampler_steps: StrictInt = Field(ge=1, le=1000)
     threads: StrictInt = Field(ge=1, le=256)
 
@@ -225,12 +223,12 @@ class ConceptPush(_Section):
 
 
 class Intervene(_Section):
-    methods: list[Literal["naive", "overprompt", "linear", "cfg"]] = Field(min_length=1)
+    methods: list[Literal["naive", "overprompt", "linear", "guidance"]] = Field(min_length=1)
     n: StrictInt = Field(ge=1)  # images per (held-out class, method, setting, checkpoint)
     sampler_steps: StrictInt = Field(ge=1, le=1000)
     overprompt: ConceptPush  # settings: k in mean + k * (mean_value - mean_other_value)
     linear: ConceptPush  # settings: s in e(h) + s * (e(v_value) - e(v_other))
-    cfg: list[Real] = Field(min_length=1)  # guidance weights (models trained with p_cfg > 0)
+    guidance: list[Real] = Field(min_length=1)  # guidance weights w (train.p_uncond > 0)
     threads: StrictInt = Field(ge=1, le=256)
 
     @field_validator("methods")
@@ -238,6 +236,8 @@ class Intervene(_Section):
     def _unique_methods(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("methods must be unique")
+        if "naive" not in v:  # the table would hold no baseline (and the stage no batch)
+            raise ValueError("must include 'naive', the baseline every lead is measured from")
         return v
 
 
@@ -248,6 +248,29 @@ class Analyze(_Section):
     persistence: StrictInt = Field(ge=1)  # consecutive checkpoints above the threshold
     saturation_tol: Real = Field(gt=0)  # training saturation: mean squared distance below
     capability_threshold: Real = Field(gt=0, le=1)  # hidden-capability emergence threshold
+    ready_acc: Real = Field(
+        gt=0,
+        le=1,
+        description="memorization is read from the first checkpoint at which the training "
+        "classes are recognisable: smoothed mean per-image accuracy >= ready_acc",
+    )
+    turn_margin: Real = Field(
+        ge=0,
+        description="a held-out trajectory turns when it ends at least this much closer to its "
+        "own corner than its mean distance during memorization (corners are 1 apart)",
+    )
+    convergence_acc: Real = Field(
+        gt=0,
+        le=1,
+        description="training has converged once every training class has at least this "
+        "smoothed accuracy on every concept (distance at convergence, docs/method.md §7.1)",
+    )
+    emergence_sigma: Real = Field(
+        ge=0, description="smoothing of capability curves before emergence (checkpoints)"
+    )
+    emergence_persistence: StrictInt = Field(
+        ge=1, description="consecutive checkpoints a capability curve must stay above threshold"
+    )
 
     @field_validator("thresholds")
     @classmethod
@@ -367,6 +390,18 @@ class Params(_Section):
         return self
 
     @model_validator(mode="after")
+    def _both_sides(self) -> Params:
+        """A grid needs a training class to learn from and a held-out class to ask for."""
+        grid = self.grid_for(self.run_ids[0])
+        for side, ks in (("training", grid.train_classes), ("held-out", grid.held_out_classes)):
+            if not ks:
+                raise _keyed(
+                    f"grid.held_out = {self.grid.held_out}: no {side} class among the "
+                    f"{grid.n_classes} classes of grid.concepts {self.grid.concepts}"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _mask(self) -> Params:
         """runs.<id>.mask > 0 needs synthesize.mask, naming a training class and a concept."""
         m = self.synthesize.mask
@@ -436,10 +471,10 @@ class Params(_Section):
                     f"intervene.{name}.concept = {push.concept!r}: not in "
                     f"grid.concepts {self.grid.concepts}"
                 )
-        if "cfg" in self.intervene.methods and self.train.p_cfg == 0:
+        if "guidance" in self.intervene.methods and self.train.p_uncond == 0:
             raise _keyed(
-                "intervene.methods = [..., 'cfg']: classifier-free guidance needs a "
-                "model trained with train.p_cfg > 0"
+                "intervene.methods = [..., 'guidance']: classifier-free guidance needs a "
+                "model trained with train.p_uncond > 0"
             )
         return self
 
@@ -509,6 +544,48 @@ def _lookup(doc: Any, loc) -> Any:
     return doc
 
 
+SCHEMA_HEADER = """\
+# GENERATED from the pydantic model conceptspace/params.py; do not edit by hand. Regenerate with
+#   python -c "from conceptspace.params import write_schema; write_schema()"
+# (tests/test_params.py fails while this file is stale). Snakemake validates its config with it.
+"""
+
+
+# pydantic leaves the bounds of an optional number (``Annotated[Real, Field(gt=0)] | None``) under
+# their Python names; JSON Schema calls them so:
+_BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
+
+
+def _tidy(node: Any) -> Any:
+    """The schema without pydantic's generated ``title`` of every field (noise to a reader) and
+    with every bound under its JSON Schema name."""
+    if isinstance(node, dict):
+        return {_BOUNDS.get(k, k): _tidy(v) for k, v in node.items() if k != "title"}
+    if isinstance(node, list):
+        return [_tidy(v) for v in node]
+    return node
+
+
+def json_schema() -> dict:
+    """The JSON schema (draft 2020-12) of params.yaml, generated from :class:`Params`."""
+    schema = _tidy(Params.model_json_schema(by_alias=True, mode="validation"))
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "conceptspace params.yaml",
+        **schema,
+    }
+
+
+def schema_text() -> str:
+    """The text of the committed schema file: header comment plus YAML."""
+    return SCHEMA_HEADER + yaml.safe_dump(json_schema(), sort_keys=False, width=100)
+
+
+def write_schema(path: str | Path = SCHEMA_PATH) -> None:
+    """(Re)write ``workflow/schemas/params.schema.yaml`` from the model."""
+    Path(path).write_text(schema_text())
+
+
 def schema_errors(doc: Any) -> list[str]:
     """Messages of the JSON schema's objections to ``doc`` (empty when it is valid)."""
     import jsonschema
@@ -548,4 +625,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return validate(read_yaml(path), source=str(path))
 
 
-__all__ = ["Params", "ParamsError", "load_params", "validate", "schema_errors", "StrictBool"]
+__all__ = [
+    "Params",
+    "ParamsError",
+    "json_schema",
+    "load_params",
+    "schema_errors",
+    "validate",
+    "write_schema",
+]

@@ -19,10 +19,9 @@ import pandas as pd
 
 from conceptspace.analysis import underspecification
 from conceptspace.analysis.headline import headline
-from conceptspace.analysis.verdicts import analyze_extensions, analyze_study
+from conceptspace.analysis.study import EXTENSION_TABLES, analyze_study
 from conceptspace.data.dataset import load_card
-from conceptspace.figures import core as figures
-from conceptspace.figures import extensions as figures_extra
+from conceptspace.figures.study import draw_study
 from conceptspace.io import ArtifactError, read_npz, write_bytes, write_json, write_with
 from stages.common import entry, load, parser
 
@@ -77,16 +76,6 @@ def gather(params, args) -> dict:
         "logs": pd.concat(logs, ignore_index=True),
         "run_info": pd.DataFrame(info),
     }
-
-
-EXTRA_TABLES = (
-    "concept_distance",
-    "dynamics_fit",
-    "guidance_learning_times",
-    "underspecification",
-)
-"""Tables of :func:`~.verdicts.analyze_extensions` written as ``<name>.csv`` (always,
-header only where an analysis does not apply, so the outputs are the same for every sweep)."""
 
 
 def summary_markdown(metrics: dict) -> str:
@@ -155,109 +144,36 @@ def run(argv=None) -> None:
     frames, metrics = analyze_study(
         data["probe"], data["intervene"], data["run_info"], params.analyze
     )
-    extra, metrics_extra = analyze_extensions(
-        data["probe"], data["intervene"], data["run_info"], frames, params.analyze
-    )
-    metrics.update(metrics_extra)
     out = Path(args.out)
-    fig_dir = out / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-
-    info = data["run_info"]
-    turns = {r: m["trajectory"] for r, m in metrics["runs"].items()}
-    plane, color_by = figures_extra.drawn_concepts(frames["trajectories"], info)
-    figures.trajectory_figure(
-        frames["trajectories"],
-        info,
-        turns,
-        fig_dir / "trajectories.png",
-        concepts=plane,
-        color_by=color_by,
-    )
-    fits = {
-        c: {
-            k: np.nan if v is None else v
-            for k, v in metrics["fits_inverse_time"][c][str(params.analyze.thresholds[0])].items()
-        }
-        for c in metrics["fits_inverse_time"]
-    }
-    figures.learning_time_figure(
-        frames["learning_times_summary"],
-        info,
-        fits,
-        fig_dir / "learning_times.png",
-        fit_threshold=params.analyze.thresholds[0],
-    )
-    figures.capability_figure(
-        frames["capability"],
-        frames["train_accuracy"],
-        frames["emergence"],
-        fig_dir / "capability.png",
-        threshold=params.analyze.capability_threshold,
-    )
-    figures.embedding_figure(data["embeddings"], fig_dir / "embeddings.png")
-    figures.training_curves_figure(data["logs"], fig_dir / "training_curves.png")
-    figures.trajectory_animation(
-        frames["trajectories"],
-        info,
-        fig_dir / "trajectories.gif",
-        turns=turns,
-        concepts=plane,
-        color_by=color_by,
-    )
-    figures_extra.extension_figures(
-        {**extra, "trajectories": frames["trajectories"]}, metrics, info, fig_dir, params.analyze
-    )
     seed = params.seeds[0]
-    for run in params.run_ids:
-        s = read_npz(
+    samples = {
+        run: read_npz(
             Path(args.probe) / run / f"seed{seed}" / "samples.npz",
             required=("steps", "images", "class_id"),
         )
-        t = metrics["runs"][run]["trajectory"]
-        marks = [
-            s["steps"][0],
-            t.get("heading_step") or s["steps"][len(s["steps"]) // 2],
-            s["steps"][-1],
-        ]
-        picks = sorted(
-            {int(np.searchsorted(s["steps"], m)) for m in marks} | {len(s["steps"]) // 4}
-        )
-        grid = params.grid_for(run)
-        figures.samples_over_training_figure(
-            s["images"],
-            s["steps"],
-            grid.class_names,
-            s["class_id"],
-            fig_dir / f"samples_{run}.png",
-            picks=picks,
-            held_out=[grid.class_name(k) for k in grid.held_out_classes],
-            title=f"{run}: generated samples over training (seed {seed})",
-        )
+        for run in params.run_ids
+    }
+    draw_study(
+        frames,
+        metrics,
+        data["run_info"],
+        out / "figures",
+        params,
+        embeddings=data["embeddings"],
+        losses=data["logs"],
+        samples=samples,
+    )
 
-    traj = frames["trajectories"]
-    write_with(
-        out / "trajectories.csv", lambda tmp: traj.to_csv(tmp, index=False, float_format="%.6f")
-    )
-    lts = frames["learning_times_summary"]
-    write_with(
-        out / "learning_times.csv", lambda tmp: lts.to_csv(tmp, index=False, float_format="%.6f")
-    )
-    cap = frames["capability"]
-    write_with(
-        out / "capability.csv", lambda tmp: cap.to_csv(tmp, index=False, float_format="%.6f")
-    )
-    logs = data["logs"]
-    write_with(out / "losses.csv", lambda tmp: logs.to_csv(tmp, index=False, float_format="%.6f"))
-    for name in EXTRA_TABLES:
-        df = extra[name]
+    csvs = {"trajectories": "trajectories", "learning_times": "learning_times_summary"}
+    csvs |= {"capability": "capability", **{name: name for name in EXTENSION_TABLES}}
+    for name, df in [(n, frames[key]) for n, key in csvs.items()] + [("losses", data["logs"])]:
         write_with(
             out / f"{name}.csv", lambda tmp, df=df: df.to_csv(tmp, index=False, float_format="%.6f")
         )
     write_json(out / "details.json", metrics)
     write_json(out / "metrics.json", headline(metrics))
     write_bytes(out / "summary.md", summary_markdown(metrics).encode())
-    print(summary_markdown(metrics) + f"\nFigures: {fig_dir}/  Tables: {out}/")
+    print(summary_markdown(metrics) + f"\nFigures: {out / 'figures'}/  Tables: {out}/")
 
 
 main = entry(run)

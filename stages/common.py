@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from conceptspace import pipeline, studies
 from conceptspace.io import ArtifactError, write_json
@@ -89,7 +88,3 @@ def pick_device(requested: str) -> str:
     if requested == "cuda" and not torch.cuda.is_available():
         raise ParamsError("train.device = 'cuda': no CUDA device is available")
     return requested
-
-
-def paths(*ps: str | Path) -> list[Path]:
-    return [Path(p) for p in ps]

@@ -7,7 +7,9 @@ interventions and classifier-free guidance, classified by the probe.
         --embeddings results/intervene/c040/seed0/embeddings.csv
 
 The table has one row per (step, method, setting, held-out class): mean P(value 1) and
-per-image accuracy per concept, joint accuracy (their product) and count. Every setting of a
+per-image accuracy per concept, joint accuracy (the product of the accuracies) and count.
+``setting`` is a number: k (overprompt), s (linear), the guidance weight w (guidance), 0 for
+the naive prompt. Every setting of a
 checkpoint uses the same sampler noise (common random numbers), so settings differ only by
 the intervention; the naive prompt is the setting-free baseline. ``embeddings.csv`` is the
 mechanistic readout: per checkpoint and block, the cosine similarity of the concept
@@ -39,7 +41,7 @@ def design(grid, cfg) -> list[dict]:
                 {
                     "class": k,
                     "method": "naive",
-                    "setting": "-",
+                    "setting": 0.0,
                     "cond": grid.class_mean_cond(k),
                     "scale": 0.0,
                 }
@@ -51,7 +53,7 @@ def design(grid, cfg) -> list[dict]:
                     {
                         "class": k,
                         "method": "overprompt",
-                        "setting": f"k={s:g}",
+                        "setting": float(s),
                         "cond": h,
                         "scale": 0.0,
                     }
@@ -64,7 +66,7 @@ def design(grid, cfg) -> list[dict]:
                     {
                         "class": k,
                         "method": "linear",
-                        "setting": f"s={s:g}",
+                        "setting": float(s),
                         "cond": grid.class_mean_cond(k),
                         "scale": sign * s,
                     }
@@ -135,12 +137,12 @@ def run(argv=None) -> None:
         with interventions.linear_intervention(net, v1, v0, scales):
             images = probing.generate(net, schedule, cond, noise_repeat=len(plan), **kw)
         rows += summarize(grid, plan, classifier.predict(probe, images), n, **ident)
-        if "cfg" in cfg.methods:
+        if "guidance" in cfg.methods:
             for k in grid.held_out_classes:
                 h = np.tile(grid.class_mean_cond(k), (n, 1))
-                for w in cfg.cfg:
+                for w in cfg.guidance:
                     images = probing.generate(net, schedule, h, guidance=w, **kw)
-                    item = {"class": k, "method": "cfg", "setting": f"w={w:g}"}
+                    item = {"class": k, "method": "guidance", "setting": float(w)}
                     rows += summarize(grid, [item], classifier.predict(probe, images), n, **ident)
         for r in interventions.embedding_similarity(net, vectors, pairs):
             emb_rows.append({**ident, **r})

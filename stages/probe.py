@@ -70,7 +70,7 @@ def run(argv=None) -> None:
     set_threads(params.probe.threads)
 
     cfg, size = params.probe, params.synthesize.image_size
-    cond, class_id = probing.prompt_set(grid, cfg.n_train, cfg.n_heldout, seed=args.seed)
+    cond, class_id = probing.prompt_set(grid, cfg.n_train, cfg.n_held_out, seed=args.seed)
     show = np.concatenate([np.flatnonzero(class_id == k)[:N_SHOW] for k in range(grid.n_classes)])
     tables, shown = [], []
     for step, path in tqdm(ckpts, desc=f"probe {args.run} seed {args.seed}", file=sys.stderr):

@@ -20,6 +20,20 @@ def root() -> Path:
     return ROOT
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module: small tensors run fastest on one, a busy 2-core box
+    then never oversubscribes (with two, every step waits on the slower thread), and training
+    is bit-reproducible only for a fixed thread count (its subprocesses use 1 too). Modules
+    take it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def params_doc() -> dict:
     """The committed params.yaml as a fresh dict (tests mutate copies of it)."""

@@ -1,4 +1,4 @@
-"""Known-answer tests of the concept-space dynamics analyses (paper_spec §5, §6)."""
+"""Known-answer tests of the concept-space dynamics analyses (docs/method.md §5, §6)."""
 
 import math
 
@@ -7,7 +7,10 @@ import pandas as pd
 import pytest
 from scipy.optimize import brentq
 
-import conceptspace.analysis.core as A
+import conceptspace.analysis.capability as CP
+import conceptspace.analysis.curves as CV
+import conceptspace.analysis.fits as FT
+import conceptspace.analysis.trajectories as TJ
 
 # 2×2 classes: (color target, size target); color 1 = blue, size 1 = small; blue_small held out
 CLASSES = {"red_large": (0, 0), "red_small": (0, 1), "blue_large": (1, 0), "blue_small": (1, 1)}
@@ -64,27 +67,27 @@ def make_probe(acc_fn, p1_fn=None, *, runs=("c040",), seeds=(0,), steps=None) ->
 
 def test_smooth_sigma_zero_is_a_copy_and_constants_are_preserved():
     y = np.array([1.0, 2.0, 3.0])
-    out = A.smooth(y, 0)
+    out = CV.smooth(y, 0)
     np.testing.assert_array_equal(out, y)
     assert out is not y
-    np.testing.assert_allclose(A.smooth(np.full(10, 0.7), 2.0), 0.7)
+    np.testing.assert_allclose(CV.smooth(np.full(10, 0.7), 2.0), 0.7)
     # mode="nearest": a step keeps its plateau values at both ends
-    s = A.smooth(np.r_[np.zeros(20), np.ones(20)], 1.5)
+    s = CV.smooth(np.r_[np.zeros(20), np.ones(20)], 1.5)
     assert s[0] == pytest.approx(0.0) and s[-1] == pytest.approx(1.0)
     # smoothing runs along the requested axis only
-    two = A.smooth(np.stack([np.r_[np.zeros(20), np.ones(20)]] * 2, axis=1), 1.5, axis=0)
+    two = CV.smooth(np.stack([np.r_[np.zeros(20), np.ones(20)]] * 2, axis=1), 1.5, axis=0)
     np.testing.assert_allclose(two[:, 0], s)
 
 
 def test_first_sustained_crossing_needs_k_consecutive_points():
     steps = np.arange(7) * 100
     v = np.array([0.0, 0.9, 0.0, 0.9, 0.9, 0.9, 0.0])
-    assert A.first_sustained_crossing(steps, v, 0.8, k=3) == 300
-    assert A.first_sustained_crossing(steps, v, 0.8, k=1) == 100
-    assert A.first_sustained_crossing(steps, v, 0.95, k=1) is None
+    assert CV.first_sustained_crossing(steps, v, 0.8, k=3) == 300
+    assert CV.first_sustained_crossing(steps, v, 0.8, k=1) == 100
+    assert CV.first_sustained_crossing(steps, v, 0.95, k=1) is None
     # a run shorter than k at the end is not sustained
-    assert A.first_sustained_crossing(steps, np.r_[np.zeros(5), 1.0, 1.0], 0.8, k=3) is None
-    assert A.first_sustained_crossing(steps, np.full(7, 0.8), 0.8, k=3) == 0  # >= counts
+    assert CV.first_sustained_crossing(steps, np.r_[np.zeros(5), 1.0, 1.0], 0.8, k=3) is None
+    assert CV.first_sustained_crossing(steps, np.full(7, 0.8), 0.8, k=3) == 0  # >= counts
 
 
 def test_learning_time_of_logistic_curve():
@@ -93,7 +96,7 @@ def test_learning_time_of_logistic_curve():
     t_true = 3000.0 + 200.0 * math.log(4.0)  # where the logistic reaches 0.8 (≈ 3277)
 
     # unsmoothed: the first checkpoint at or after the true crossing
-    t_raw, censored = A.learning_time(steps, acc, 0.8, sigma=0)
+    t_raw, censored = CV.learning_time(steps, acc, 0.8, sigma=0)
     assert not censored
     assert t_raw == steps[np.searchsorted(steps, t_true)]
     assert 0 <= t_raw - t_true <= spacing_at(steps, t_true)
@@ -101,16 +104,16 @@ def test_learning_time_of_logistic_curve():
     # default smoothing (sigma = 1.5 checkpoints ≈ 260 steps here, wider than the logistic's
     # scale of 200) flattens the rise and delays the 0.8 crossing by up to about one more
     # checkpoint; it never makes it earlier
-    t80, censored = A.learning_time(steps, acc, 0.8)
+    t80, censored = CV.learning_time(steps, acc, 0.8)
     assert not censored and t80 in steps
     assert t_true <= t80 <= t_true + 2 * spacing_at(steps, t_true)
 
     # a slower rise (scale 600 ≫ kernel) is barely biased: within one checkpoint
     slow = logistic(steps, 3000.0, 600.0)
     t_slow = 3000.0 + 600.0 * math.log(4.0)
-    assert abs(A.learning_time(steps, slow, 0.8)[0] - t_slow) <= spacing_at(steps, t_slow)
+    assert abs(CV.learning_time(steps, slow, 0.8)[0] - t_slow) <= spacing_at(steps, t_slow)
 
-    t90, censored90 = A.learning_time(steps, acc, 0.9)
+    t90, censored90 = CV.learning_time(steps, acc, 0.9)
     assert not censored90 and t90 > t80
     t90_true = 3000.0 + 200.0 * math.log(9.0)
     assert t90_true <= t90 <= t90_true + 2 * spacing_at(steps, t90_true)
@@ -119,14 +122,14 @@ def test_learning_time_of_logistic_curve():
 def test_learning_time_censored_is_budget():
     steps = sqrt_steps()
     acc = 0.5 * logistic(steps, 3000.0, 200.0)  # never above 0.5
-    t, censored = A.learning_time(steps, acc, 0.8)
+    t, censored = CV.learning_time(steps, acc, 0.8)
     assert censored
     assert t == float(steps[-1])
 
 
 def test_learning_time_rejects_unsorted_steps():
     with pytest.raises(ValueError):
-        A.learning_time(np.array([2, 1, 3]), np.zeros(3), 0.8)
+        CV.learning_time(np.array([2, 1, 3]), np.zeros(3), 0.8)
 
 
 # ------------------------------------------------------------------------------------------
@@ -147,7 +150,7 @@ def _acc(run, seed, cls, concept, steps):
 def test_learning_times_per_class_and_pooled():
     steps = sqrt_steps()
     probe = make_probe(_acc, seeds=(0, 1), steps=steps)
-    lt = A.learning_times(probe, thresholds=(0.8, 0.9))
+    lt = CV.learning_times(probe, thresholds=(0.8, 0.9))
     assert list(lt.columns) == [
         "run",
         "seed",
@@ -172,7 +175,7 @@ def test_learning_times_per_class_and_pooled():
         return sel.iloc[0]
 
     row = get(seed=1, group="class", **{"class": HELD_OUT}, concept="color", threshold=0.8)
-    expect, _ = A.learning_time(steps, logistic(steps, 3400.0, 200.0), 0.8)
+    expect, _ = CV.learning_time(steps, logistic(steps, 3400.0, 200.0), 0.8)
     assert row["learning_time"] == expect and not row["censored"] and row["held_out"]
 
     cens = get(seed=0, group="held_out", concept="size", threshold=0.9)
@@ -182,27 +185,27 @@ def test_learning_times_per_class_and_pooled():
     train = get(seed=0, group="train", concept="color", threshold=0.8)
     assert train["class"] == "blue_large+red_large+red_small" and not train["held_out"]
     pooled_acc = np.mean([logistic(steps, m, 150.0) for m in MIDS.values()], axis=0)
-    assert train["learning_time"] == A.learning_time(steps, pooled_acc, 0.8)[0]
+    assert train["learning_time"] == CV.learning_time(steps, pooled_acc, 0.8)[0]
 
 
 def test_learning_times_aggregate_seeds_averages_curves_first():
     steps = sqrt_steps()
     probe = make_probe(_acc, seeds=(0, 1), steps=steps)
-    lt = A.learning_times(probe, thresholds=(0.8,), aggregate_seeds=True)
+    lt = CV.learning_times(probe, thresholds=(0.8,), aggregate_seeds=True)
     assert "seed" not in lt.columns and (lt["n_seeds"] == 2).all()
     assert len(lt) == 6 * 2
     row = lt[(lt["group"] == "held_out") & (lt["concept"] == "color")].iloc[0]
     mean_curve = (logistic(steps, 3000.0, 200.0) + logistic(steps, 3400.0, 200.0)) / 2
-    assert row["learning_time"] == A.learning_time(steps, mean_curve, 0.8)[0]
+    assert row["learning_time"] == CV.learning_time(steps, mean_curve, 0.8)[0]
 
 
 def test_summarize_over_seeds_flags_lower_bounds():
     probe = make_probe(_acc, seeds=(0, 1))
-    summary = A.summarize_over_seeds(A.learning_times(probe, thresholds=(0.8,)))
+    summary = CV.summarize_over_seeds(CV.learning_times(probe, thresholds=(0.8,)))
     held = summary[summary["group"] == "held_out"].set_index("concept")
     assert held.loc["size", "mean_is_lower_bound"] and held.loc["size", "n_censored"] == 2
     assert not held.loc["color", "mean_is_lower_bound"]
-    per_seed = A.learning_times(probe, thresholds=(0.8,))
+    per_seed = CV.learning_times(probe, thresholds=(0.8,))
     sel = per_seed[(per_seed["group"] == "held_out") & (per_seed["concept"] == "color")]
     assert held.loc["color", "learning_time_mean"] == pytest.approx(sel["learning_time"].mean())
 
@@ -217,7 +220,7 @@ def test_signal_table_is_long():
             "sep_size": [0.4, 0.4],
         }
     )
-    long = A.signal_table(info)
+    long = CV.signal_table(info)
     assert list(long.columns) == ["run", "concept", "signal", "sep"]
     assert len(long) == 4
     row = long[(long["run"] == "c080") & (long["concept"] == "color")].iloc[0]
@@ -236,7 +239,7 @@ def test_trajectories_average_seeds_then_smooth():
         return np.full(len(s), 0.2 + 0.2 * seed + (0.1 if concept == "size" else 0.0))
 
     probe = make_probe(p1, seeds=(0, 1), steps=steps)
-    traj = A.trajectories(probe, sigma=2.0)
+    traj = TJ.trajectories(probe, sigma=2.0)
     assert list(traj.columns) == [
         "run",
         "class",
@@ -254,7 +257,7 @@ def test_trajectories_average_seeds_then_smooth():
     assert small_blue["held_out"].all()
     assert (small_blue[["target_color", "target_size"]] == 1).all().all()
 
-    per_seed = A.trajectories(probe, sigma=0, by_seed=True)
+    per_seed = TJ.trajectories(probe, sigma=0, by_seed=True)
     assert list(per_seed.columns[:4]) == ["run", "seed", "class", "held_out"]
     np.testing.assert_allclose(per_seed.loc[per_seed["seed"] == 1, "color"], 0.4)
 
@@ -289,21 +292,21 @@ def test_saturation_step_of_exponential_relaxation():
     t_star = brentq(
         lambda t: np.mean([0.5 * np.exp(-2 * r * t) for r in rates.values()]) - 0.01, 0, 1e5
     )
-    assert A.saturation_step(traj, tol=0.01) == steps[np.searchsorted(steps, t_star)]
-    assert A.saturation_step(traj, tol=1e-9) is None
+    assert TJ.saturation_step(traj, tol=0.01) == steps[np.searchsorted(steps, t_star)]
+    assert TJ.saturation_step(traj, tol=1e-9) is None
     # held-out rows are ignored
     held = traj[traj["class"] == "red_large"].assign(**{"class": HELD_OUT, "held_out": True})
     held[["color", "size"]] = 0.5
     both = pd.concat([traj, held])
-    assert A.saturation_step(both) == A.saturation_step(traj)
+    assert TJ.saturation_step(both) == TJ.saturation_step(traj)
 
 
 def test_concept_speed_on_nonuniform_steps():
     steps = sqrt_steps(30)
     velocity = np.array([3e-4, -4e-4])  # |v| = 5e-4 per step
     xy = 0.5 + (steps - steps[0])[:, None] * velocity
-    np.testing.assert_allclose(A.concept_speed(steps, xy), 5e-4)
-    assert A.concept_speed(steps, xy[:, 0]).shape == steps.shape
+    np.testing.assert_allclose(TJ.concept_speed(steps, xy), 5e-4)
+    assert TJ.concept_speed(steps, xy[:, 0]).shape == steps.shape
 
 
 def turning_path(steps: np.ndarray, turn: float) -> np.ndarray:
@@ -319,11 +322,11 @@ def turning_path(steps: np.ndarray, turn: float) -> np.ndarray:
 def test_turn_step_finds_the_turn(turn):
     steps = sqrt_steps(50, lo=0.0)
     xy = turning_path(steps, turn)
-    res = A.turn_step(steps, xy)
+    res = TJ.turn_step(steps, xy)
     assert abs(res["heading_step"] - turn) <= spacing_at(steps, turn)
     assert 80 < res["angle_deg"] <= 129  # (-1,1) to (9,1) is 128.7 degrees; straddling blurs
     # restricting to after the turn excludes it: remaining headings are straight
-    late = A.turn_step(steps, xy, after=turn + 2 * spacing_at(steps, turn) + 1)
+    late = TJ.turn_step(steps, xy, after=turn + 2 * spacing_at(steps, turn) + 1)
     assert late["heading_step"] is None or late["angle_deg"] < 1.0
 
 
@@ -338,7 +341,7 @@ def test_turn_step_ignores_stall_noise_and_reports_speed_peak():
     rng = np.random.default_rng(0)
     tail = steps >= 5500.0
     xy[tail] += rng.normal(0, 1e-5, (tail.sum(), 2))
-    res = A.turn_step(steps, xy, after=2000.0)
+    res = TJ.turn_step(steps, xy, after=2000.0)
     assert res["heading_step"] == pytest.approx(4000.0, abs=100.0)
     assert 4000.0 <= res["speed_peak_step"] <= 5500.0
     assert res["speed_peak"] == pytest.approx(np.hypot(0.9, 0.1) / 1500.0, rel=0.05)
@@ -358,7 +361,7 @@ def test_turn_step_after_a_stall_is_where_the_trajectory_leaves():
     xy = stalling_path(steps, 2000.0, 6000.0, 2000.0)
     xy[steps < 6000.0] += np.random.default_rng(0).normal(0, 1e-4, ((steps < 6000).sum(), 2))
     for window in (1, 2, 3):
-        res = A.turn_step(steps, xy, after=2500.0, window=window)
+        res = TJ.turn_step(steps, xy, after=2500.0, window=window)
         assert -100.0 * (window - 1) <= res["heading_step"] - 6000.0 <= 100.0
         assert res["angle_deg"] == pytest.approx(128.7, abs=1.0)  # from (-1,1) to (9,1)
 
@@ -372,7 +375,7 @@ def test_turn_step_on_noisy_smoothed_trajectories():
     for seed in range(5):
         rng = np.random.default_rng(seed)
         noisy = stalling_path(steps, 2000.0, turn, 2000.0) + rng.normal(0, 0.03, (len(steps), 2))
-        res = A.turn_step(steps, A.smooth(noisy, 2.0), after=2500.0)
+        res = TJ.turn_step(steps, CV.smooth(noisy, 2.0), after=2500.0)
         assert steps[i_turn - 5] <= res["heading_step"] <= steps[i_turn + 1]
 
 
@@ -383,14 +386,14 @@ def test_speed_collapse_step_of_logistic_training_paths():
     # speed ∝ s(1-s) peaks at 2000 and drops below 0.2·peak where s(1-s) = 0.05
     s_hi = (1 + math.sqrt(0.8)) / 2
     expect = 2000.0 + 300.0 * math.log(s_hi / (1 - s_hi))
-    got = A.speed_collapse_step(steps, paths, frac=0.2)
+    got = TJ.speed_collapse_step(steps, paths, frac=0.2)
     assert abs(got - expect) <= 25.0
-    assert A.speed_collapse_step(steps, paths, frac=1e-12) is None
+    assert TJ.speed_collapse_step(steps, paths, frac=1e-12) is None
 
 
 def test_nearest_corner_path():
     corners = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
-    nearest, dist = A.nearest_corner_path(np.array([[0.1, 0.9], [0.9, 0.2]]), corners)
+    nearest, dist = TJ.nearest_corner_path(np.array([[0.1, 0.9], [0.9, 0.2]]), corners)
     np.testing.assert_array_equal(nearest, [1, 2])
     assert dist.shape == (2, 3)
     assert dist[0, 1] == pytest.approx(math.hypot(0.1, 0.1))
@@ -410,7 +413,7 @@ def test_memorization_picks_the_imitated_training_class(first_leg, expected):
         {"step": steps, "color": xy[:, 0], "size": xy[:, 1], "target_color": 1, "target_size": 1}
     )
     targets = {c: CLASSES[c] for c in ("red_large", "red_small", "blue_large")}
-    res = A.memorization(held, targets, until_step=4000.0)
+    res = TJ.memorization(held, targets, until_step=4000.0)
     assert res["nearest_class"] == expected
     assert res["n_checkpoints"] == 41
     assert res["min_distance"] == pytest.approx(math.hypot(0.1, 0.1))
@@ -418,7 +421,7 @@ def test_memorization_picks_the_imitated_training_class(first_leg, expected):
     assert 0.5 < res["frac_nearest"] <= 1.0
     assert res["mean_distance"] == pytest.approx(res["mean_distances"][expected])
     # over the whole run it ends at (1,1): mean distance grows once the turn is included
-    assert A.memorization(held, targets, until_step=None)["mean_distance"] > res["mean_distance"]
+    assert TJ.memorization(held, targets, until_step=None)["mean_distance"] > res["mean_distance"]
 
 
 def test_turn_summary_on_a_synthetic_run():
@@ -438,9 +441,9 @@ def test_turn_summary_on_a_synthetic_run():
             "target_size": 1,
         }
     )
-    out = A.turn_summary(pd.concat([train, held], ignore_index=True))
+    out = TJ.turn_summary(pd.concat([train, held], ignore_index=True))
     assert out["saturation_step"] == 2000.0  # 0.5·exp(-2e-3·t) < 0.01  ⇔  t > 1956
-    assert out["nearest_class"] == "red_small"
+    assert "nearest_class" not in out  # memorization has its own window (memorization_window)
     assert out["heading_step"] == pytest.approx(4000.0, abs=100.0)
     assert out["speed_collapse_step"] is not None
 
@@ -451,7 +454,7 @@ def test_turn_summary_on_a_synthetic_run():
 
 
 def make_interv(curves: dict[tuple[str, str], np.ndarray], steps, seeds=(0,)) -> pd.DataFrame:
-    """Intervention table from {(method, setting): joint_acc curve}."""
+    """Intervention table from {(method, setting): joint_acc curve}; settings are numbers."""
     rows = []
     for seed in seeds:
         for (method, setting), curve in curves.items():
@@ -483,13 +486,13 @@ def test_capability_curves_take_the_best_setting():
     steps = np.arange(0, 1000, 100)
     interv = make_interv(
         {
-            ("naive", "default"): np.full(10, 0.2),
-            ("overprompt", "k=1"): np.linspace(0, 0.9, 10),
-            ("overprompt", "k=2"): np.full(10, 0.5),
+            ("naive", 0.0): np.full(10, 0.2),
+            ("overprompt", 1.0): np.linspace(0, 0.9, 10),
+            ("overprompt", 2.0): np.full(10, 0.5),
         },
         steps,
     )
-    cap = A.capability_curves(interv)
+    cap = CP.capability_curves(interv)
     assert list(cap.columns) == [
         "run",
         "seed",
@@ -502,30 +505,24 @@ def test_capability_curves_take_the_best_setting():
     ]
     over = cap[cap["method"] == "overprompt"].set_index("step")
     np.testing.assert_allclose(over["capability"], np.maximum(np.linspace(0, 0.9, 10), 0.5))
-    assert over.loc[0, "best_setting"] == "k=2" and over.loc[900, "best_setting"] == "k=1"
+    assert over.loc[0, "best_setting"] == 2.0 and over.loc[900, "best_setting"] == 1.0
     assert (over["n_settings"] == 2).all()
     naive = cap[cap["method"] == "naive"]
     np.testing.assert_allclose(naive["capability"], 0.2)
-    assert (naive["best_setting"] == "default").all()
-
-
-def test_joint_probability_uses_targets():
-    df = pd.DataFrame({"p_color": [0.8], "p_size": [0.5], "joint_acc": [0.0]})
-    assert A.joint_probability(df).iloc[0] == pytest.approx(0.4)
-    assert A.joint_probability(df, {"color": 0}).iloc[0] == pytest.approx(0.1)
+    assert (naive["best_setting"] == 0.0).all()
 
 
 def test_emergence_lead_over_naive():
     steps = np.arange(0, 10_000, 100)
     interv = make_interv(
         {
-            ("naive", "default"): step_curve(steps, 5000),
-            ("overprompt", "k=1"): step_curve(steps, 2000),
-            ("overprompt", "k=2"): step_curve(steps, 8000),
+            ("naive", 0.0): step_curve(steps, 5000),
+            ("overprompt", 1.0): step_curve(steps, 2000),
+            ("overprompt", 2.0): step_curve(steps, 8000),
         },
         steps,
     )
-    em = A.emergence(interv, thresholds=(0.8,), sigma=0)
+    em = CP.emergence(interv, thresholds=(0.8,), sigma=0)
     assert list(em.columns) == [
         "run",
         "seed",
@@ -550,7 +547,7 @@ def test_emergence_lead_over_naive():
     assert naive["lead_steps"] == 0
 
     # smoothing delays both crossings equally: the lead is unchanged
-    smoothed = A.emergence(interv, thresholds=(0.8,), sigma=1.0, k=2)
+    smoothed = CP.emergence(interv, thresholds=(0.8,), sigma=1.0, k=2)
     over_s = smoothed[smoothed["method"] == "overprompt"].iloc[0]
     assert over_s["emergence_step"] > 2000 and over_s["lead_steps"] == 3000
 
@@ -559,30 +556,30 @@ def test_emergence_with_censored_naive_is_a_lower_bound():
     steps = np.arange(0, 10_000, 100)
     interv = make_interv(
         {
-            ("naive", "default"): np.full(len(steps), 0.3),
-            ("linear", "s=1"): step_curve(steps, 2500),
-            ("cfg", "w=3"): np.full(len(steps), 0.3),
+            ("naive", 0.0): np.full(len(steps), 0.3),
+            ("linear", 1.0): step_curve(steps, 2500),
+            ("guidance", 3.0): np.full(len(steps), 0.3),
         },
         steps,
         seeds=(0, 1),
     )
-    em = A.emergence(interv, thresholds=(0.8, 0.9), sigma=1.0, k=2)
+    em = CP.emergence(interv, thresholds=(0.8, 0.9), sigma=1.0, k=2)
     assert len(em) == 2 * 3 * 2
     lin = em[(em["method"] == "linear") & (em["seed"] == 1) & (em["threshold"] == 0.9)].iloc[0]
     assert lin["naive_censored"] and lin["naive_step"] == 9900 == lin["budget"]
     assert lin["lead_is_lower_bound"]
     assert lin["lead_steps"] == 9900 - lin["emergence_step"]
     assert lin["lead_checkpoints"] == (9900 - lin["emergence_step"]) / 100
-    cfg = em[(em["method"] == "cfg") & (em["seed"] == 0)].iloc[0]
-    assert cfg["censored"] and math.isnan(cfg["lead_steps"])
+    guided = em[(em["method"] == "guidance") & (em["seed"] == 0)].iloc[0]
+    assert guided["censored"] and math.isnan(guided["lead_steps"])
 
-    agg = A.emergence(interv, thresholds=(0.8,), aggregate_seeds=True)
+    agg = CP.emergence(interv, thresholds=(0.8,), aggregate_seeds=True)
     assert "seed" not in agg.columns and (agg["n_seeds"] == 2).all() and len(agg) == 3
 
 
 def test_emergence_without_naive_has_no_lead():
     steps = np.arange(0, 1000, 100)
-    em = A.emergence(make_interv({("linear", "s=1"): step_curve(steps, 300)}, steps), sigma=0)
+    em = CP.emergence(make_interv({("linear", 1.0): step_curve(steps, 300)}, steps), sigma=0)
     assert em["naive_step"].isna().all() and em["lead_steps"].isna().all()
 
 
@@ -594,13 +591,13 @@ def test_emergence_without_naive_has_no_lead():
 def test_fit_inverse_time_exact_on_noise_free_data():
     signal = np.array([0.01, 0.02, 0.05, 0.1])
     T = 1.0 / (0.02 * signal + 1e-4)
-    fit = A.fit_inverse_time(signal, T)
+    fit = FT.fit_inverse_time(signal, T)
     assert fit["slope"] == pytest.approx(0.02)
     assert fit["intercept"] == pytest.approx(1e-4)
     assert fit["r2"] == pytest.approx(1.0)
     assert fit["n"] == 4
 
-    power = A.fit_inverse_time(signal, 1.0 / (3e-3 * signal**0.7))
+    power = FT.fit_inverse_time(signal, 1.0 / (3e-3 * signal**0.7))
     assert power["power_exponent"] == pytest.approx(0.7)
     assert power["power_prefactor"] == pytest.approx(3e-3)
     assert power["power_r2"] == pytest.approx(1.0)
@@ -610,42 +607,54 @@ def test_fit_inverse_time_drops_censored_and_handles_too_few_points():
     signal = np.array([0.01, 0.02, 0.05, 0.1])
     T = 1.0 / (0.02 * signal + 1e-4)
     T[0] = 20_000.0  # censored at the budget: must not bias the fit
-    fit = A.fit_inverse_time(signal, T, censored=[True, False, False, False])
+    fit = FT.fit_inverse_time(signal, T, censored=[True, False, False, False])
     assert fit["slope"] == pytest.approx(0.02) and fit["n"] == 3 and fit["n_excluded"] == 1
 
-    few = A.fit_inverse_time(signal, T, censored=[True, True, True, False])
+    few = FT.fit_inverse_time(signal, T, censored=[True, True, True, False])
     assert few["n"] == 1
     assert all(math.isnan(few[k]) for k in ("slope", "intercept", "r2", "power_exponent"))
 
 
 def test_is_monotone_decreasing_rules():
     x = np.array([0.1, 0.2, 0.4, 0.8])
-    ok = A.is_monotone_decreasing(x, [9000, 6000, 4000, 3000], [False] * 4)
+    ok = FT.is_monotone_decreasing(x, [9000, 6000, 4000, 3000], [False] * 4)
     assert ok["monotone"] and ok["reason"] == "ok"
     assert ok["spearman_rho"] == pytest.approx(-1.0)
     # order of input does not matter
-    assert A.is_monotone_decreasing(x[::-1], [3000, 4000, 6000, 9000])["monotone"]
+    assert FT.is_monotone_decreasing(x[::-1], [3000, 4000, 6000, 9000])["monotone"]
 
-    bad = A.is_monotone_decreasing(x, [9000, 4000, 6000, 3000], [False] * 4)
+    bad = FT.is_monotone_decreasing(x, [9000, 4000, 6000, 3000], [False] * 4)
     assert not bad["monotone"] and bad["violations"] == [(0.2, 0.4)]
 
     # censored points are ≥ budget: two censored neighbours at weak signal are a legal tie
-    cens = A.is_monotone_decreasing(x, [20000, 20000, 6000, 3000], [True, True, False, False])
+    cens = FT.is_monotone_decreasing(x, [20000, 20000, 6000, 3000], [True, True, False, False])
     assert cens["monotone"] and cens["spearman_rho"] < 0
     # ...but a censored point after an uncensored one is an increase
-    late = A.is_monotone_decreasing(x, [9000, 20000, 6000, 3000], [False, True, False, False])
+    late = FT.is_monotone_decreasing(x, [9000, 20000, 6000, 3000], [False, True, False, False])
     assert not late["monotone"] and late["violations"] == [(0.1, 0.2)]
 
     # ties between uncensored points are only allowed when not strict
     tie = [9000, 6000, 6000, 3000]
-    assert not A.is_monotone_decreasing(x, tie)["monotone"]
-    assert A.is_monotone_decreasing(x, tie, strict=False)["monotone"]
+    assert not FT.is_monotone_decreasing(x, tie)["monotone"]
+    assert FT.is_monotone_decreasing(x, tie, strict=False)["monotone"]
 
     # insufficient evidence
-    two = A.is_monotone_decreasing(x[:2], [9000, 3000])
+    two = FT.is_monotone_decreasing(x[:2], [9000, 3000])
     assert not two["monotone"] and two["reason"] == "insufficient"
-    one_unc = A.is_monotone_decreasing(x[:3], [1, 1, 5000], [True, True, False])
+    one_unc = FT.is_monotone_decreasing(x[:3], [1, 1, 5000], [True, True, False])
     assert one_unc["reason"] == "insufficient"
 
     with pytest.raises(ValueError):
-        A.is_monotone_decreasing([0.1, 0.1, 0.2], [3, 2, 1])
+        FT.is_monotone_decreasing([0.1, 0.1, 0.2], [3, 2, 1])
+
+
+def test_memorization_window_opens_when_training_is_recognisable_and_says_when_never():
+    steps = np.arange(100, 1100, 100).astype(float)
+    acc = np.r_[np.zeros(4), np.ones(6)]
+    win = TJ.memorization_window(steps, acc, 800.0, ready_acc=0.75, sigma=0.0)
+    assert win == {"window": [500.0, 800.0], "end": "saturation", "reason": None}
+    never_saturates = TJ.memorization_window(steps, acc, None, ready_acc=0.75, sigma=0.0)
+    assert never_saturates["window"] == [500.0, 1000.0]
+    assert never_saturates["end"] == "last checkpoint"
+    never = TJ.memorization_window(steps, acc * 0.5, 800.0, ready_acc=0.75, sigma=0.0)
+    assert never["window"] is None and "never reach" in never["reason"]

@@ -35,14 +35,7 @@ def _grids(colors, size=0.4):
     return [preset("2x2", color=c, size=size) for c in colors]
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """Fit on one torch thread: with two threads on a loaded machine every step waits on the
-    slower thread and a fit takes many times longer; one thread is slow only in proportion."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

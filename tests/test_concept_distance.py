@@ -1,4 +1,4 @@
-"""Distance at training convergence vs class-learned time (paper_spec §7.1) on a synthetic
+"""Distance at training convergence vs class-learned time (docs/method.md §7.1) on a synthetic
 2x2x2 sweep whose answers follow from its construction."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 import conceptspace.analysis.concept_distance as CD
-import conceptspace.analysis.core as A
-from conceptspace.analysis.verdicts import analyze_extensions, analyze_study
+import conceptspace.analysis.curves as CV
+import conceptspace.analysis.trajectories as TJ
+from conceptspace.analysis.study import analyze_study
 
 CONCEPTS = ("color", "size", "background")
 NAMES = {"color": ("red", "blue"), "size": ("large", "small"), "background": ("light", "dark")}
@@ -61,7 +62,7 @@ def cube_sweep(runs=("r1", "r2"), seeds=(0,), shift: dict | None = None):
                 if held:
                     for s, v in zip(STEPS, learned, strict=True):
                         row = {"run": run, "seed": seed, "step": int(s), "method": "naive"}
-                        row.update({"setting": "-", "class": name, "count": 32})
+                        row.update({"setting": 0.0, "class": name, "count": 32})
                         for c, b in zip(CONCEPTS, bits, strict=True):
                             row[f"p_{c}"] = v * b
                             row[f"acc_{c}"] = v if b else 1.0
@@ -81,6 +82,11 @@ EXACT = SimpleNamespace(
     persistence=1,
     saturation_tol=0.01,
     capability_threshold=0.8,
+    convergence_acc=0.95,
+    ready_acc=0.75,
+    turn_margin=0.25,
+    emergence_sigma=1.0,
+    emergence_persistence=1,
 )
 """Analyze params without smoothing, so times are exact checkpoint steps."""
 
@@ -91,7 +97,7 @@ def _first_step_at_least(x):
 
 def test_convergence_distance_and_learning_time_have_known_values():
     probe, _, _ = cube_sweep(runs=("r1",))
-    traj = A.trajectories(probe, sigma=0.0)
+    traj = TJ.trajectories(probe, sigma=0.0)
     table = CD.distance_to_time(probe, traj, EXACT).set_index("class")
 
     # training accuracy sig(step - 1000) >= 0.95 from 1000 + 150 ln 19 = 1441.7 on
@@ -117,14 +123,14 @@ def test_training_that_never_converges_uses_the_budget():
     probe, _, _ = cube_sweep(runs=("r1",))
     train = ~probe["held_out"]
     probe.loc[train & (probe["class"] == "blue_large_light"), "acc"] = 0.9  # never 0.95
-    traj = A.trajectories(probe, sigma=0.0)
+    traj = TJ.trajectories(probe, sigma=0.0)
     table = CD.distance_to_time(probe, traj, EXACT)
     assert (table["convergence_step"] == STEPS[-1]).all() and not table["converged"].any()
 
 
 def test_relation_is_positive_when_later_classes_are_farther():
     probe, _, _ = cube_sweep(runs=("r1", "r2"), shift={"r2": 300.0})
-    traj = A.trajectories(probe, sigma=0.0)
+    traj = TJ.trajectories(probe, sigma=0.0)
     rel = CD.relation(CD.distance_to_time(probe, traj, EXACT))
     assert rel["n"] == 8 and rel["n_censored"] == 2 and rel["n_fit"] == 6
     assert rel["spearman_rho"] > 0.8 and rel["positive"]
@@ -161,9 +167,9 @@ def test_decreasing_relation_is_not_positive():
 def test_joint_learning_time_waits_for_the_worst_concept():
     steps = np.arange(1, 11) * 100
     acc = np.stack([np.where(steps >= 300, 1.0, 0.0), np.where(steps >= 700, 1.0, 0.0)], 1)
-    assert A.joint_learning_time(steps, acc, 0.8, sigma=0, k=2) == (700.0, False)
-    assert A.joint_learning_time(steps, acc[:, 0], 0.8, sigma=0, k=2) == (300.0, False)
-    assert A.joint_learning_time(steps, acc * 0.5, 0.8, sigma=0, k=1) == (1000.0, True)
+    assert CV.joint_learning_time(steps, acc, 0.8, sigma=0, k=2) == (700.0, False)
+    assert CV.joint_learning_time(steps, acc[:, 0], 0.8, sigma=0, k=2) == (300.0, False)
+    assert CV.joint_learning_time(steps, acc * 0.5, 0.8, sigma=0, k=1) == (1000.0, True)
 
 
 def test_study_on_three_concepts_does_not_fake_two_concept_verdicts():
@@ -176,7 +182,7 @@ def test_study_on_three_concepts_does_not_fake_two_concept_verdicts():
     assert t["nearest_class"] is None and len(t["by_class"]) == 4
     # the class novel in size and background only (red) memorizes a red training class
     assert t["by_class"]["red_small_dark"]["nearest_class"].startswith("red")
-    extra, m2 = analyze_extensions(probe, interv, info, frames, EXACT)
+    extra, m2 = frames, metrics
     assert len(extra["concept_distance"]) == 8
     assert m2["concept_distance"]["relation"]["positive"] is True
     # the ODE is fitted only to classes novel in exactly two concepts

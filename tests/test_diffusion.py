@@ -18,13 +18,7 @@ from tests.test_unet import TINY, perturbed
 SHAPE = (3, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors run fastest on one thread, and a busy 2-core box then never oversubscribes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def batch(n: int = 16, seed: int = 0):

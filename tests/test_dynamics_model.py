@@ -1,4 +1,4 @@
-"""Tests of the phenomenological concept-space ODE (paper_spec §5.6) and its fit."""
+"""Tests of the phenomenological concept-space ODE (docs/method.md §5.6) and its fit."""
 
 import numpy as np
 import pandas as pd

@@ -14,7 +14,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import conceptspace.figures.core as F
+from conceptspace.figures.capability import capability_figure
+from conceptspace.figures.diagnostics import (
+    embedding_figure,
+    samples_over_training_figure,
+    training_curves_figure,
+)
+from conceptspace.figures.learning_times import learning_time_figure
+from conceptspace.figures.trajectories import trajectory_animation, trajectory_figure
 
 CLASSES = {"red_large": (0, 0), "red_small": (0, 1), "blue_large": (1, 0), "blue_small": (1, 1)}
 HELD_OUT = "blue_small"
@@ -27,7 +34,7 @@ def _sigmoid(x):
 
 def synthetic(n_steps: int = 10, runs: dict = RUNS, seeds=(0, 1), rng_seed: int = 0) -> dict:
     """All input tables of the figures for a 2x2 sweep, with memorization-then-turn dynamics
-    (the phenomenological model of paper_spec §5.6), made up but shaped like the real ones."""
+    (the phenomenological model of docs/method.md §5.6), made up but shaped like the real ones."""
     rng = np.random.default_rng(rng_seed)
     steps = np.unique(np.round(np.geomspace(200, 20_000, n_steps)).astype(int))
     t = np.log(steps / steps[0]) / np.log(steps[-1] / steps[0]) * 25.0  # model time 0..25
@@ -106,7 +113,7 @@ def synthetic(n_steps: int = 10, runs: dict = RUNS, seeds=(0, 1), rng_seed: int 
                         }
                     )
         # capability curves: elicitation emerges before naive prompting
-        mids = {"naive": 0.75, "overprompt": 0.45, "linear": 0.5, "cfg": 0.6}
+        mids = {"naive": 0.75, "overprompt": 0.45, "linear": 0.5, "guidance": 0.6}
         for seed in seeds:
             jitter = rng.normal(0, 0.02)
             x = np.arange(len(steps)) / (len(steps) - 1)
@@ -124,7 +131,7 @@ def synthetic(n_steps: int = 10, runs: dict = RUNS, seeds=(0, 1), rng_seed: int 
                             "method": method,
                             "class": HELD_OUT,
                             "capability": v,
-                            "best_setting": "-",
+                            "best_setting": 0.0,
                             "n_settings": 1 if method == "naive" else 4,
                         }
                     )
@@ -224,11 +231,11 @@ def synthetic(n_steps: int = 10, runs: dict = RUNS, seeds=(0, 1), rng_seed: int 
 def render_all(d: dict, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{k}.png" for k in ("traj", "lt", "cap", "samples", "emb", "loss")}
-    F.trajectory_figure(d["traj"], d["run_info"], d["turns"], paths["traj"])
-    F.learning_time_figure(d["lt_summary"], d["run_info"], d["fits"], paths["lt"])
-    F.capability_figure(d["cap"], d["train_acc"], d["emergence"], paths["cap"])
+    trajectory_figure(d["traj"], d["run_info"], d["turns"], paths["traj"])
+    learning_time_figure(d["lt_summary"], d["run_info"], d["fits"], paths["lt"])
+    capability_figure(d["cap"], d["train_acc"], d["emergence"], paths["cap"])
     n = len(d["steps"])
-    F.samples_over_training_figure(
+    samples_over_training_figure(
         d["images"],
         d["steps"],
         d["class_names"],
@@ -238,10 +245,10 @@ def render_all(d: dict, out: Path) -> dict[str, Path]:
         held_out=[HELD_OUT],
         title="synthetic samples",
     )
-    F.embedding_figure(d["emb"], paths["emb"])
-    F.training_curves_figure(d["logs"], paths["loss"], run_info=d["run_info"])
+    embedding_figure(d["emb"], paths["emb"])
+    training_curves_figure(d["logs"], paths["loss"], run_info=d["run_info"])
     paths["gif"] = out / "traj.gif"
-    F.trajectory_animation(d["traj"], d["run_info"], paths["gif"], turns=d["turns"])
+    trajectory_animation(d["traj"], d["run_info"], paths["gif"], turns=d["turns"])
     return paths
 
 
@@ -285,7 +292,7 @@ def test_animation(rendered):
 
 def test_animation_caps_frames(tmp_path):
     d = synthetic(n_steps=30, runs={"c040": 0.4}, seeds=(0,))
-    F.trajectory_animation(d["traj"], d["run_info"], tmp_path / "a.gif", max_frames=12)
+    trajectory_animation(d["traj"], d["run_info"], tmp_path / "a.gif", max_frames=12)
     with Image.open(tmp_path / "a.gif") as im:
         assert im.n_frames == 12
 
@@ -294,12 +301,12 @@ def test_degenerate_inputs(tmp_path):
     """One run (flat colour scale), missing turn steps, per-seed emergence, censored methods."""
     d = synthetic(n_steps=8, runs={"c040": 0.4}, seeds=(0,))
     turns = {"c040": {"saturation_step": None, "heading_step": float("nan")}}
-    F.trajectory_figure(d["traj"], d["run_info"], turns, tmp_path / "t.png")
+    trajectory_figure(d["traj"], d["run_info"], turns, tmp_path / "t.png")
     em = d["emergence"].rename(columns={"n_seeds": "seed"}).assign(seed=0)
     em.loc[em["method"] == "linear", "censored"] = True
     em.loc[em["method"] == "linear", "lead_steps"] = np.nan
-    F.capability_figure(d["cap"], d["train_acc"].iloc[:0], em, tmp_path / "c.png", logx=False)
-    F.learning_time_figure(d["lt_summary"], d["run_info"], {}, tmp_path / "l.png")
+    capability_figure(d["cap"], d["train_acc"].iloc[:0], em, tmp_path / "c.png", logx=False)
+    learning_time_figure(d["lt_summary"], d["run_info"], {}, tmp_path / "l.png")
     for name in ("t", "c", "l"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
         assert (tmp_path / f"{name}.pdf").exists()
@@ -307,7 +314,8 @@ def test_degenerate_inputs(tmp_path):
 
 def test_trajectory_from_analysis(tmp_path):
     """The figure accepts the real analysis outputs (trajectories + turn_summary)."""
-    import conceptspace.analysis.core as A
+    import conceptspace.analysis.curves as CV
+    import conceptspace.analysis.trajectories as TJ
 
     d = synthetic(n_steps=12, runs={"c015": 0.15, "c080": 0.8}, seeds=(0,))
     t = d["traj"]
@@ -329,11 +337,11 @@ def test_trajectory_from_analysis(tmp_path):
                 }
             )
     probe = pd.DataFrame(rows)
-    traj = A.trajectories(probe, sigma=1.0)
-    turns = {run: A.turn_summary(g) for run, g in traj.groupby("run")}
-    F.trajectory_figure(traj, d["run_info"], turns, tmp_path / "t.png")
-    lt = A.summarize_over_seeds(A.learning_times(probe))
-    F.learning_time_figure(lt, d["run_info"], d["fits"], tmp_path / "l.png")
+    traj = TJ.trajectories(probe, sigma=1.0)
+    turns = {run: TJ.turn_summary(g) for run, g in traj.groupby("run")}
+    trajectory_figure(traj, d["run_info"], turns, tmp_path / "t.png")
+    lt = CV.summarize_over_seeds(CV.learning_times(probe))
+    learning_time_figure(lt, d["run_info"], d["fits"], tmp_path / "l.png")
     assert (tmp_path / "t.png").exists() and (tmp_path / "l.png").exists()
 
 

@@ -14,25 +14,26 @@ import pandas as pd
 import pytest
 
 import conceptspace.analysis.concept_distance as CD
-import conceptspace.analysis.core as A
+import conceptspace.analysis.curves as CV
 import conceptspace.analysis.dynamics_model as DM
 import conceptspace.analysis.guidance as G
+import conceptspace.analysis.trajectories as TJ
 import conceptspace.analysis.underspecification as U
 import conceptspace.figures.extensions as FX
 from tests.test_concept_distance import EXACT, cube_sweep
-from tests.test_guidance import cfg_table
+from tests.test_guidance import guidance_table
 
 
 def render_all(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     probe, _, _ = cube_sweep(runs=("r1", "r2"), shift={"r2": 300.0})
-    traj = A.trajectories(probe, sigma=1.0)
+    traj = TJ.trajectories(probe, sigma=1.0)
     dist = CD.distance_to_time(probe, traj, EXACT)
     conv = dict(zip(dist["run"], dist["convergence_step"], strict=False))
     FX.cube_trajectory_figure(traj, conv, out / "trajectories_3d.png")
     FX.distance_time_figure(dist, CD.relation(dist), out / "distance_vs_learning_time.png")
 
-    table = cfg_table({0.0: (np.inf, 500.0), 1.0: (800.0, 500.0), 3.0: (400.0, 300.0)})
+    table = guidance_table({0.0: (np.inf, 500.0), 1.0: (800.0, 500.0), 3.0: (400.0, 300.0)})
     table["p_color"] = table.groupby("setting")["p_color"].transform(
         lambda s: np.clip(s * 0.9 + 0.05, 0, 1)
     )
@@ -49,7 +50,7 @@ def render_all(out: Path) -> list[Path]:
     FX.dynamics_fit_figure(curves, fits, out / "dynamics_model_fit.png")
 
     frac = {"r1": 0.0, "r2": 0.5}
-    lt = A.summarize_over_seeds(A.learning_times(probe, (0.8,), sigma=0.0, k=1))
+    lt = CV.summarize_over_seeds(CV.learning_times(probe, (0.8,), sigma=0.0, k=1))
     info = pd.DataFrame({"run": list(frac), U.COLUMN: list(frac.values())})
     FX.underspecification_figure(
         U.table(lt, info), traj, frac, out / "underspecification.png", threshold=0.8
@@ -73,7 +74,7 @@ def test_every_figure_is_written(tmp_path):
 
 def test_cube_figure_needs_three_concepts(tmp_path):
     probe, _, _ = cube_sweep(runs=("r1",))
-    traj = A.trajectories(probe, sigma=0.0).drop(columns=["background", "target_background"])
+    traj = TJ.trajectories(probe, sigma=0.0).drop(columns=["background", "target_background"])
     with pytest.raises(ValueError, match="three concepts"):
         FX.cube_trajectory_figure(traj, {}, tmp_path / "x.png")
 

@@ -1,4 +1,4 @@
-"""Guidance-weight analyses (paper_spec §7.3) on intervention tables with known curves."""
+"""Guidance-weight analyses (docs/method.md §7.3) on intervention tables with known curves."""
 
 from __future__ import annotations
 
@@ -11,35 +11,29 @@ import conceptspace.analysis.guidance as G
 STEPS = np.arange(100, 2001, 100)
 
 
-def cfg_table(learn_at: dict[float, tuple[float, float]], seeds=(0, 1)) -> pd.DataFrame:
-    """cfg rows of one run and class: at weight w, color / size accuracy jumps to 1 at the given
-    steps (inf = never); plus a naive row that must be ignored."""
+def guidance_table(learn_at: dict[float, tuple[float, float]], seeds=(0, 1)) -> pd.DataFrame:
+    """Guidance rows of one run and class: at weight w, color / size accuracy jumps to 1 at the
+    given steps (inf = never); plus a naive row that must be ignored."""
     rows = []
     for seed in seeds:
         for w, (tc, ts) in learn_at.items():
             for s in STEPS:
                 a_c, a_s = float(s >= tc), float(s >= ts)
                 rows.append(
-                    dict(run="r", seed=seed, step=int(s), method="cfg", setting=f"w={w:g}")
+                    dict(run="r", seed=seed, step=int(s), method="guidance", setting=float(w))
                     | {"class": "blue_small", "p_color": a_c, "acc_color": a_c}
                     | {"p_size": a_s, "acc_size": a_s, "joint_acc": a_c * a_s, "count": 8}
                 )
             rows.append(
-                dict(run="r", seed=seed, step=100, method="naive", setting="-")
+                dict(run="r", seed=seed, step=100, method="naive", setting=0.0)
                 | {"class": "blue_small", "p_color": 0, "acc_color": 0, "p_size": 0}
                 | {"acc_size": 0, "joint_acc": 0, "count": 8}
             )
     return pd.DataFrame(rows)
 
 
-def test_weight_parsing():
-    assert G.weight("w=1.5") == 1.5 and G.weight("w=0") == 0.0
-    with pytest.raises(ValueError, match="guidance setting"):
-        G.weight("k=2")
-
-
 def test_learning_times_per_weight_and_concept():
-    table = cfg_table({0.0: (np.inf, 500.0), 1.0: (800.0, 500.0), 3.0: (400.0, 300.0)})
+    table = guidance_table({0.0: (np.inf, 500.0), 1.0: (800.0, 500.0), 3.0: (400.0, 300.0)})
     lt = G.learning_times(table, 0.8, sigma=0.0, k=2).set_index(["w", "concept"])
     assert list(G.weights_of(table)) == [0.0, 1.0, 3.0]
     assert lt.loc[(1.0, "color"), "learning_time"] == 800.0
@@ -53,7 +47,7 @@ def test_learning_times_per_weight_and_concept():
 
 
 def test_trajectories_per_weight_are_seed_means_with_targets():
-    table = cfg_table({1.0: (800.0, 500.0)})
+    table = guidance_table({1.0: (800.0, 500.0)})
     table.loc[table["seed"] == 1, "p_color"] = 0.5  # seed mean = (a + 0.5) / 2
     targets = pd.DataFrame({"run": ["r"], "class": ["blue_small"], "target_color": [1]})
     tr = G.trajectories(table, targets, sigma=0.0)
@@ -64,7 +58,7 @@ def test_trajectories_per_weight_are_seed_means_with_targets():
 
 
 def test_no_cfg_rows_gives_empty_frames():
-    table = cfg_table({1.0: (800.0, 500.0)})
+    table = guidance_table({1.0: (800.0, 500.0)})
     naive = table[table["method"] == "naive"]
     assert G.learning_times(naive, 0.8).empty and G.trajectories(naive).empty
     assert list(G.learning_times(naive, 0.8).columns) == G.LT_COLUMNS

@@ -31,10 +31,10 @@ PRESET_FIGURES = {
 
 # Keys that set a study's size, not its design: a reduced run takes them from the tiny params.
 SCALE_KEYS = {
-    "synthesize": ("image_size", "n_per_class", "val_fraction", "n_heldout", "signal_samples"),
+    "synthesize": ("image_size", "n_per_class", "val_fraction", "n_held_out", "signal_samples"),
     "train": ("net", "steps", "batch_size", "checkpoints", "device", "threads"),
     "fit_probe": ("n_per_class", "n_test", "steps", "batch_size", "width", "threads"),
-    "probe": ("n_train", "n_heldout", "sampler_steps", "threads"),
+    "probe": ("n_train", "n_held_out", "sampler_steps", "threads"),
     "intervene": ("n", "sampler_steps", "threads"),
 }
 

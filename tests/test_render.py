@@ -21,7 +21,7 @@ def test_2x2_classes_and_split():
     g = preset("2x2", color=0.2, size=0.4)
     assert g.class_names == ["red_large", "red_small", "blue_large", "blue_small"]
     assert g.train_classes == [0, 1, 2] and g.held_out_classes == [3]
-    # naive prompt of the held-out class (paper_spec §2.5 worked example)
+    # naive prompt of the held-out class (docs/method.md §2.5 worked example)
     np.testing.assert_allclose(g.class_mean_cond(3)[4:8], [0.4, 0.4, 0.6, 0.25], atol=1e-6)
 
 
@@ -46,7 +46,7 @@ def test_attribute_ranges():
     rng = np.random.default_rng(0)
     a = sample_attributes(g, np.array([[0, 0]] * 4000 + [[0, 1]] * 4000), rng)
     big, small = a.radius[:4000], a.radius[4000:]
-    assert big.min() >= 0.5 - 1e-6 and big.max() <= 0.8 + 1e-6  # paper_spec §2.4 example
+    assert big.min() >= 0.5 - 1e-6 and big.max() <= 0.8 + 1e-6  # docs/method.md §2.4 example
     assert small.min() >= 0.1 - 1e-6 and small.max() <= 0.4 + 1e-6
     np.testing.assert_allclose(a.color[:, 0].min(), 0.55 - 0.0125, atol=1e-3)
     assert (np.abs(a.position) <= 0.5).all()

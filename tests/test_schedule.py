@@ -3,14 +3,7 @@ import torch
 
 from conceptspace.model.schedule import LogSNRSchedule, alpha_sigma
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors run fastest on one thread, and a busy 2-core box then never oversubscribes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_endpoints_at_init():

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conceptspace.analysis.verdicts import analyze_study
+from conceptspace.analysis.study import analyze_study
 from conceptspace.params import load_params
 
 STEPS = np.floor(np.linspace(np.sqrt(400), np.sqrt(6000), 24) ** 2).astype(int)
@@ -58,7 +58,7 @@ def synthetic_sweep(held_times: dict[str, tuple[float, float]], lead: float = 15
                         seed=0,
                         step=int(s),
                         method=method,
-                        setting="-" if method == "naive" else "k=2",
+                        setting=0.0 if method == "naive" else 2.0,
                         **{"class": "blue_small"},
                         p_color=v,
                         p_size=1.0,
@@ -117,3 +117,36 @@ def test_each_phenomenon_can_fail(cfg):
         "memorization": False,
         "hidden_capability": False,
     }
+
+
+def test_every_memorization_number_comes_from_the_one_window(cfg):
+    """nearest_class, frac_nearest, mean/min distance and min_distance_step are read in the
+    same window (the c080 run of the committed study once reported a closest approach at step
+    1315, before its own window opened at 1562)."""
+    probe, interv, info = synthetic_sweep(
+        {"c015": (np.inf, 1000.0), "c040": (3500.0, 2000.0), "c080": (1000.0, 3000.0)}
+    )
+    _, metrics = analyze_study(probe, interv, info, cfg)
+    for run, r in metrics["runs"].items():
+        t = r["trajectory"]
+        since, until = t["window"]
+        assert since <= t["min_distance_step"] <= until, (run, t)
+        d = t["mean_distances_in_window"]
+        assert t["nearest_class"] == min(d, key=d.get)
+        assert t["mean_distance"] == pytest.approx(d[t["nearest_class"]])
+        assert t["min_distance"] <= t["mean_distance"]
+
+
+def test_memorization_without_recognisable_training_classes_is_not_applicable(cfg):
+    probe, interv, info = synthetic_sweep(
+        {"c015": (np.inf, 1000.0), "c040": (3500.0, 2000.0), "c080": (1000.0, 3000.0)}
+    )
+    train = ~probe["held_out"]
+    probe.loc[train, "acc"] = 0.5  # the probe never recognises the training classes
+    _, metrics = analyze_study(probe, interv, info, cfg)
+    t = metrics["runs"]["c015"]["trajectory"]
+    assert t["window"] is None and t["nearest_class"] is None and t["turned"] is None
+    assert "never reach smoothed accuracy 0.75" in t["window_reason"]
+    verdict = metrics["phenomena_detail"]["memorization"]
+    assert verdict["holds"] is None and verdict["applicable"] is False
+    assert "c015" in verdict["reason"] and "never reach" in verdict["reason"]

@@ -30,13 +30,7 @@ CKPTS = [10, 20, 30, 40]
 SEED = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Training is bit-reproducible for a fixed thread count; the subprocess uses 1 too."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_data() -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Masked-prompt sweeps (paper_spec §7.6): realized fractions from cards, the learning-time
+"""Masked-prompt sweeps (docs/method.md §7.6): realized fractions from cards, the learning-time
 table against p, and the analyze stage's run info."""
 
 from __future__ import annotations

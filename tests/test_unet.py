@@ -8,13 +8,7 @@ from conceptspace.model.unet import DEFAULT, PAPER, UNet, UNetConfig
 TINY = UNetConfig(image_size=8, channels=(8, 8), groups=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors run fastest on one thread, and a busy 2-core box then never oversubscribes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def perturbed(cfg: UNetConfig = TINY, seed: int = 0) -> UNet:

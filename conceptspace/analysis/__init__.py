@@ -1,0 +1,12 @@
+"""Analysis: pure functions from the probe and intervene tables to tables and metrics.
+
+``curves`` (smoothing, sustained crossings, learning times), ``trajectories`` (concept-space
+trajectories, saturation, turns, memorization), ``capability`` (capability curves, emergence),
+``fits`` (learning speed against concept signal, the monotone-order test), ``dynamics_model``
+(the phenomenological ODE), the extensions ``concept_distance``, ``guidance``,
+``underspecification``; ``study`` (every table of a study: the entry point) and ``verdicts``
+(tables -> metrics and the three phenomena). docs/method.md §5-§8.
+
+May import: numpy, pandas, scipy, and its own modules; nothing of data, model, measure,
+figures or io. No file I/O, no plotting.
+"""

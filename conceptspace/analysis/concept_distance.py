@@ -1,9 +1,9 @@
-"""Concept distance at training convergence against learning time (paper_spec §7.1).
+"""Concept distance at training convergence against learning time (docs/method.md §7.1).
 
 For every run and held-out class (any number of concepts; the paper's case is 2x2x2):
 
 1. *training convergence*: the first checkpoint at which every training class has smoothed
-   per-image accuracy ``>= CONVERGENCE_ACC`` on every concept, sustained for ``k``
+   per-image accuracy ``>= analyze.convergence_acc`` on every concept, sustained for ``k``
    checkpoints (the paper uses soft accuracy > 0.95; here the repository's per-image accuracy
    with the learning-time smoothing). If the training classes never get there, the last
    checkpoint is used and ``converged`` is False;
@@ -23,10 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-import conceptspace.analysis.core as A
-
-CONVERGENCE_ACC = 0.95
-"""Accuracy every training class must reach on every concept for training to have converged."""
+import conceptspace.analysis.curves as CV
+import conceptspace.analysis.fits as FT
+import conceptspace.analysis.trajectories as TJ
 
 COLUMNS = [
     "run",
@@ -53,39 +52,50 @@ def accuracy_curves(probe: pd.DataFrame) -> pd.DataFrame:
 
 
 def convergence_step(
-    curves: pd.DataFrame, concepts: list[str], *, sigma: float, k: int
+    curves: pd.DataFrame, concepts: list[str], *, accuracy: float, sigma: float, k: int
 ) -> tuple[float, bool]:
     """Training convergence of one run's :func:`accuracy_curves`: ``(step, converged)``."""
     train = curves[~curves["held_out"].astype(bool)]
     worst = []
     for _, g in train.groupby("class", sort=True):
         g = g.sort_values("step")
-        worst.append(A.smooth(g[concepts].to_numpy(float), sigma, axis=0).min(axis=1))
+        worst.append(CV.smooth(g[concepts].to_numpy(float), sigma, axis=0).min(axis=1))
         steps = g["step"].to_numpy()
-    t = A.first_sustained_crossing(steps, np.min(worst, axis=0), CONVERGENCE_ACC, k)
+    t = CV.first_sustained_crossing(steps, np.min(worst, axis=0), accuracy, k)
     return (float(steps[-1]), False) if t is None else (float(t), True)
 
 
-def distance_to_time(probe: pd.DataFrame, traj: pd.DataFrame, cfg) -> pd.DataFrame:
+def distance_to_time(probe: pd.DataFrame, traj: pd.DataFrame, analyze) -> pd.DataFrame:
     """One row per (run, held-out class) with the columns of :data:`COLUMNS`.
 
     ``probe``: the probe table; ``traj``: seed-averaged :func:`analysis.trajectories`;
-    ``cfg``: the ``analyze`` params (``lt_sigma``, ``persistence``, ``thresholds[0]``).
+    ``analyze``: the ``analyze`` params (``convergence_acc``, ``lt_sigma``, ``persistence``,
+    ``thresholds[0]``).
     ``n_novel`` counts the concepts on which the class differs from the base class.
     """
-    concepts = A.concepts_of(traj)
-    thr = float(cfg.thresholds[0])
+    concepts = TJ.concepts_of(traj)
+    thr = float(analyze.thresholds[0])
     curves = accuracy_curves(probe)
     rows = []
     for run, c_run in curves.groupby("run", sort=False):
-        conv, converged = convergence_step(c_run, concepts, sigma=cfg.lt_sigma, k=cfg.persistence)
+        conv, converged = convergence_step(
+            c_run,
+            concepts,
+            accuracy=analyze.convergence_acc,
+            sigma=analyze.lt_sigma,
+            k=analyze.persistence,
+        )
         t_run = traj[traj["run"] == run]
         held = c_run[c_run["held_out"].astype(bool)]
         for cls, g in held.groupby("class", sort=True):
             g = g.sort_values("step")
             steps = g["step"].to_numpy(float)
-            t, cens = A.joint_learning_time(
-                steps, g[concepts].to_numpy(float), thr, sigma=cfg.lt_sigma, k=cfg.persistence
+            t, cens = CV.joint_learning_time(
+                steps,
+                g[concepts].to_numpy(float),
+                thr,
+                sigma=analyze.lt_sigma,
+                k=analyze.persistence,
             )
             at = t_run[(t_run["class"] == cls) & (t_run["step"] == conv)]
             xy = at[concepts].to_numpy(float)[0]
@@ -126,7 +136,7 @@ def relation(table: pd.DataFrame) -> dict:
     if x.size >= 3 and np.unique(y_rank).size > 1 and np.unique(x).size > 1:
         res = stats.spearmanr(x, y_rank)
         rho, p = float(res.statistic), float(res.pvalue)
-    slope, intercept, r2 = A._linear_fit(x[~cens], y[~cens])
+    slope, intercept, r2 = FT._linear_fit(x[~cens], y[~cens])
     return {
         "n": int(x.size),
         "n_censored": int(cens.sum()),

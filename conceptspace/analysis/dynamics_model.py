@@ -1,4 +1,4 @@
-"""Phenomenological ODE model of concept-space learning dynamics (paper_spec §5.6).
+"""Phenomenological ODE model of concept-space learning dynamics (docs/method.md §5.6).
 
 The state ``c = (c1, c2)`` is a point in a 2-D concept space that starts at ``c0 = (0.5, 0.5)``
 and should end at the held-out corner (1, 1). Concept 2 has the stronger signal, by the ratio

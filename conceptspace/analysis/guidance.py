@@ -1,7 +1,7 @@
-"""Classifier-free guidance across training (paper_spec §7.3).
+"""Classifier-free guidance across training (docs/method.md §7.3).
 
 The intervene stage regenerates the held-out classes at every checkpoint with guidance
-weights ``w`` (rows ``method == "cfg"``, ``setting == "w=<w>"``). From those rows:
+weights ``w`` (rows ``method == "guidance"``, ``setting == w``). From those rows:
 
 * :func:`trajectories`: the concept-space trajectory of each (run, class, w), seed-averaged
   and smoothed along the checkpoint index like :func:`analysis.trajectories`;
@@ -9,7 +9,7 @@ weights ``w`` (rows ``method == "cfg"``, ``setting == "w=<w>"``). From those row
   class as a whole (``concept == "all"``: every concept above threshold,
   :func:`analysis.joint_learning_time`), censored at the budget when never reached.
 
-Both return empty frames (with their columns) when the table has no cfg rows.
+Both return empty frames (with their columns) when the table has no guidance rows.
 """
 
 from __future__ import annotations
@@ -17,28 +17,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-import conceptspace.analysis.core as A
+import conceptspace.analysis.curves as CV
 
-METHOD = "cfg"
+METHOD = "guidance"
 ALL = "all"
 LT_COLUMNS = ["run", "class", "w", "concept", "threshold", "learning_time", "censored", "budget"]
-
-
-def weight(setting: str) -> float:
-    """``"w=1.5"`` -> 1.5 (the intervene stage's setting label of a guidance weight)."""
-    if not str(setting).startswith("w="):
-        raise ValueError(f"not a guidance setting: {setting!r} (expected 'w=<weight>')")
-    return float(str(setting)[2:])
 
 
 def _concepts(interv: pd.DataFrame) -> list[str]:
     return [c.removeprefix("acc_") for c in interv.columns if c.startswith("acc_")]
 
 
-def cfg_rows(interv: pd.DataFrame) -> pd.DataFrame:
-    """The guidance rows of an intervention table with a float column ``w``."""
+def guidance_rows(interv: pd.DataFrame) -> pd.DataFrame:
+    """The guidance rows of an intervention table, their setting as a float column ``w``."""
     rows = interv[interv["method"] == METHOD].copy()
-    rows["w"] = [weight(s) for s in rows["setting"]]
+    rows["w"] = rows["setting"].astype(float)
     return rows
 
 
@@ -47,7 +40,7 @@ def trajectories(
 ) -> pd.DataFrame:
     """``run, class, w, step, <concept>...`` (+ ``target_<concept>`` merged from ``targets``,
     e.g. a trajectory frame, on run and class). Coordinates are mean P(value 1) (``p_*``)."""
-    rows = cfg_rows(interv)
+    rows = guidance_rows(interv)
     concepts = _concepts(interv)
     cols = ["run", "class", "w", "step", *concepts]
     if rows.empty:
@@ -59,7 +52,7 @@ def trajectories(
     parts = []
     for _, g in mean.groupby(["run", "class", "w"], sort=True):
         g = g.sort_values("step").copy()
-        g[concepts] = A.smooth(g[concepts].to_numpy(float), sigma, axis=0)
+        g[concepts] = CV.smooth(g[concepts].to_numpy(float), sigma, axis=0)
         parts.append(g)
     out = pd.concat(parts, ignore_index=True)
     if targets is not None:
@@ -73,7 +66,7 @@ def learning_times(
     interv: pd.DataFrame, threshold: float, *, sigma: float = 1.5, k: int = 3
 ) -> pd.DataFrame:
     """Learning time per (run, class, w, concept | "all") of the seed-mean accuracy curves."""
-    rows = cfg_rows(interv)
+    rows = guidance_rows(interv)
     concepts = _concepts(interv)
     out = []
     if rows.empty:
@@ -87,7 +80,7 @@ def learning_times(
         ident = {"run": run, "class": cls, "w": float(w), "threshold": float(threshold)}
         for j, c in enumerate([*concepts, ALL]):
             cols = curves if c == ALL else curves[:, j]
-            t, cens = A.joint_learning_time(steps, cols, threshold, sigma=sigma, k=k)
+            t, cens = CV.joint_learning_time(steps, cols, threshold, sigma=sigma, k=k)
             out.append({**ident, "concept": c, "learning_time": t, "censored": cens})
             out[-1]["budget"] = float(steps[-1])
     return pd.DataFrame(out, columns=LT_COLUMNS)
@@ -108,5 +101,4 @@ def summary(lt: pd.DataFrame) -> dict:
 
 def weights_of(interv: pd.DataFrame) -> np.ndarray:
     """Sorted distinct guidance weights in an intervention table (empty if none)."""
-    rows = interv[interv["method"] == METHOD]
-    return np.unique([weight(s) for s in rows["setting"]]).astype(float)
+    return np.unique(guidance_rows(interv)["w"].to_numpy(float))

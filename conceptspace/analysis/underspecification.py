@@ -1,4 +1,4 @@
-"""Underspecified prompts: held-out learning against the masked fraction (paper_spec §7.6).
+"""Underspecified prompts: held-out learning against the masked fraction (docs/method.md §7.6).
 
 A run may mask one concept in a fraction p of one training class's prompts (``runs.<id>.mask``;
 the synthesize card records the realized fraction, ``mask.fraction``). When a sweep holds more

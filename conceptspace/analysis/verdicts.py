@@ -1,12 +1,11 @@
 """The study's verdicts: from the sweep's tables to the numbers and the three phenomena.
 
-:func:`analyze_study` reads nothing from disk: it takes the concatenated probe and
-intervention tables, one row of run information per sweep point, and the ``analyze`` params,
-and returns tidy frames plus a JSON-ready ``metrics`` dict. Each phenomenon is a boolean
-computed from the data with the evidence next to it:
+:func:`study_metrics` only reads tables (those of :func:`~.study.study_tables`) and returns a
+JSON-ready ``metrics`` dict; it computes no table itself. Each phenomenon is a boolean computed
+from the data with the evidence next to it (docs/method.md §8):
 
 1. ``signal_order``: the held-out class's color learning time falls as the color separation
-   grows, over at least 3 sweep points (:func:`analysis.is_monotone_decreasing`; censored
+   grows, over at least 3 sweep points (:func:`~.fits.is_monotone_decreasing`; censored
    times count as "later than the budget").
 2. ``memorization``: before it turns, the held-out prompt yields the training class that
    shares the stronger concept: the class sharing the held-out *size* at the weakest color
@@ -16,9 +15,10 @@ computed from the data with the evidence next to it:
    one checkpoint interval before naive prompting does.
 
 A verdict the sweep cannot test (memorization on a grid without color or with several
-held-out classes, e.g. 2x2x2; signal order without color) has ``holds`` None, ``applicable``
-False and a ``reason``; it is never forced to a yes or no. :func:`analyze_extensions` adds the
-analyses beyond two concepts (concept distance, ODE fits, guidance, underspecification).
+held-out classes, e.g. 2x2x2; memorization where the training classes never become
+recognisable; signal order without color) has ``holds`` None, ``applicable`` False and a
+``reason``; it is never forced to a yes or no. :func:`extension_metrics` adds the analyses
+beyond two concepts (concept distance, ODE fits, guidance, underspecification).
 """
 
 from __future__ import annotations
@@ -29,14 +29,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import conceptspace.analysis.core as A
-
-READY_ACC = 0.75
-"""Memorization is read once the training classes are recognisable (smoothed accuracy)."""
-
-TURN_MARGIN = 0.25
-"""How much closer to its own corner a held-out trajectory must end than where it was during
-memorization for that to count as a turn (concept-space distance, corners are 1 apart)."""
+import conceptspace.analysis.concept_distance as CD
+import conceptspace.analysis.dynamics_model as DM
+import conceptspace.analysis.fits as FT
+import conceptspace.analysis.guidance as G
+import conceptspace.analysis.trajectories as TJ
+import conceptspace.analysis.underspecification as U
 
 
 def _none(x: Any) -> Any:
@@ -48,12 +46,6 @@ def _none(x: Any) -> Any:
     if isinstance(x, float) and math.isnan(x):
         return None
     return x
-
-
-def training_accuracy(probe: pd.DataFrame) -> pd.DataFrame:
-    """Mean per-image accuracy over training classes and concepts: run, seed, step, acc."""
-    train = probe[~probe["held_out"].astype(bool)]
-    return train.groupby(["run", "seed", "step"], as_index=False)["acc"].mean()
 
 
 def sharing_class(classes: list[str], held: str, concept_index: int) -> str | None:
@@ -68,50 +60,70 @@ def sharing_class(classes: list[str], held: str, concept_index: int) -> str | No
 
 
 def memorization_of_run(
-    traj: pd.DataFrame, train_acc: pd.DataFrame, cfg, held: str | None = None
+    traj: pd.DataFrame, train_acc: pd.DataFrame, analyze, held: str | None = None
 ) -> dict:
     """Which training class the held-out prompt imitates before the turn, and whether it turns.
 
-    The window is the paper's: from the first checkpoint at which the training classes are
-    recognisable (smoothed mean per-image accuracy >= :data:`READY_ACC`; earlier samples are
-    noisy blobs) to training saturation (the star of paper_spec §5.1: training trajectories
-    within ``saturation_tol`` of their corners), or the last checkpoint if they never
-    saturate. The memorized class is the training corner nearest to the held-out trajectory
-    over the window; the run turns when it ends markedly closer to its own corner.
-    ``held`` picks one held-out class when the grid has several (default: the only one).
+    One definition (docs/method.md §5.5): every memorization number (nearest class, its mean
+    and closest distance and when, the share of checkpoints at which it is nearest) is read in
+    the one window of :func:`~.trajectories.memorization_window`; the run *turns* when it ends
+    at least ``analyze.turn_margin`` closer to its own corner than its mean distance in that
+    window. Without a window the memorization fields are None and ``window_reason`` says why.
+    The turn fields of :func:`~.trajectories.turn_summary` come along. ``held`` picks one
+    held-out class when the grid has several (default: the only one).
     """
     if held is None:
         held = traj.loc[traj["held_out"].astype(bool), "class"].iloc[0]
     traj = traj[~traj["held_out"].astype(bool) | (traj["class"] == held)]
-    summary = A.turn_summary(traj, tol=cfg.saturation_tol)
-    steps, xy = A.trajectory_arrays(traj, held)
-    target = np.array(
-        [traj.loc[traj["class"] == held, f"target_{c}"].iloc[0] for c in A.concepts_of(traj)]
+    turns = TJ.turn_summary(traj, tol=analyze.saturation_tol)
+    steps, xy = TJ.trajectory_arrays(traj, held)
+    acc = train_acc.groupby("step")["acc"].mean().reindex(steps)
+    win = TJ.memorization_window(
+        steps,
+        acc.to_numpy(),
+        turns["saturation_step"],
+        ready_acc=analyze.ready_acc,
+        sigma=analyze.sigma,
     )
-    acc = train_acc.groupby("step")["acc"].mean().sort_index()
-    acc_s = pd.Series(A.smooth(acc.to_numpy(), cfg.sigma), index=acc.index)
-    ready = acc_s[acc_s >= READY_ACC]
-    since = float(ready.index[0]) if len(ready) else float(steps[-1])
-    sat = summary["saturation_step"]
-    until = float(sat) if sat is not None and sat > since else float(steps[-1])
-    window = (steps >= since) & (steps <= until)
-    mem = A.memorization(
-        traj[traj["class"] == held], A.training_targets(traj), until_step=until, since_step=since
-    )
-    dist = np.linalg.norm(xy - target, axis=1)
-    in_window = float(dist[window].mean())
-    final = float(dist[-1])
-    return {
+    out = {
         "held_out_class": held,
-        "window": [since, until],
-        "nearest_class": mem["nearest_class"],
-        "frac_nearest": _none(mem["frac_nearest"]),
-        "mean_distances_in_window": {k: _none(v) for k, v in mem["mean_distances"].items()},
-        "distance_to_held_out_corner_in_window": _none(in_window),
-        "final_distance_to_held_out_corner": _none(final),
-        "turned": bool(final <= in_window - TURN_MARGIN),
-        **{k: _none(v) for k, v in summary.items() if k not in ("nearest_class",)},
+        "window": win["window"],
+        "window_end": win["end"],
+        "window_reason": win["reason"],
+        "nearest_class": None,
+        "mean_distance": None,
+        "frac_nearest": None,
+        "min_distance": None,
+        "min_distance_step": None,
+        "mean_distances_in_window": {},
+        "distance_to_held_out_corner_in_window": None,
+        "final_distance_to_held_out_corner": None,
+        "turned": None,
     }
+    if win["window"] is not None:
+        since, until = win["window"]
+        mem = TJ.memorization(
+            traj[traj["class"] == held],
+            TJ.training_targets(traj),
+            until_step=until,
+            since_step=since,
+        )
+        target = np.array(
+            [traj.loc[traj["class"] == held, f"target_{c}"].iloc[0] for c in TJ.concepts_of(traj)]
+        )
+        dist = np.linalg.norm(xy - target, axis=1)
+        in_window = float(dist[(steps >= since) & (steps <= until)].mean())
+        final = float(dist[-1])
+        out.update(
+            {k: _none(mem[k]) for k in ("nearest_class", "mean_distance", "frac_nearest")},
+            min_distance=_none(mem["min_distance"]),
+            min_distance_step=_none(mem["min_distance_step"]),
+            mean_distances_in_window={k: _none(v) for k, v in mem["mean_distances"].items()},
+            distance_to_held_out_corner_in_window=_none(in_window),
+            final_distance_to_held_out_corner=_none(final),
+            turned=bool(final <= in_window - analyze.turn_margin),
+        )
+    return {**out, **{k: _none(v) for k, v in turns.items()}}
 
 
 def _per_run(d: pd.DataFrame, runs: list[str]) -> pd.DataFrame:
@@ -128,7 +140,7 @@ def _order(d: pd.DataFrame, info: pd.DataFrame, concept: str) -> dict | None:
     sep = info.loc[d.index, f"sep_{concept}"].to_numpy()
     if len(np.unique(sep)) != len(sep):
         return None
-    mono = A.is_monotone_decreasing(
+    mono = FT.is_monotone_decreasing(
         sep, d["learning_time_mean"].to_numpy(), (d["n_censored"] > 0).to_numpy()
     )
     return {k: _none(v) for k, v in mono.items()}
@@ -164,6 +176,15 @@ def memorization_verdict(
         weak: sharing_class(classes, held_name, ci[other]),
         strong: sharing_class(classes, held_name, ci["color"]),
     }
+    unread = {
+        r: per_run[r]["window_reason"] for r in (weak, strong) if per_run[r]["window"] is None
+    }
+    if unread:
+        return _not_applicable(
+            statement,
+            "memorization cannot be read in "
+            + "; ".join(f"{r}: {why}" for r, why in unread.items()),
+        )
     mem_ok = {r: per_run[r]["nearest_class"] == expect[r] for r in (weak, strong)}
     turned = {r: per_run[r]["turned"] for r in (weak, strong)}
     # The turn must follow at least where the memorized concept is learned within the budget:
@@ -187,29 +208,17 @@ def memorization_verdict(
     }
 
 
-def analyze_study(
-    probe: pd.DataFrame, interv: pd.DataFrame, run_info: pd.DataFrame, cfg
-) -> tuple[dict[str, pd.DataFrame], dict]:
-    """All analyses of a sweep. ``run_info``: run, sep_<concept>, signal_<concept>.
-
-    Returns ``(frames, metrics)``: frames ``trajectories``, ``trajectories_by_seed``,
-    ``learning_times`` (per seed), ``learning_times_summary`` (mean over seeds), ``capability``,
-    ``emergence``, ``train_accuracy``; metrics is JSON-ready.
-    """
-    thresholds = tuple(cfg.thresholds)
-    traj = A.trajectories(probe, sigma=cfg.sigma)
-    traj_seed = A.trajectories(probe, sigma=cfg.sigma, by_seed=True)
-    lt = A.learning_times(probe, thresholds, sigma=cfg.lt_sigma, k=cfg.persistence)
-    lt_sum = A.summarize_over_seeds(lt)
-    cap = A.capability_curves(interv)
-    emer = A.emergence(interv, thresholds, sigma=1.0, k=max(1, cfg.persistence - 1))
-    emer_mean = A.emergence(
-        interv, thresholds, sigma=1.0, k=max(1, cfg.persistence - 1), aggregate_seeds=True
-    )
-    train_acc = training_accuracy(probe)
+def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analyze) -> dict:
+    """The metrics and the three phenomena of a sweep, from the tables of
+    :func:`~.study.study_tables` (``run_info``: run, sep_<concept>, signal_<concept>, and
+    ``analyze`` the params section). JSON-ready: NaN becomes None."""
+    thresholds = tuple(analyze.thresholds)
+    traj, lt_sum = tables["trajectories"], tables["learning_times_summary"]
+    emer, emer_mean = tables["emergence"], tables["emergence_seed_mean"]
+    train_acc = tables["train_accuracy"]
     info = run_info.set_index("run")
     runs = list(info.index)
-    concepts = [c for c in A.concepts_of(traj)]
+    concepts = TJ.concepts_of(traj)
 
     # ---- learning time against concept signal -------------------------------------------
     held = lt_sum[lt_sum["group"] == "held_out"]
@@ -222,7 +231,7 @@ def analyze_study(
             cens = (d["n_censored"] > 0).to_numpy()
             T = d["learning_time_mean"].to_numpy()
             fits[concept][str(thr)] = {
-                k: _none(v) for k, v in A.fit_inverse_time(signal, T, cens).items()
+                k: _none(v) for k, v in FT.fit_inverse_time(signal, T, cens).items()
             }
             mono = _order(d, info, concept)
             if mono is not None:
@@ -246,22 +255,22 @@ def analyze_study(
         t_run, a_run = traj[traj["run"] == run], train_acc[train_acc["run"] == run]
         held_classes = sorted(t_run.loc[t_run["held_out"].astype(bool), "class"].unique())
         if len(held_classes) == 1:
-            per_run[run] = memorization_of_run(t_run, a_run, cfg)
+            per_run[run] = memorization_of_run(t_run, a_run, analyze)
         else:  # several held-out classes (e.g. 2x2x2): one summary per class
             per_run[run] = {
                 "held_out_class": None,
                 "held_out_classes": held_classes,
                 "nearest_class": None,
                 "turned": None,
-                "saturation_step": _none(A.saturation_step(t_run, tol=cfg.saturation_tol)),
+                "saturation_step": _none(TJ.saturation_step(t_run, tol=analyze.saturation_tol)),
                 "heading_step": None,
                 "by_class": {
-                    h: memorization_of_run(t_run, a_run, cfg, held=h) for h in held_classes
+                    h: memorization_of_run(t_run, a_run, analyze, held=h) for h in held_classes
                 },
             }
 
     # ---- hidden capabilities ------------------------------------------------------------
-    thr = cfg.capability_threshold
+    thr = analyze.capability_threshold
     emer_thr = emer[(emer["threshold"] == thr) & (emer["method"] != "naive")]
     lead_rows = []
     for _, r in emer_thr.iterrows():
@@ -344,16 +353,8 @@ def analyze_study(
         "fits_inverse_time": fits,
         "signal_order_training_classes": train_order,
     }
-    frames = {
-        "trajectories": traj,
-        "trajectories_by_seed": traj_seed,
-        "learning_times": lt,
-        "learning_times_summary": lt_sum,
-        "capability": cap,
-        "emergence": emer,
-        "train_accuracy": train_acc,
-    }
-    return frames, metrics
+    metrics.update(extension_metrics(tables, run_info, analyze))
+    return _jsonable(metrics)
 
 
 def _jsonable(x: Any) -> Any:
@@ -365,47 +366,25 @@ def _jsonable(x: Any) -> Any:
     return _none(x)
 
 
-def analyze_extensions(
-    probe: pd.DataFrame,
-    interv: pd.DataFrame,
-    run_info: pd.DataFrame,
-    frames: dict[str, pd.DataFrame],
-    cfg,
-) -> tuple[dict[str, pd.DataFrame], dict]:
-    """The analyses beyond two concepts (issue 8), on the frames of :func:`analyze_study`.
+def extension_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analyze) -> dict:
+    """The metrics of the analyses beyond two concepts (docs/method.md §7), from their tables:
 
-    * ``concept_distance`` (paper_spec §7.1): every held-out class's distance to its corner at
-      training convergence against its learning time, with their relation;
-    * ``dynamics_model`` (§5.6): the ODE fitted to each held-out trajectory novel in two
-      concepts (parameters, R², RMSE);
-    * ``guidance`` (§7.3): trajectories and learning times per guidance weight, when the
-      intervention table has ``cfg`` rows;
-    * ``underspecification`` (§7.6): held-out learning time against the masked fraction
-      (``run_info.mask_fraction``), when the sweep has more than one fraction.
-
-    Returns ``(frames, metrics)``; frames ``concept_distance``, ``dynamics_fit``,
-    ``dynamics_curves``, ``guidance_trajectories``, ``guidance_learning_times``,
-    ``underspecification`` (empty frames with their columns where an analysis does not apply).
+    * ``concept_distance`` (§7.1): distance at training convergence against learning time;
+    * ``dynamics_model`` (§5.6): the ODE fitted to each held-out trajectory new in two concepts;
+    * ``guidance`` (§7.3): learning times per guidance weight, when there are guidance rows;
+    * ``underspecification`` (§7.6): held-out learning time against the masked fraction, when
+      the sweep has more than one fraction.
     """
-    import conceptspace.analysis.concept_distance as CD
-    import conceptspace.analysis.dynamics_model as DM
-    import conceptspace.analysis.guidance as G
-    import conceptspace.analysis.underspecification as U
-
-    traj = frames["trajectories"]
-    thr = float(cfg.thresholds[0])
-    dist = CD.distance_to_time(probe, traj, cfg)
-    fits, curves, skipped = DM.fit_held_out(traj)
-    g_traj = G.trajectories(interv, traj, sigma=cfg.sigma)
-    g_lt = G.learning_times(interv, thr, sigma=cfg.lt_sigma, k=cfg.persistence)
+    dist, fits = tables["concept_distance"], tables["dynamics_fit"]
+    g_lt = tables["guidance_learning_times"]
+    u_tab, thr = tables["underspecification"], float(analyze.thresholds[0])
+    skipped = tables["dynamics_skipped"].to_dict("records")
     if U.COLUMN not in run_info:
         run_info = run_info.assign(**{U.COLUMN: 0.0})
-    u_tab = U.table(frames["learning_times_summary"], run_info)
     u_applies = U.applies(run_info)
-
     metrics = {
         "concept_distance": {
-            "convergence_accuracy": CD.CONVERGENCE_ACC,
+            "convergence_accuracy": analyze.convergence_acc,
             "learning_threshold": thr,
             "convergence_step": {
                 r: g["convergence_step"].iloc[0] for r, g in dist.groupby("run", sort=False)
@@ -433,12 +412,4 @@ def analyze_extensions(
             **({"relation": U.relation(u_tab)} if u_applies else {}),
         },
     }
-    out = {
-        "concept_distance": dist,
-        "dynamics_fit": fits,
-        "dynamics_curves": curves,
-        "guidance_trajectories": g_traj,
-        "guidance_learning_times": g_lt,
-        "underspecification": u_tab,
-    }
-    return out, _jsonable(metrics)
+    return metrics

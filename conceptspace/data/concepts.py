@@ -1,4 +1,6 @@
-"""Concept grids: which concepts exist, their values, class means and ranges (paper_spec §2.2-2.5).
+"""Concept grids: which concepts exist, their values, class means and ranges.
+
+docs/method.md §2.2-2.5.
 
 A *concept grid* is an ordered list of binary concepts. Every class is one combination of
 concept values; its index is the row-major unravel over the concepts in grid order
@@ -21,7 +23,7 @@ The 11-d conditioning vector given to the model holds the *actual* sampled attri
 ``[shape one-hot (2), x, y, object RGB (3), radius, background RGB (3)]``; entries of concepts
 that are not in the grid are zero (position is never conditioned on).
 
-*Attribute grids* (real images, e.g. CelebA, paper_spec §7.2) name arbitrary binary attributes
+*Attribute grids* (real images, e.g. CelebA, docs/method.md §7.2) name arbitrary binary attributes
 (``ConceptGrid(("Male", "Smiling"), values={"Male": ("female", "male"), ...})``). They keep the
 given concept order, have no separations, and are conditioned on the paper's one-hot code per
 attribute, ``[1 - a1, a1, 1 - a2, a2, ...]`` (width ``2 * n_concepts``); value index 1 means

@@ -16,9 +16,9 @@ masked      [N] bool                the mask concept's entries of cond are nulle
 
 Two sources (``synthesize.source``): rendered shapes, and real images of a CelebA-style
 folder (:mod:`conceptspace.data.folder`: training classes balanced to the smallest, capped at
-``n_per_class``; ``n_heldout`` images of each held-out class kept aside for the held-out loss).
+``n_per_class``; ``n_held_out`` images of each held-out class kept aside for the held-out loss).
 
-Underspecified prompts (paper_spec §7.6): with ``runs.<id>.mask = p`` exactly ``round(p * n)``
+Underspecified prompts (docs/method.md §7.6): with ``runs.<id>.mask = p`` exactly ``round(p * n)``
 of the ``n`` *training-split* images of the class ``synthesize.mask.class`` get the entries of
 ``synthesize.mask.concept`` replaced by the null value 0 (what a concept outside the grid
 gets). They are drawn from their own random stream, as the first ``round(p * n)`` of one fixed
@@ -52,7 +52,7 @@ def synthesize(
 
     Shapes: training classes get ``cfg.n_per_class`` images with attributes drawn within
     their class ranges, split at random into train and validation; every held-out class gets
-    ``cfg.n_heldout`` images at its class means, for the held-out loss during training.
+    ``cfg.n_held_out`` images at its class means, for the held-out loss during training.
     Folder: see :func:`from_folder`. ``mask``: the fraction of ``cfg.mask.class``'s training
     images whose ``cfg.mask.concept`` entries are nulled (see :func:`apply_mask`).
     """
@@ -105,13 +105,13 @@ def from_folder(grid: ConceptGrid, cfg: Synthesize, seed: int) -> dict[str, np.n
 
     Training classes are balanced to the smallest of them, capped at ``cfg.n_per_class``,
     and split at random into train and validation; each held-out class keeps up to
-    ``cfg.n_heldout`` of its images aside (split 2) for the held-out loss. The conditioning
+    ``cfg.n_held_out`` of its images aside (split 2) for the held-out loss. The conditioning
     vector is the one-hot code of the image's attribute values.
     """
     folder = ImageFolder.from_params(cfg.folder)
     ids = folder.class_ids(grid)
     rng = np.random.default_rng(seed)
-    train, held, _ = select(grid, ids, cfg.n_per_class, cfg.n_heldout, rng)
+    train, held, _ = select(grid, ids, cfg.n_per_class, cfg.n_held_out, rng)
     index = np.concatenate([*train.values(), *held.values()])
     n_train = sum(len(v) for v in train.values())
     split = np.full(len(index), SPLITS["heldout"], dtype=np.int8)
@@ -138,7 +138,7 @@ def _render(grid: ConceptGrid, cfg: Synthesize, seed: int) -> dict[str, np.ndarr
     n_val = int(round(cfg.val_fraction * len(train_ids)))
     split[rng.permutation(len(train_ids))[:n_val]] = SPLITS["val"]
 
-    held_ids = np.repeat(np.array(grid.held_out_classes, dtype=np.int64), cfg.n_heldout)
+    held_ids = np.repeat(np.array(grid.held_out_classes, dtype=np.int64), cfg.n_held_out)
     h_images, h_cond, h_values = render_classes(
         grid, held_ids, cfg.image_size, rng, at_mean=True, blur_px=cfg.blur_px, noise=cfg.noise
     )

@@ -1,4 +1,4 @@
-"""Real images in a CelebA-style folder as a concept dataset (paper_spec §7.2).
+"""Real images in a CelebA-style folder as a concept dataset (docs/method.md §7.2).
 
 The layout is CelebA's (nothing is downloaded; point ``synthesize.folder.root`` at a copy):
 
@@ -161,10 +161,10 @@ def _pick(ids: np.ndarray, k: int, n: int, rng: np.random.Generator) -> np.ndarr
 
 
 def select(
-    grid: ConceptGrid, ids: np.ndarray, n_per_class: int, n_heldout: int, rng: np.random.Generator
+    grid: ConceptGrid, ids: np.ndarray, n_per_class: int, n_held_out: int, rng: np.random.Generator
 ) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], int]:
     """Table indices per class: training classes balanced to the smallest (capped at
-    ``n_per_class``), held-out classes up to ``n_heldout`` each, kept aside.
+    ``n_per_class``), held-out classes up to ``n_held_out`` each, kept aside.
 
     Returns ``(train {class: indices}, heldout {class: indices}, n per training class)``.
     A class with no image at all is an error.
@@ -178,7 +178,7 @@ def select(
         )
     n = min(n_per_class, *(counts[k] for k in grid.train_classes))
     train = {k: _pick(ids, k, n, rng) for k in grid.train_classes}
-    held = {k: _pick(ids, k, min(n_heldout, counts[k]), rng) for k in grid.held_out_classes}
+    held = {k: _pick(ids, k, min(n_held_out, counts[k]), rng) for k in grid.held_out_classes}
     return train, held, n
 
 

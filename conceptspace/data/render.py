@@ -1,4 +1,4 @@
-"""Vectorised renderer of the shapes dataset (paper_spec §2.1-2.7).
+"""Vectorised renderer of the shapes dataset (docs/method.md §2.1-2.7).
 
 An image is one object (circle, or equilateral triangle of equal area) on a background:
 ``pixel = m * object_rgb + (1 - m) * background_rgb`` with ``m`` the object mask smoothed by a

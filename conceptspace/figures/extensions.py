@@ -1,7 +1,7 @@
-"""Figures of the experiments beyond two concepts (issue 8): drawing only, data in, files out.
+"""Figures of the experiments beyond two concepts: drawing only, data in, files out.
 
 * :func:`cube_trajectory_figure`: 2x2x2 trajectories in 3-D with the cube's corners and the
-  three 2-D projections (paper_spec §7.1);
+  three 2-D projections (docs/method.md §7.1);
 * :func:`distance_time_figure`: distance to the target corner at training convergence against
   the class-learned time, with its fit (§7.1);
 * :func:`guidance_figure`: held-out trajectories and learning times per guidance weight (§7.3);
@@ -9,7 +9,7 @@
 * :func:`underspecification_figure`: learning time and trajectories against the masked
   fraction (§7.6).
 
-Conventions are those of :mod:`conceptspace.figures.core` (its helpers are reused); every function
+Conventions are those of :mod:`conceptspace.figures.style` (its helpers are reused); every function
 writes a PNG and a PDF next to it through :func:`conceptspace.figures.style.save_figure`.
 """
 
@@ -29,15 +29,14 @@ from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from conceptspace.analysis.core import concepts_of  # noqa: E402
-from conceptspace.figures.core import (  # noqa: E402
+from conceptspace.figures.style import (  # noqa: E402
     SIGNAL_CMAP,
-    _log_steps,
-    _pretty_class,
-    _sep_norm,
-    _value_label,
+    log_steps,
+    pretty_class,
+    save_figure,
+    sep_norm,
+    value_label,
 )
-from conceptspace.figures.style import save_figure  # noqa: E402
 
 #: colours of held-out classes (training classes are grey)
 HELD_COLORS = ["tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
@@ -52,16 +51,6 @@ def _class_colors(traj: pd.DataFrame) -> dict[str, str]:
     for c in traj.loc[~traj["held_out"].astype(bool), "class"].unique():
         out[c] = TRAIN_COLOR
     return out
-
-
-def _short(name: str) -> str:
-    """``red_small_dark`` -> ``red small dark`` (class names as on the other figures)."""
-    return _pretty_class(name)
-
-
-# --------------------------------------------------------------------------------------------
-# 1. 2x2x2 trajectories: 3-D and projections
-# --------------------------------------------------------------------------------------------
 
 
 def cube_trajectory_figure(
@@ -140,13 +129,13 @@ def cube_trajectory_figure(
             ax.set_xlim(-0.05, 1.05)
             ax.set_ylim(-0.05, 1.05)
             ax.set_aspect("equal")
-            ax.set_xlabel(_value_label(concepts[p]), fontsize=9)
-            ax.set_ylabel(_value_label(concepts[q]), fontsize=9)
+            ax.set_xlabel(value_label(concepts[p]), fontsize=9)
+            ax.set_ylabel(value_label(concepts[q]), fontsize=9)
             ax.set_title(f"{run}: {concepts[p]} × {concepts[q]}", fontsize=10)
             ax.grid(True, alpha=0.2)
 
     handles = [
-        Line2D([], [], color=c, lw=1.8, label=_short(n))
+        Line2D([], [], color=c, lw=1.8, label=pretty_class(n))
         for n, c in colors.items()
         if c != TRAIN_COLOR
     ]
@@ -243,7 +232,9 @@ def distance_time_figure(
     ax.set_ylim(0, float(table["budget"].max()) * 1.35)
     ax.set_xlim(0, max(float(x.max()) * 1.08, 0.1) if x.size else 1.0)
     ax.grid(True, alpha=0.3)
-    handles = [Line2D([], [], ls="", marker="o", color=ccol[c], label=_short(c)) for c in classes]
+    handles = [
+        Line2D([], [], ls="", marker="o", color=ccol[c], label=pretty_class(c)) for c in classes
+    ]
     handles += [
         Line2D([], [], ls="", marker=rmark[r], color="0.4", mfc="none", label=str(r)) for r in runs
     ]
@@ -303,8 +294,8 @@ def guidance_figure(
         ax.set_xlim(-0.05, 1.05)
         ax.set_ylim(-0.05, 1.05)
         ax.set_aspect("equal")
-        ax.set_xlabel(_value_label(cx))
-        ax.set_ylabel(_value_label(cy))
+        ax.set_xlabel(value_label(cx))
+        ax.set_ylabel(value_label(cy))
         ax.set_title(f"{run}: trajectories (dot: last checkpoint)", fontsize=10)
         ax.grid(True, alpha=0.2)
 
@@ -314,7 +305,9 @@ def guidance_figure(
             g = g.sort_values("w")
             c = HELD_COLORS[i % len(HELD_COLORS)]
             cens = g["censored"].to_numpy(bool)
-            ax.plot(g["w"], g["learning_time"], ls=ls[cls], color=c, lw=1.4, label=_short(cls))
+            ax.plot(
+                g["w"], g["learning_time"], ls=ls[cls], color=c, lw=1.4, label=pretty_class(cls)
+            )
             ax.plot(g["w"][~cens], g["learning_time"][~cens], "o", color=c, ms=7)
             ax.plot(g["w"][cens], g["learning_time"][cens], "o", mfc="white", mec=c, mew=1.6, ms=8)
         for b in pd.unique(lt["budget"]):
@@ -344,7 +337,7 @@ def dynamics_fit_figure(
     fits: pd.DataFrame,
     path: str | Path,
     *,
-    title: str = "Phenomenological ODE model (paper_spec §5.6) fitted to held-out trajectories",
+    title: str = "Phenomenological ODE model fitted to held-out trajectories",
 ) -> None:
     """One panel per fitted (run, class): the two measured coordinates (markers) and the fitted
     model (lines) against training step, with the fitted signal ratio a and R²."""
@@ -370,15 +363,15 @@ def dynamics_fit_figure(
                 ms=3.5,
                 color=colors[i],
                 alpha=0.8,
-                label=f"{_value_label(concept)} measured",
+                label=f"{value_label(concept)} measured",
             )
             ax.plot(g["step"], g["fitted"], "-", lw=1.8, color=colors[i], label=f"{concept}: model")
         ax.axvline(f["switch_step"], color="0.4", ls=":", lw=1.2, label="switch step")
-        _log_steps(ax)
+        log_steps(ax)
         ax.set_ylim(-0.03, 1.03)
         ax.grid(True, alpha=0.3)
         ax.set_title(
-            f"{run}, {_short(cls)}: a={f['a']:.2f}, R²={f['r2']:.2f}, RMSE={f['rmse']:.3f}"
+            f"{run}, {pretty_class(cls)}: a={f['a']:.2f}, R²={f['r2']:.2f}, RMSE={f['rmse']:.3f}"
             + (f"\n(at search bound: {f['at_bound']})" if f.get("at_bound") else ""),
             fontsize=9.5,
         )
@@ -438,7 +431,7 @@ def underspecification_figure(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, title="concept")
 
-    norm = _sep_norm(list(fractions.values()))
+    norm = sep_norm(list(fractions.values()))
     ax2.plot([0, 1, 1, 0, 0], [0, 0, 1, 1, 0], color="0.85", lw=0.8, zorder=0)
     held = traj[traj["held_out"].astype(bool)]
     classes = sorted(pd.unique(held["class"]), key=str)
@@ -451,12 +444,12 @@ def underspecification_figure(
     ax2.set_xlim(-0.05, 1.05)
     ax2.set_ylim(-0.05, 1.05)
     ax2.set_aspect("equal")
-    ax2.set_xlabel(_value_label(cx))
-    ax2.set_ylabel(_value_label(cy))
+    ax2.set_xlabel(value_label(cx))
+    ax2.set_ylabel(value_label(cy))
     ax2.set_title("held-out trajectories (mean over seeds)", fontsize=10)
     if len(classes) > 1:
         ax2.legend(
-            handles=[Line2D([], [], color="0.3", ls=ls[c], label=_short(c)) for c in classes],
+            handles=[Line2D([], [], color="0.3", ls=ls[c], label=pretty_class(c)) for c in classes],
             fontsize=8,
         )
     cb = fig.colorbar(ScalarMappable(norm=norm, cmap=SIGNAL_CMAP), ax=ax2, shrink=0.85)
@@ -472,46 +465,3 @@ __all__ = [
     "guidance_figure",
     "underspecification_figure",
 ]
-
-
-# ---- what the analyze stage draws beyond the two-concept figures --------------------------
-def drawn_concepts(traj: pd.DataFrame, info: pd.DataFrame) -> tuple[tuple[str, str], str]:
-    """The two concepts of the 2-D trajectory figures (color x size when the grid has them, else
-    its first two) and the concept whose separation colours the runs (color when present, else
-    the first one whose separation varies)."""
-    concepts = concepts_of(traj)
-    plane = ("color", "size") if {"color", "size"} <= set(concepts) else tuple(concepts[:2])
-    varying = [c for c in concepts if f"sep_{c}" in info and info[f"sep_{c}"].nunique() > 1]
-    color_by = "color" if "color" in concepts else (varying or concepts)[0]
-    return plane, color_by
-
-
-def extension_figures(extra: dict, metrics: dict, info: pd.DataFrame, fig_dir: Path, cfg) -> None:
-    """The figures of the analyses beyond two concepts, each drawn only where it applies (the
-    report lists whatever PNGs the folder holds). ``extra``: the frames of
-    :func:`analyze_extensions` plus ``trajectories``."""
-    dist, cd = extra["concept_distance"], metrics["concept_distance"]
-    if not dist.empty:
-        distance_time_figure(dist, cd["relation"], fig_dir / "distance_vs_learning_time.png")
-    if len(extra["trajectories"]) and len(concepts_of(extra["trajectories"])) >= 3:
-        cube_trajectory_figure(
-            extra["trajectories"], cd["convergence_step"], fig_dir / "trajectories_3d.png"
-        )
-    if not extra["dynamics_fit"].empty:
-        dynamics_fit_figure(
-            extra["dynamics_curves"], extra["dynamics_fit"], fig_dir / "dynamics_model_fit.png"
-        )
-    if not extra["guidance_learning_times"].empty:
-        guidance_figure(
-            extra["guidance_trajectories"],
-            extra["guidance_learning_times"],
-            fig_dir / "guidance.png",
-        )
-    if metrics["underspecification"]["applicable"]:
-        underspecification_figure(
-            extra["underspecification"],
-            extra["trajectories"],
-            metrics["underspecification"]["mask_fractions"],
-            fig_dir / "underspecification.png",
-            threshold=float(cfg.thresholds[0]),
-        )

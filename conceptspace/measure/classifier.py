@@ -1,4 +1,4 @@
-"""The concept probe: a small CNN with one 2-way head per concept (paper_spec §4.1, pilot "Probe").
+"""The concept probe: a small CNN with one 2-way head per concept (docs/method.md §4.1).
 
 The probe is the *measuring instrument* of the study, not the thing under study. It is an
 **oracle**: it is trained on ground-truth renders of **all** classes, the held-out combination

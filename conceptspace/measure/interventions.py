@@ -1,4 +1,4 @@
-"""Eliciting a held-out class beyond naive prompting (paper_spec §6).
+"""Eliciting a held-out class beyond naive prompting (docs/method.md §6).
 
 - *overprompting*: the class-mean prompt pushed along one concept's axis,
   ``h + k * (mean(value) - mean(other value))`` on that concept's entries, clipped to [0, 1];

@@ -3,7 +3,7 @@
 At every checkpoint the same prompts and the same sampler noise are used, so differences
 between checkpoints come from the model alone. A prompt set holds, per training class,
 ``n_train`` conditioning vectors with attributes sampled within the class ranges and, per
-held-out class, ``n_heldout`` copies of its class-mean vector (the naive prompt).
+held-out class, ``n_held_out`` copies of its class-mean vector (the naive prompt).
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ PROMPT_STREAM = 7_919  # mixed into the seed so prompts differ from the dataset'
 
 
 def prompt_set(
-    grid: ConceptGrid, n_train: int, n_heldout: int, seed: int
+    grid: ConceptGrid, n_train: int, n_held_out: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fixed prompts of every class: ``(cond [P, 11] float32, class_id [P] int64)``."""
     rng = np.random.default_rng([seed, PROMPT_STREAM])
     conds, ids = [], []
     for k in range(grid.n_classes):
         if grid.is_held_out(k):
-            conds.append(np.tile(grid.class_mean_cond(k), (n_heldout, 1)))
-            ids.append(np.full(n_heldout, k))
+            conds.append(np.tile(grid.class_mean_cond(k), (n_held_out, 1)))
+            ids.append(np.full(n_held_out, k))
         else:
             values = np.tile(grid.class_bits(k), (n_train, 1))
             conds.append(conditioning(grid, sample_attributes(grid, values, rng)))

@@ -3,7 +3,7 @@
 A checkpoint is a plain dict saved with ``torch.save`` and read back with
 ``torch.load(..., weights_only=True)``, so it holds only tensors, numbers, strings, lists and
 dicts. It carries its own network config: evaluation rebuilds the model from the file, never
-from today's params (DESIGN.md, "Contracts").
+from today's params (docs/method.md §3.4).
 """
 
 from __future__ import annotations
@@ -110,13 +110,14 @@ def load_model(path: Path) -> tuple[UNet, LogSNRSchedule, dict[str, Any]]:
     Returns (net, schedule, ckpt) where ckpt is the full checkpoint dict.
     """
     ckpt = load_checkpoint(path)
+    bounds = {k: (ckpt.get("train_config") or {}).get(k) for k in ("gamma_min", "gamma_max")}
+    if None in bounds.values():  # guessing the bounds would silently shift the time input
+        absent = [f"train_config.{k}" for k, v in bounds.items() if v is None]
+        raise CheckpointError(f"checkpoint {path}: missing {absent} (the log-SNR bounds)")
     try:
         net = UNet(UNetConfig.from_dict(ckpt["net_config"]))
         net.load_state_dict(ckpt["net"])
-        train_cfg = ckpt.get("train_config") or {}
-        schedule = LogSNRSchedule(
-            train_cfg.get("gamma_min", -5.0), train_cfg.get("gamma_max", 10.0)
-        )
+        schedule = LogSNRSchedule(bounds["gamma_min"], bounds["gamma_max"])
         schedule.load_state_dict(ckpt["schedule"])
     except (TypeError, ValueError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"checkpoint {path}: cannot rebuild the model ({e})") from e

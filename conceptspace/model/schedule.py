@@ -1,4 +1,4 @@
-"""Learned linear log-SNR noise schedule of the variational diffusion model (paper_spec §3.1).
+"""Learned linear log-SNR noise schedule of the variational diffusion model (docs/method.md §3.1).
 
 The schedule maps diffusion time t ∈ [0, 1] to the log signal-to-noise ratio
 
@@ -20,7 +20,7 @@ class LogSNRSchedule(nn.Module):
     """γ(t) = b + |w|·t with b initialised to ``gamma_min`` and w to ``gamma_max − gamma_min``.
 
     ``gamma_min`` and ``gamma_max`` stay plain floats: the network's time input is normalised
-    with these *initial* constants, not with the learned endpoints (paper_spec §12, pitfall 3).
+    with these *initial* constants, not with the learned endpoints (docs/method.md §3.1).
     """
 
     def __init__(self, gamma_min: float = -5.0, gamma_max: float = 10.0) -> None:

@@ -1,4 +1,6 @@
-"""Training loop of the conditional VDM with dense checkpoints and exact resume (paper_spec §3.3).
+"""Training loop of the conditional VDM with dense checkpoints and exact resume.
+
+docs/method.md §3.3.
 
 ``train`` runs AdamW on the U-Net and the learned noise schedule, and at every scheduled step
 records validation and held-out (OOD) losses and writes a checkpoint. A killed run started again

@@ -1,4 +1,4 @@
-"""Conditional U-Net denoiser ("CUNet", paper_spec §3.2).
+"""Conditional U-Net denoiser ("CUNet", docs/method.md §3.2).
 
 The network maps a noisy image z_t, a normalised noise level τ ∈ [0, 1] and a concept vector h
 to a noise prediction ε̂. It knows nothing about noise schedules: the caller turns diffusion time

@@ -1,0 +1,113 @@
+"""Learning time against concept signal: the speed fits and the monotone-order test.
+
+docs/method.md §5.3. (The phenomenological ODE of §5.6 is :mod:`.dynamics_model`.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+# --------------------------------------------------------------------------------------------
+# Learning time against concept signal
+# --------------------------------------------------------------------------------------------
+
+
+def _linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """OLS ``y = slope·x + intercept``; returns (slope, intercept, r2), NaNs if degenerate."""
+    if x.size < 2 or np.ptp(x) == 0:
+        return float("nan"), float("nan"), float("nan")
+    slope, intercept = np.polyfit(x, y, 1)
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    ss_res = float(np.sum((y - (slope * x + intercept)) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else float("nan"))
+    return float(slope), float(intercept), float(r2)
+
+
+def fit_inverse_time(signal: np.ndarray, T: np.ndarray, censored: np.ndarray | None = None) -> dict:
+    """Fit learning speed 1/T against concept signal on the uncensored points (§5.3 extra).
+
+    signal, T, censored: shape [N]. Two fits, both ordinary least squares:
+
+    * linear: ``1/T = slope·signal + intercept`` → ``slope, intercept, r2, n``;
+    * power law: ``log(1/T) = log(power_prefactor) + power_exponent·log(signal)`` on the points
+      with signal > 0 → ``power_exponent, power_prefactor, power_r2, power_n``.
+
+    Censored points (T only a lower bound) and non-finite or non-positive T are left out
+    (``n_excluded``). Fewer than 2 usable points, or a constant signal, give NaNs.
+    """
+    x = np.asarray(signal, dtype=float)
+    t = np.asarray(T, dtype=float)
+    cens = np.zeros(x.shape, bool) if censored is None else np.asarray(censored, dtype=bool)
+    ok = np.isfinite(x) & np.isfinite(t) & (t > 0) & ~cens
+    slope, intercept, r2 = _linear_fit(x[ok], 1.0 / t[ok])
+    pos = ok & (x > 0)
+    p_exp, log_c, p_r2 = _linear_fit(np.log(x[pos]), -np.log(t[pos]))
+    return {
+        "slope": slope,
+        "intercept": intercept,
+        "r2": r2,
+        "n": int(ok.sum()),
+        "power_exponent": p_exp,
+        "power_prefactor": float(np.exp(log_c)),
+        "power_r2": p_r2,
+        "power_n": int(pos.sum()),
+        "n_excluded": int((~ok).sum()),
+    }
+
+
+def is_monotone_decreasing(
+    x: np.ndarray, y: np.ndarray, censored: np.ndarray | None = None, *, strict: bool = True
+) -> dict:
+    """Does learning time fall as concept signal grows? (docs/method.md §5.3)
+
+    x (signal), y (learning time), censored: shape [N], one point per distinct signal (aggregate
+    seeds first; repeated x raises ValueError). The rule, explicitly:
+
+    1. a censored y is only known to be ≥ the budget, so it is treated as +inf;
+    2. sorted by x, every consecutive pair must have y strictly decreasing (``strict=False``:
+       non-increasing), except that two censored neighbours (inf, inf) are an allowed tie;
+    3. the evidence must be sufficient: at least 3 points and at least 2 uncensored ones,
+       otherwise ``monotone`` is False with ``reason="insufficient"``.
+
+    Returns ``monotone`` (bool), ``reason`` ("ok" | "insufficient" | "violated"),
+    ``violations`` (list of (x_i, x_{i+1}) pairs breaking rule 2), ``n``, ``n_uncensored``,
+    ``spearman_rho`` (of x against y with censored = +inf; negative means decreasing) and
+    ``spearman_p``.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    cens = np.zeros(x.shape, bool) if censored is None else np.asarray(censored, dtype=bool)
+    if not (x.shape == y.shape == cens.shape) or x.ndim != 1:
+        raise ValueError("x, y and censored must be 1-D arrays of equal length")
+    if np.unique(x).size != x.size:
+        raise ValueError("x has repeated values: aggregate points with the same signal first")
+    order = np.argsort(x)
+    x, cens = x[order], cens[order]
+    y = np.where(cens, np.inf, y[order])
+
+    violations = []
+    for i in range(x.size - 1):
+        both_censored = cens[i] and cens[i + 1]
+        ok = y[i + 1] < y[i] if strict else y[i + 1] <= y[i]
+        if not (ok or both_censored):
+            violations.append((float(x[i]), float(x[i + 1])))
+
+    n, n_unc = int(x.size), int((~cens).sum())
+    rho = p = float("nan")
+    if n >= 2 and np.unique(y).size > 1:
+        res = stats.spearmanr(x, y)  # ranks: +inf is simply the largest
+        rho, p = float(res.statistic), float(res.pvalue)
+    if n < 3 or n_unc < 2:
+        reason = "insufficient"
+    else:
+        reason = "violated" if violations else "ok"
+    return {
+        "monotone": reason == "ok",
+        "reason": reason,
+        "violations": violations,
+        "n": n,
+        "n_uncensored": n_unc,
+        "spearman_rho": rho,
+        "spearman_p": p,
+    }

@@ -1,0 +1,238 @@
+"""Learning time against concept signal (docs/method.md §5.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib import transforms as mtransforms  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from conceptspace.figures.style import (  # noqa: E402
+    fmt_steps,
+    save_figure,
+    threshold_style,
+)
+
+# --------------------------------------------------------------------------------------------
+# 2. learning time vs concept signal
+# --------------------------------------------------------------------------------------------
+
+
+def _censored_points(ax, x, y, cens, marker, color, transform, label=None) -> None:
+    """Measured points filled, censored ones (a bound, not a value) open."""
+    ax.plot(x[~cens], y[~cens], marker, color=color, ms=7, ls="", label=label, transform=transform)
+    ax.plot(
+        x[cens], y[cens], marker, mfc="white", mec=color, mew=1.6, ms=8, ls="", transform=transform
+    )
+
+
+def _fit_for(fits: Mapping, concept: str, thr: float):
+    for key in ((concept, thr), (concept, float(thr)), f"{concept}@{thr:g}"):
+        if key in fits:
+            return fits[key]
+    return None
+
+
+def learning_time_figure(
+    lt_summary: pd.DataFrame,
+    run_info: pd.DataFrame,
+    fits: Mapping,
+    path: str | Path,
+    *,
+    fit_threshold: float | None = None,
+    title: str = "Learning time of the held-out class vs concept signal",
+) -> None:
+    """Held-out learning time (top) and speed 1/T (bottom) against measured concept signal,
+    one column per concept (docs/method.md §5.3).
+
+    :param lt_summary: :func:`analysis.summarize_over_seeds` output; rows of group ``held_out``
+        are the data, group ``train`` is drawn faintly for reference.
+    :param run_info: one row per run with ``run`` and ``signal_<concept>`` for each concept.
+    :param fits: ``fits[concept]`` = :func:`analysis.fit_inverse_time` dict (slope, intercept,
+        r2[, n]) drawn as one line; per-threshold fits may instead be keyed ``(concept,
+        threshold)`` and are drawn in that threshold's colour.
+    :param fit_threshold: the threshold a plain ``fits[concept]`` was fitted at (legend only).
+    """
+    info = run_info.drop_duplicates("run").set_index("run")
+    concepts = [
+        c for c in pd.unique(lt_summary["concept"]) if f"signal_{c}" in info.columns
+    ] or list(pd.unique(lt_summary["concept"]))
+    thresholds = sorted(float(t) for t in pd.unique(lt_summary["threshold"]))
+    n = len(concepts)
+    fig, axes = plt.subplots(
+        2, n, figsize=(5.4 * n + 0.6, 9.0), squeeze=False, gridspec_kw={"hspace": 0.45}
+    )
+    plain_fits = not any(isinstance(k, tuple) or "@" in str(k) for k in fits)
+
+    for j, concept in enumerate(concepts):
+        ax_t, ax_v = axes[0, j], axes[1, j]
+        col = f"signal_{concept}"
+        d = lt_summary[lt_summary["concept"] == concept].copy()
+        d["signal"] = d["run"].map(info[col]) if col in info.columns else np.nan
+        d = d.dropna(subset=["signal"])
+        budgets = d["budget"].dropna().unique()
+        x_all = d["signal"].to_numpy(float)
+        labelled_censored: set[float] = set()
+
+        for i, thr in enumerate(thresholds):
+            color, ls, marker = threshold_style(thr, i)
+            # thresholds side by side (a few points apart) so equal values stay visible
+            dx = 4.0 * (i - (len(thresholds) - 1) / 2)
+            tr_t = mtransforms.offset_copy(ax_t.transData, fig=fig, x=dx, y=0, units="points")
+            tr_v = mtransforms.offset_copy(ax_v.transData, fig=fig, x=dx, y=0, units="points")
+            # training classes (reference)
+            tr = d[(d["group"] == "train") & np.isclose(d["threshold"], thr)].sort_values("signal")
+            if not tr.empty:
+                ax_t.plot(
+                    tr["signal"],
+                    tr["learning_time_mean"],
+                    ls="--",
+                    lw=1.0,
+                    color=color,
+                    alpha=0.35,
+                    marker=marker,
+                    ms=4,
+                    mfc="none",
+                    label=f"training classes, θ={thr:g}",
+                )
+            ho = d[(d["group"] == "held_out") & np.isclose(d["threshold"], thr)]
+            ho = ho.sort_values("signal")
+            if ho.empty:
+                continue
+            x = ho["signal"].to_numpy(float)
+            t = ho["learning_time_mean"].to_numpy(float)
+            sd = np.nan_to_num(ho["learning_time_std"].to_numpy(float))
+            cens = ho["mean_is_lower_bound"].to_numpy(bool)
+            ncens = ho["n_censored"].to_numpy(int)
+            nseed = ho["n_seeds"].to_numpy(int) if "n_seeds" in ho else np.full(len(ho), -1)
+            ax_t.plot(x, t, ls=ls, color=color, lw=1.8, label=f"held-out class, θ={thr:g}")
+            ax_t.errorbar(
+                x, t, yerr=sd, fmt="none", ecolor=color, elinewidth=1.2, capsize=3, transform=tr_t
+            )
+            _censored_points(ax_t, x, t, cens, marker, color, tr_t)
+            for xi, ti, k, m in zip(x[cens], t[cens], ncens[cens], nseed[cens], strict=True):
+                ax_t.annotate(
+                    "",
+                    xy=(xi, ti * 1.5),
+                    xytext=(xi, ti * 1.06),
+                    xycoords=tr_t,
+                    textcoords=tr_t,
+                    arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.4},
+                )
+                all_cens = m < 0 or k >= m
+                if all_cens and xi in labelled_censored:
+                    continue
+                labelled_censored.add(xi)
+                txt = "not reached" if all_cens else f"{k}/{m} seeds not reached"
+                ax_t.annotate(
+                    txt,
+                    (xi, ti * 1.5),
+                    xytext=(6, 0),
+                    textcoords="offset points",
+                    fontsize=7.5,
+                    color="0.2" if all_cens else color,
+                    ha="left",
+                    va="bottom",
+                )
+            # speed 1/T (x1000); a censored T gives an upper bound on 1/T
+            v = 1000.0 / t
+            v_lo = 1000.0 / (t + sd)
+            v_hi = 1000.0 / np.maximum(t - sd, 1e-9)
+            ax_v.errorbar(
+                x,
+                v,
+                yerr=[v - v_lo, v_hi - v],
+                fmt="none",
+                ecolor=color,
+                elinewidth=1,
+                capsize=3,
+                transform=tr_v,
+            )
+            _censored_points(ax_v, x, v, cens, marker, color, tr_v, label=f"θ={thr:g}")
+            for xi, vi in zip(x[cens], v[cens], strict=True):
+                ax_v.annotate(
+                    "",
+                    xy=(xi, vi * 0.55),
+                    xytext=(xi, vi * 0.95),
+                    xycoords=tr_v,
+                    textcoords=tr_v,
+                    arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.4},
+                )
+            # offset transforms do not autoscale: register the data extent explicitly
+            ax_v.update_datalim(np.column_stack([np.r_[x, x], np.r_[v_lo, v_hi]]))
+            ax_v.autoscale_view()
+            fit = _fit_for(fits, concept, thr)
+            if fit is not None:
+                _draw_fit(ax_v, fit, x_all, color, f"fit θ={thr:g}")
+
+        if plain_fits and concept in fits:
+            lab = "linear fit" + (f" (θ={fit_threshold:g})" if fit_threshold is not None else "")
+            _draw_fit(ax_v, fits[concept], x_all, "black", lab)
+
+        for b in budgets:
+            ax_t.axhline(b, color="0.5", ls=":", lw=1)
+        if len(budgets):
+            ax_t.annotate(
+                f"budget ({fmt_steps(max(budgets))} steps)",
+                (0.99, max(budgets)),
+                xycoords=("axes fraction", "data"),
+                xytext=(0, -3),
+                textcoords="offset points",
+                fontsize=7.5,
+                color="0.4",
+                ha="right",
+                va="top",
+            )
+            ax_t.set_ylim(top=max(budgets) * 2.8)
+        ax_t.set_yscale("log")
+        ax_t.margins(x=0.08)
+        for ax in (ax_t, ax_v):
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+            ax.set_xlabel(f"measured {concept} signal (pixel MSE)")
+            ax.grid(True, which="major", alpha=0.3)
+        # run names on a top axis at their signal
+        runs_x = d.drop_duplicates("run")[["run", "signal"]].sort_values("signal")
+        top = ax_t.secondary_xaxis("top")
+        top.set_xticks(runs_x["signal"].to_numpy(float), [str(r) for r in runs_x["run"]])
+        top.tick_params(labelsize=7, colors="0.35", rotation=30, length=2)
+        ax_t.set_ylabel("learning time T (training steps, log)")
+        ax_t.set_title(f"{concept}: steps until the held-out class reaches θ", fontsize=10)
+        ax_t.legend(fontsize=7.5, loc="lower left", framealpha=0.9)
+
+        ax_v.axhline(0, color="0.6", lw=0.8)
+        lo, hi = ax_v.get_ylim()
+        ax_v.set_ylim(lo, hi + 0.35 * (hi - lo))  # headroom for the legend
+        ax_v.margins(x=0.08)
+        ax_v.set_ylabel("learning speed 1/T (per 1000 steps)")
+        ax_v.set_title(f"{concept}: learning speed (open marker: not reached)", fontsize=10)
+        ax_v.legend(fontsize=7.5, loc="upper left", framealpha=0.9)
+
+    fig.suptitle(title + "  (mean ± std over seeds)", fontsize=12)
+    save_figure(fig, path, pdf=True)
+
+
+def _draw_fit(ax, fit: Mapping, x: np.ndarray, color, label: str) -> None:
+    slope, intercept = fit.get("slope", np.nan), fit.get("intercept", np.nan)
+    r2 = fit.get("r2", np.nan)
+    if x.size == 0 or not (np.isfinite(slope) and np.isfinite(intercept)):
+        ax.plot([], [], color=color, lw=1.4, label=f"{label}: not enough points")
+        return
+    lo, hi = float(np.min(x)), float(np.max(x))
+    pad = 0.05 * (hi - lo) if hi > lo else 0.05
+    xs = np.linspace(lo - pad, hi + pad, 50)
+    extra = f", n={fit['n']}" if "n" in fit else ""
+    ax.plot(
+        xs,
+        1000.0 * (slope * xs + intercept),
+        color=color,
+        lw=1.4,
+        alpha=0.85,
+        label=f"{label}: R²={r2:.2f}{extra}",
+    )
