@@ -558,9 +558,12 @@ _BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", 
 
 def _tidy(node: Any) -> Any:
     """The schema without pydantic's generated ``title`` of every field (noise to a reader) and
-    with every bound under its JSON Schema name."""
+    without defaults (the model fills them in; Snakemake's ``validate`` would write them into
+    its config, into null sections too), with every bound under its JSON Schema name."""
     if isinstance(node, dict):
-        return {_BOUNDS.get(k, k): _tidy(v) for k, v in node.items() if k != "title"}
+        return {
+            _BOUNDS.get(k, k): _tidy(v) for k, v in node.items() if k not in ("title", "default")
+        }
     if isinstance(node, list):
         return [_tidy(v) for v in node]
     return node
