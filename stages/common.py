@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from conceptspace import pipeline, studies
 from conceptspace.io import ArtifactError, write_json

@@ -282,6 +282,8 @@ def test_schema_rejects_types_ranges_and_keys(params_doc, path, value):
     "name", sorted(p.name for p in (SCHEMA_PATH.parents[2] / "configs").glob("*.yaml"))
 )
 def test_every_preset_is_valid_for_schema_and_model(root, name):
-    doc = read_yaml(root / "configs" / name)
+    from conceptspace.studies import resolve
+
+    doc = resolve(f"configs/{name}", root).document()  # the overlay laid over params.yaml
     assert schema_errors(doc) == []
     validate(doc, source=name)

@@ -33,7 +33,7 @@ def test_merge_replaces_runs_and_lists_and_merges_sections():
 def test_presets_state_only_what_they_change():
     guidance = yaml.safe_load((ROOT / "configs" / "guidance.yaml").read_text())
     assert set(guidance) == {"train", "intervene"}
-    assert guidance["train"] == {"p_cfg": 0.1}
+    assert guidance["train"] == {"p_uncond": 0.1}
 
 
 @pytest.mark.parametrize("spec", ["nope", "configs/nope.yaml"])
