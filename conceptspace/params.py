@@ -183,6 +183,8 @@ class Train(_Section):
     checkpoints: Checkpoints
     device: Literal["auto", "cpu", "cuda"]
     threads: StrictInt = Field(ge=1, le=256)
+    # Runs trained together as one batched model (conceptspace.model.ensemble); 1 = one per job.
+    ensemble: StrictInt = Field(1, ge=1, le=64)
 
     @model_validator(mode="after")
     def _schedule(self) -> Train:
@@ -208,6 +210,7 @@ class FitProbe(_Section):
     width: StrictInt = Field(ge=1)
     seed: StrictInt = Field(ge=0)
     threads: StrictInt = Field(ge=1, le=256)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 class Probe(_Section):
@@ -215,6 +218,7 @@ class Probe(_Section):
     n_held_out: StrictInt = Field(ge=1)  # class-mean prompts per held-out class
     sampler_steps: StrictInt = Field(ge=1, le=1000)
     threads: StrictInt = Field(ge=1, le=256)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where checkpoints are sampled
 
 
 class ConceptPush(_Section):
@@ -230,6 +234,7 @@ class Intervene(_Section):
     linear: ConceptPush  # settings: s in e(h) + s * (e(v_value) - e(v_other))
     guidance: list[Real] = Field(min_length=1)  # guidance weights w (train.p_uncond > 0)
     threads: StrictInt = Field(ge=1, le=256)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     @field_validator("methods")
     @classmethod

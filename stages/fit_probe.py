@@ -26,7 +26,7 @@ from conceptspace.data.concepts import ConceptGrid
 from conceptspace.data.folder import ImageFolder
 from conceptspace.io import ArtifactError, write_json
 from conceptspace.params import ParamsError
-from stages.common import entry, load, parser, set_threads
+from stages.common import entry, load, parser, pick_device, set_threads
 
 NOISE_LEVELS = (0.0, 0.02, 0.05, 0.08)
 
@@ -53,6 +53,7 @@ def run(argv=None) -> None:
     args = p.parse_args(argv)
     params = load(args)
     check_sweep_covered(params)
+    device = pick_device(params.fit_probe.device, "fit_probe.device")
     set_threads(params.fit_probe.threads)
 
     fp, syn = params.fit_probe, params.synthesize
@@ -68,10 +69,10 @@ def run(argv=None) -> None:
         seed=fp.seed,
     )
     if syn.source == "folder":
-        return fit_on_folder(params, cfg, args)
+        return fit_on_folder(params, cfg, args, device)
     grids = [ConceptGrid(concepts, s.as_dict()) for s in fp.separations]
     probe, history = classifier.fit(
-        grids, syn.image_size, cfg, blur_px=syn.blur_px, noise=syn.noise
+        grids, syn.image_size, cfg, blur_px=syn.blur_px, noise=syn.noise, device=device
     )
 
     # Held-out accuracy on the training grids and on every sweep point.
@@ -88,7 +89,7 @@ def run(argv=None) -> None:
     write_outputs(args, probe, classifier.probe_meta(grids, syn.image_size, cfg), rows, history)
 
 
-def fit_on_folder(params, cfg, args) -> None:
+def fit_on_folder(params, cfg, args, device: str = "cpu") -> None:
     """The probe of folder data: real images of all classes, seeded train/test split."""
     grid = params.grid_for(params.run_ids[0])
     folder = ImageFolder.from_params(params.synthesize.folder)
@@ -105,7 +106,7 @@ def fit_on_folder(params, cfg, args) -> None:
     values = grid.all_bits()[ids]
     x_test = folder.load(test, size)
     probe, history = classifier.fit_arrays(
-        folder.load(train, size), values[train], len(grid.concepts), cfg
+        folder.load(train, size), values[train], len(grid.concepts), cfg, device=device
     )
     rows = classifier.evaluate_arrays(
         probe, x_test, values[test], grid.concepts, noise_levels=NOISE_LEVELS

@@ -27,9 +27,8 @@ from tqdm import tqdm
 
 from conceptspace.io import write_with
 from conceptspace.measure import classifier, interventions, probing
-from conceptspace.model.checkpoints import load_model
-from stages.common import entry, load, parser, set_threads
-from stages.probe import expected_checkpoints, load_probe_for
+from stages.common import entry, load, parser, pick_device, set_threads
+from stages.probe import expected_checkpoints, load_on, load_probe_for
 
 
 def design(grid, cfg) -> list[dict]:
@@ -120,18 +119,21 @@ def run(argv=None) -> None:
     params = load(args)
     ckpts = expected_checkpoints(params, args.ckpt_dir)
     probe, grid = load_probe_for(params, args.run, args.probe)
+    device = pick_device(params.intervene.device, "intervene.device")
+    probe = probe.to(device)
     set_threads(params.intervene.threads)
 
     cfg, size, n = params.intervene, params.synthesize.image_size, params.intervene.n
     plan = design(grid, cfg)
     cond = np.repeat(np.stack([it["cond"] for it in plan]), n, axis=0)
     scales = torch.tensor(np.repeat([it["scale"] for it in plan], n), dtype=torch.float32)
+    scales = scales.to(device)
     v1, v0 = interventions.single_concept_vectors(grid, cfg.linear.concept)
     vectors, pairs = readout_vectors(grid, cfg.linear.concept)
 
     rows, emb_rows = [], []
     for step, path in tqdm(ckpts, desc=f"intervene {args.run} seed {args.seed}", file=sys.stderr):
-        net, schedule, _ = load_model(path)
+        net, schedule = load_on(path, device)
         ident = {"run": args.run, "seed": args.seed, "step": step}
         kw = dict(steps=cfg.sampler_steps, seed=args.seed, image_size=size)
         with interventions.linear_intervention(net, v1, v0, scales):

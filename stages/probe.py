@@ -28,7 +28,7 @@ from conceptspace.figures.style import sample_grid
 from conceptspace.io import ArtifactError, write_npz, write_with
 from conceptspace.measure import classifier, probing
 from conceptspace.model.checkpoints import checkpoint_path, load_model
-from stages.common import entry, load, parser, set_threads
+from stages.common import entry, load, parser, pick_device, set_threads
 
 N_SHOW = 8
 
@@ -56,6 +56,12 @@ def load_probe_for(params, run_id: str, path: str):
     return probe, grid
 
 
+def load_on(path: Path, device: str):
+    """(net, schedule) of a checkpoint, in eval mode, on ``device``."""
+    net, schedule, _ = load_model(path)
+    return net.to(device), schedule.to(device)
+
+
 def run(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--ckpt-dir", required=True)
@@ -67,6 +73,8 @@ def run(argv=None) -> None:
     params = load(args)
     ckpts = expected_checkpoints(params, args.ckpt_dir)
     probe, grid = load_probe_for(params, args.run, args.probe)
+    device = pick_device(params.probe.device, "probe.device")
+    probe = probe.to(device)
     set_threads(params.probe.threads)
 
     cfg, size = params.probe, params.synthesize.image_size
@@ -74,7 +82,7 @@ def run(argv=None) -> None:
     show = np.concatenate([np.flatnonzero(class_id == k)[:N_SHOW] for k in range(grid.n_classes)])
     tables, shown = [], []
     for step, path in tqdm(ckpts, desc=f"probe {args.run} seed {args.seed}", file=sys.stderr):
-        net, schedule, _ = load_model(path)
+        net, schedule = load_on(path, device)
         images = probing.generate(
             net, schedule, cond, steps=cfg.sampler_steps, seed=args.seed, image_size=size
         )

@@ -10,6 +10,18 @@ training starts) as ``step_XXXXXX.pt``; the log dir gets ``train_log.csv`` (loss
 ``checkpoints.csv`` (train/val/held-out loss per checkpoint). Work happens in ``<ckpt-dir>.partial``
 and is renamed into place at the end, so the outputs are never half-written; a killed run,
 started again, resumes from its last checkpoint there.
+
+A group of up to ``train.ensemble`` runs of the study is trained together as one batched model
+(conceptspace/model/ensemble.py) when the five options are repeated, once per run and in the
+same order; every run still gets its own outputs, in the same format:
+
+    python -m stages.train \
+        --run c040 --seed 0 --dataset .../c040/seed0/dataset.npz \
+            --ckpt-dir .../c040/seed0/ckpt --log-dir .../c040/seed0/log \
+        --run c080 --seed 0 --dataset .../c080/seed0/dataset.npz \
+            --ckpt-dir .../c080/seed0/ckpt --log-dir .../c080/seed0/log
+
+A group of one is a lone run, bit for bit.
 """
 
 from __future__ import annotations
@@ -20,9 +32,16 @@ from pathlib import Path
 
 from conceptspace.data.concepts import COND_DIM
 from conceptspace.data.dataset import load_dataset, split_arrays
+from conceptspace.io import ArtifactError
+from conceptspace.model.ensemble import Member, check_members, train_ensemble
 from conceptspace.model.training import TrainConfig, train
 from conceptspace.model.unet import UNetConfig
+from conceptspace.params import ParamsError
 from stages.common import entry, load, parser, pick_device, set_threads
+
+# Repeated options, one value per run of the group: (attribute of the parsed args, key).
+PER_RUN = (("runs", "run"), ("seeds", "seed"), ("dataset", "dataset"), ("ckpt_dir", "ckpt_dir"))
+PER_RUN += (("log_dir", "log_dir"),)
 
 
 def net_config(params, image_size: int, cond_dim: int = COND_DIM) -> UNetConfig:
@@ -43,39 +62,93 @@ def train_config(params) -> TrainConfig:
     )
 
 
+def group_args(args, params) -> list[dict]:
+    """One dict per run of the group; refuses a malformed group before any work."""
+    values = [getattr(args, attr) for attr, _ in PER_RUN]
+    if len({len(v) for v in values}) != 1:
+        given = ", ".join(
+            f"{len(v)} x --{key.replace('_', '-')}"
+            for v, (_, key) in zip(values, PER_RUN, strict=True)
+        )
+        raise ParamsError(
+            "give --run, --seed, --dataset, --ckpt-dir and --log-dir once per run of the group, "
+            f"in the same order: got {given}"
+        )
+    keys = [key for _, key in PER_RUN]
+    group = [dict(zip(keys, v, strict=True)) for v in zip(*values, strict=True)]
+    for g in group:
+        params.grid_for(g["run"])
+        params.check_seed(g["seed"])
+    ids = [(g["run"], g["seed"]) for g in group]
+    if len(set(ids)) != len(ids):
+        raise ParamsError(f"the group names a run twice: {ids}")
+    if len(group) > params.train.ensemble:
+        raise ParamsError(
+            f"train.ensemble = {params.train.ensemble}: a group of {len(group)} runs was given; "
+            "raise train.ensemble or train the runs in smaller groups"
+        )
+    return group
+
+
 def run(argv=None) -> None:
-    p = parser(__doc__)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--ckpt-dir", required=True)
-    p.add_argument("--log-dir", required=True)
+    p = parser(__doc__, identity=False)
+    # One value per run (load() below checks a single --run/--seed; group_args the group's).
+    p.add_argument("--run", dest="runs", action="append", required=True, help="run id")
+    p.add_argument("--seed", dest="seeds", action="append", type=int, required=True, help="seed")
+    p.add_argument("--dataset", action="append", required=True, help="the run's dataset.npz")
+    p.add_argument("--ckpt-dir", action="append", required=True, help="the run's checkpoints")
+    p.add_argument("--log-dir", action="append", required=True, help="the run's logs")
     args = p.parse_args(argv)
     params = load(args)
+    group = group_args(args, params)
     device = pick_device(params.train.device)
-    data = split_arrays(load_dataset(args.dataset))
+    data = [split_arrays(load_dataset(g["dataset"])) for g in group]
     set_threads(params.train.threads)
 
-    ckpt_dir, log_dir = Path(args.ckpt_dir), Path(args.log_dir)
-    work = ckpt_dir.with_name(ckpt_dir.name + ".partial")
-    print(
-        f"train {args.run} seed {args.seed} on {device}, {params.train.threads} thread(s)",
-        file=sys.stderr,
-    )
-    train(
-        data,
-        net_config(params, data["train_images"].shape[-1], data["train_cond"].shape[1]),
-        train_config(params),
-        ckpt_steps=params.checkpoint_steps(),
-        ckpt_dir=work / "ckpt",
-        log_dir=work / "log",
-        seed=args.seed,
-        device=device,
-    )
-    for src, dst in ((work / "ckpt", ckpt_dir), (work / "log", log_dir)):
-        if dst.exists():
-            shutil.rmtree(dst)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        src.rename(dst)
-    shutil.rmtree(work)
+    shapes = {(d["train_images"].shape[-1], d["train_cond"].shape[1]) for d in data}
+    if len(shapes) != 1:
+        raise ArtifactError(
+            f"the group's datasets differ in image size or conditioning width "
+            f"{sorted(shapes)}; an ensemble trains one network"
+        )
+    net_cfg = net_config(params, *shapes.pop())
+    cfg, ckpt_steps = train_config(params), params.checkpoint_steps()
+    for g in group:
+        g["work"] = Path(g["ckpt_dir"]).with_name(Path(g["ckpt_dir"]).name + ".partial")
+    members = [
+        Member(d, g["work"] / "ckpt", g["work"] / "log", g["seed"], f"{g['run']}/seed{g['seed']}")
+        for g, d in zip(group, data, strict=True)
+    ]
+    try:
+        check_members(members, net_cfg)
+    except ValueError as e:
+        raise ArtifactError(f"cannot train {[m.name for m in members]} together: {e}") from None
+
+    names = ", ".join(f"{g['run']} seed {g['seed']}" for g in group)
+    how = "" if len(group) == 1 else f" as one ensemble of {len(group)}"
+    print(f"train {names}{how} on {device}, {params.train.threads} thread(s)", file=sys.stderr)
+    if len(group) == 1:
+        m = members[0]
+        train(
+            m.data,
+            net_cfg,
+            cfg,
+            ckpt_steps=ckpt_steps,
+            ckpt_dir=m.ckpt_dir,
+            log_dir=m.log_dir,
+            seed=m.seed,
+            device=device,
+        )
+    else:
+        train_ensemble(members, net_cfg, cfg, ckpt_steps=ckpt_steps, device=device)
+    for g in group:
+        work = g["work"]
+        for src, dst in ((work / "ckpt", Path(g["ckpt_dir"])), (work / "log", Path(g["log_dir"]))):
+            if dst.exists():
+                shutil.rmtree(dst)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            src.rename(dst)
+        shutil.rmtree(work)
 
 
 main = entry(run)

@@ -157,6 +157,7 @@ def fit(
     blur_px: float = 1.0,
     noise: float = 1e-3,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> tuple[ConceptProbe, list[dict]]:
     """Train a probe on renders of all classes of ``grids`` (pooled).
 
@@ -166,15 +167,17 @@ def fit(
     image (no clipping). Initialisation, batches and augmentation all come from ``cfg.seed``,
     so the result is deterministic for a given machine and number of torch threads; the global
     torch RNG is left untouched. Threads are the caller's choice (see the module docstring).
+    On another ``device`` (CUDA) the batches and their noise are still drawn on the CPU from
+    the same generator, so the probe sees the same data as on the CPU.
 
-    Returns the probe in eval mode and a history ``[{"step", "loss", "seconds"}]`` with the
-    mean training loss of each 100-step window.
+    Returns the probe (on ``device``) in eval mode and a history
+    ``[{"step", "loss", "seconds"}]`` with the mean training loss of each 100-step window.
     """
     concepts = _same_concepts(grids)
     images, values, _ = make_probe_data(
         grids, image_size, cfg.n_per_class, blur_px=blur_px, noise=noise, seed=cfg.seed
     )
-    return fit_arrays(images, values, len(concepts), cfg, progress=progress)
+    return fit_arrays(images, values, len(concepts), cfg, progress=progress, device=device)
 
 
 def fit_arrays(
@@ -184,6 +187,7 @@ def fit_arrays(
     cfg: ProbeConfig,
     *,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> tuple[ConceptProbe, list[dict]]:
     """Train a probe on given images ``[N, 3, S, S]`` with value indices ``[N, n_concepts]``
     (e.g. real images of a folder); the training procedure of :func:`fit`."""
@@ -194,7 +198,7 @@ def fit_arrays(
     y_all = torch.from_numpy(values)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        probe = ConceptProbe(n_concepts, cfg.width)
+        probe = ConceptProbe(n_concepts, cfg.width).to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -211,7 +215,8 @@ def fit_arrays(
         x, y = x_all[idx], y_all[idx]
         sigma = cfg.noise_max * torch.rand(len(x), 1, 1, 1, generator=gen)
         x = x + sigma * torch.randn(x.shape, generator=gen)
-        logits = probe(x)
+        logits = probe(x.to(device))
+        y = y.to(device)
         loss = F.cross_entropy(logits.reshape(-1, 2), y.reshape(-1), reduction="sum") / len(x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -230,11 +235,12 @@ def fit_arrays(
 # ---- inference and evaluation ---------------------------------------------------------------
 @torch.no_grad()
 def predict(probe: ConceptProbe, images: np.ndarray | Tensor, batch_size: int = 1024) -> np.ndarray:
-    """P(concept value index 1) per image and concept, ``[N, n_concepts]`` float32.
+    """P(concept value index 1) per image and concept, ``[N, n_concepts]`` float32 (numpy).
 
-    Images are used as given (no clipping), e.g. the sampler's raw ``z_0``.
+    Images are used as given (no clipping), e.g. the sampler's raw ``z_0``; they are classified
+    on the probe's device.
     """
-    x = torch.as_tensor(images, dtype=torch.float32)
+    x = torch.as_tensor(images, dtype=torch.float32, device=next(probe.parameters()).device)
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"expected images [N, 3, S, S], got shape {tuple(x.shape)}")
     was_training = probe.training
@@ -246,7 +252,7 @@ def predict(probe: ConceptProbe, images: np.ndarray | Tensor, batch_size: int = 
     probe.train(was_training)
     if not out:
         return np.zeros((0, probe.n_concepts), dtype=np.float32)
-    return torch.cat(out).numpy().astype(np.float32, copy=False)
+    return torch.cat(out).cpu().numpy().astype(np.float32, copy=False)
 
 
 def evaluate(

@@ -42,8 +42,10 @@ def projections(net: nn.Module) -> dict[str, nn.Module]:
 
 @torch.no_grad()
 def embed(net: nn.Module, v: np.ndarray | Tensor) -> dict[str, Tensor]:
-    """Each block's concept embedding e_b(v) of conditioning vectors ``v`` [B, 11] -> [B, C_b]."""
-    v = torch.as_tensor(np.asarray(v, dtype=np.float32)).reshape(-1, net.cfg.cond_dim)
+    """Each block's concept embedding e_b(v) of conditioning vectors ``v`` [B, 11] -> [B, C_b],
+    on the network's device."""
+    v = torch.as_tensor(np.asarray(v, dtype=np.float32), device=next(net.parameters()).device)
+    v = v.reshape(-1, net.cfg.cond_dim)
     return {name: m(v) for name, m in projections(net).items()}
 
 

@@ -47,18 +47,22 @@ def generate(
     **sample_kwargs,
 ) -> np.ndarray:
     """Sample one image per conditioning vector with a sampler seeded by ``seed``:
-    ``[P, 3, S, S]`` float32, raw z_0 (unclipped, as the probe was trained to expect)."""
+    ``[P, 3, S, S]`` float32, raw z_0 (unclipped, as the probe was trained to expect).
+
+    All prompts go through the sampler as one batch on the network's device; the sampler noise
+    comes from a CPU generator whatever the device, so CUDA and CPU samples differ only by
+    floating-point rounding."""
     gen = torch.Generator().manual_seed(seed)
     z = sample(
         net,
         schedule,
-        torch.from_numpy(cond),
+        torch.from_numpy(cond).to(next(net.parameters()).device),
         steps=steps,
         generator=gen,
         image_shape=(3, image_size, image_size),
         **sample_kwargs,
     )
-    return z.numpy()
+    return z.cpu().numpy()
 
 
 def concept_table(

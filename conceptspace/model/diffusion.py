@@ -3,7 +3,8 @@
 Plain functions that take the denoiser ``net`` (z_t, τ, h) → ε̂ and the noise ``schedule``
 t → γ(t) as arguments (docs/method.md §3.1). Everything random is drawn from an explicit
 ``torch.Generator`` when one is given, so training and sampling are reproducible and resumable.
-A generator must live on the same device as the tensors it produces.
+A generator lives on the device of the tensors it produces (the sampler also takes a CPU
+generator for CUDA tensors).
 
 Conventions: images x are [B, C, H, W] in [0, 1] (not rescaled); concept vectors h are [B, K];
 all losses are per sample, in bits per dimension.
@@ -62,6 +63,15 @@ def _gamma_and_slope(schedule: nn.Module, t: Tensor) -> tuple[Tensor, Tensor]:
     return gamma, slope
 
 
+def vdm_noise(x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The random inputs of :func:`vdm_loss` for data x [B, C, H, W], drawn in its order:
+    stratified times t [B] (one uniform draw), then ε and ε_0 (each shaped like x)."""
+    t = antithetic_times(x.shape[0], generator, x.device)
+    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    eps_0 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return t, eps, eps_0
+
+
 def vdm_loss(
     net: nn.Module,
     schedule: nn.Module,
@@ -75,17 +85,33 @@ def vdm_loss(
 
     x: [B, C, H, W] data, cond: [B, K] concept vectors. Returns a dict of [B] tensors:
     "diffusion", "latent", "reconstruction" and their sum "total"; the batch loss is
-    ``total.mean()``. Random draws, in order: the antithetic time offset, ε for z_t, ε_0 for z_0.
+    ``total.mean()``. Random draws, in order: the antithetic time offset, ε for z_t, ε_0 for z_0
+    (:func:`vdm_noise`).
     """
-    b = x.shape[0]
+    t, eps, eps_0 = vdm_noise(x, generator)
+    return vdm_loss_from_noise(net, schedule, x, cond, t, eps, eps_0, data_noise=data_noise)
+
+
+def vdm_loss_from_noise(
+    net: nn.Module,
+    schedule: nn.Module,
+    x: Tensor,
+    cond: Tensor,
+    t: Tensor,
+    eps: Tensor,
+    eps_0: Tensor,
+    *,
+    data_noise: float = 1e-3,
+) -> dict[str, Tensor]:
+    """:func:`vdm_loss` with its random inputs given (times t [B], ε and ε_0 like x): a pure
+    function of its arguments, so it can be vectorised over an ensemble of models
+    (:mod:`conceptspace.model.ensemble`)."""
     bpd = bpd_factor(tuple(x.shape[1:]))
     dims = tuple(range(1, x.ndim))
 
     # Diffusion term: ½·‖ε̂ − ε‖²·dγ/dt at a stratified random time.
-    t = antithetic_times(b, generator, x.device)
     gamma_t, slope = _gamma_and_slope(schedule, t)
     alpha_t, sigma_t = alpha_sigma(gamma_t[:, None, None, None])
-    eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     z_t = alpha_t * x + sigma_t * eps
     eps_hat = net(z_t, network_time(schedule, gamma_t), cond)
     diffusion = bpd * 0.5 * (eps_hat - eps).square().sum(dims) * slope
@@ -100,7 +126,6 @@ def vdm_loss(
     # Reconstruction term: −log N(x; z_0/α_0, data_noise²) with z_0 ~ q(z_0|x).
     gamma_0 = schedule(torch.zeros((), device=x.device))
     alpha_0, sigma_0 = alpha_sigma(gamma_0)
-    eps_0 = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     x_hat = (alpha_0 * x + sigma_0 * eps_0) / alpha_0
     nll = (
         0.5 * ((x - x_hat) / data_noise).square()
@@ -157,6 +182,10 @@ def sample(
     noise_repeat k: the batch is k equal blocks of B/k rows (e.g. k intervention settings of the
     same prompts) that share their noise: z_1 and every step's noise are drawn for B/k rows and
     tiled k times, so differences between blocks come from the conditioning alone.
+
+    A generator on another device than ``cond`` (e.g. a CPU generator while sampling on CUDA)
+    draws the same numbers it would draw for CPU sampling, so the two devices differ only by
+    floating-point rounding.
     """
     if noise_repeat < 1 or cond.shape[0] % noise_repeat:
         raise ValueError(f"batch {cond.shape[0]} is not a multiple of noise_repeat={noise_repeat}")
@@ -173,9 +202,21 @@ def sample(
         ts = torch.linspace(1.0, 0.0, steps + 1, device=device)
         gammas = schedule(ts)  # [steps + 1]
         noise_shape = (b // noise_repeat, *image_shape)
+        draws = iter(())
+        if generator is not None and generator.device != device:
+            # A generator on another device (a CPU generator for CUDA sampling, so that both
+            # devices see the same noise): make all steps + 1 draws there, in the same order,
+            # and move them in one copy (a copy per step would stall the device every step).
+            pre = [
+                torch.randn(noise_shape, generator=generator, device=generator.device)
+                for _ in range(steps + 1)
+            ]
+            draws = iter(torch.stack(pre).to(device).unbind(0))
 
         def draw() -> Tensor:
-            noise = torch.randn(noise_shape, generator=generator, device=device)
+            noise = next(draws, None)
+            if noise is None:
+                noise = torch.randn(noise_shape, generator=generator, device=device)
             return noise.repeat(noise_repeat, 1, 1, 1) if noise_repeat > 1 else noise
 
         z = draw()

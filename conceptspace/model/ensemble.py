@@ -1,0 +1,583 @@
+"""K runs of one study trained together as one batched model in one process.
+
+One run of these small U-Nets leaves most of a GPU idle (README, "Scaling out"); K runs whose
+parameters are stacked along a new leading dimension fill it with about the same number of
+kernel launches. Each member keeps everything a lone run (:func:`.training.train`) has: its
+own data, its own random streams, its own global-norm gradient clip, its own AdamW state, and
+its own checkpoints and logs in the per-run format, so probe, intervene and analyze read them
+as they read a lone run's, and a lone run can resume from a member's checkpoint.
+
+How. One forward and backward pass of the U-Net is vectorised over the members with
+``torch.func.vmap`` and ``functional_call`` (the template network's parameters are replaced by
+each member's slice). Nothing random happens inside the vectorised function (``vmap`` is run
+with ``randomness="error"``): every random number is drawn before it, from the member's own
+generators and in the order a lone run draws them:
+
+- batches: the member's CPU batch generator (one permutation of its training set per epoch);
+- noise: the member's noise generator: CFG dropout, then times, ε and ε_0 (:func:`vdm_noise`);
+- dropout: a generator that stands in for the lone run's global torch RNG. On the CPU it
+  starts in the state that ``torch.manual_seed(seed)`` and the parameter init leave, and every
+  ``nn.Dropout`` is replaced by a mask drawn from it the way ``F.dropout`` draws its own
+  (``bernoulli_(1 - p)`` then ``/ (1 - p)``), site by site in forward order. On CUDA the masks
+  come from a CUDA generator seeded with the run's seed: a valid dropout stream of its own (a
+  lone CUDA run uses the fused dropout kernel, which draws differently).
+
+So on the CPU a member follows its lone run up to floating-point rounding (a batched
+convolution rounds differently from a single one), and the random-stream states in its
+checkpoints equal the lone run's bit for bit. AdamW is elementwise, so one AdamW over the
+stacked parameters is K AdamWs; gradients are clipped with each member's own global norm.
+
+Resume: each member's newest usable checkpoint is found, and the ensemble restarts from the
+newest step all members have (a kill between two members' saves leaves them one checkpoint
+apart); the files after it are rewritten byte for byte. Like the thread count, the group a run
+is trained in changes its rounding: a member is reproducible for the same group, machine and
+thread count, and agrees with its lone run to rounding.
+
+Members must share the network, the training config and the checkpoint schedule (one study),
+and have the same number of training images, so that their batches and epochs line up; their
+validation and held-out sets may differ.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from tqdm import tqdm
+
+from conceptspace.model.checkpoints import (
+    FORMAT,
+    atomic_torch_save,
+    canonicalize,
+    checkpoint_path,
+    remove_stale_temporaries,
+)
+from conceptspace.model.diffusion import cfg_dropout, vdm_loss_from_noise, vdm_noise
+from conceptspace.model.schedule import LogSNRSchedule
+from conceptspace.model.training import (
+    CKPT_LOG,
+    CKPT_LOG_HEADER,
+    TRAIN_LOG,
+    TRAIN_LOG_HEADER,
+    TrainConfig,
+    _append,
+    _check_same_run,
+    _derived_seed,
+    _latest_checkpoint,
+    _to_tensor,
+    _truncate_csv,
+    _write_text_atomic,
+    evaluate_loss,
+)
+from conceptspace.model.unet import UNet, UNetConfig
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One run of an ensemble: its data (the arrays :func:`.training.train` takes), its output
+    directories, its seed and a name for messages (e.g. ``c040/seed0``)."""
+
+    data: dict[str, np.ndarray]
+    ckpt_dir: Path
+    log_dir: Path
+    seed: int
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or f"seed {self.seed} ({self.ckpt_dir})"
+
+
+def train_groups(runs: Sequence[T], size: int) -> list[list[T]]:
+    """Consecutive groups of at most ``size`` runs, in the given order (the last may be
+    smaller): how ``train.ensemble`` batches a study's (run, seed) pairs."""
+    if size < 1:
+        raise ValueError(f"group size must be >= 1, got {size}")
+    runs = list(runs)
+    return [runs[i : i + size] for i in range(0, len(runs), size)]
+
+
+# ---- the vectorised loss ------------------------------------------------------------------
+
+
+class _MaskDropout(nn.Module):
+    """Stands in for an ``nn.Dropout`` in the vectorised forward pass: multiplies by ``mask``, a
+    buffer that each call replaces (``functional_call``) by the member's own mask."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.register_buffer("mask", torch.empty(0), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x if self.p == 0 else x * self.mask  # F.dropout draws nothing for p = 0
+
+
+class _Loss(nn.Module):
+    """The batch loss of one member given its random inputs (a pure function for ``vmap``)."""
+
+    def __init__(self, net: nn.Module, schedule: nn.Module, data_noise: float) -> None:
+        super().__init__()
+        self.net, self.schedule, self.data_noise = net, schedule, data_noise
+
+    def forward(self, x: Tensor, cond: Tensor, t: Tensor, eps: Tensor, eps_0: Tensor) -> Tensor:
+        terms = vdm_loss_from_noise(
+            self.net, self.schedule, x, cond, t, eps, eps_0, data_noise=self.data_noise
+        )
+        return terms["total"].mean()
+
+
+def dropout_sites(net: UNet) -> list[tuple[str, float, tuple[int, ...]]]:
+    """``(module name, p, per-image input shape)`` of every dropout of ``net``, in the order a
+    forward pass calls them (found by running one, in eval mode, on one blank image)."""
+    calls: list[tuple[str, float, tuple[int, ...]]] = []
+    handles = []
+    for name, m in net.named_modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            if type(m) is not nn.Dropout:
+                raise NotImplementedError(f"{name}: ensembles support nn.Dropout only, not {m}")
+
+            def record(mod, args, name=name):
+                calls.append((name, float(mod.p), tuple(args[0].shape[1:])))
+
+            handles.append(m.register_forward_pre_hook(record))
+    cfg, was_training = net.cfg, net.training
+    dev = next(net.parameters()).device
+    try:
+        net.eval()
+        with torch.no_grad():
+            net(
+                torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size, device=dev),
+                torch.zeros(1, device=dev),
+                torch.zeros(1, cfg.cond_dim, device=dev),
+            )
+    finally:
+        for h in handles:
+            h.remove()
+        net.train(was_training)
+    names = [c[0] for c in calls]
+    if len(set(names)) != len(names):
+        raise NotImplementedError("a dropout module is called more than once per forward pass")
+    return calls
+
+
+# ---- the trainer --------------------------------------------------------------------------
+
+
+def check_members(members: Sequence[Member], net_cfg: UNetConfig) -> None:
+    """Refuse a group whose runs cannot be trained together (raises ``ValueError``)."""
+    if not members:
+        raise ValueError("an ensemble needs at least one member")
+    dirs = [Path(d).resolve() for m in members for d in (m.ckpt_dir, m.log_dir)]
+    if len(set(dirs)) != len(dirs):
+        raise ValueError("every member needs its own checkpoint and log directories")
+    shape = (net_cfg.in_channels, net_cfg.image_size, net_cfg.image_size)
+    first = None
+    for m in members:
+        missing = [
+            f"{s}_{a}"
+            for s in ("train", "val", "heldout")
+            for a in ("images", "cond")
+            if f"{s}_{a}" not in m.data
+        ]
+        if missing:
+            raise ValueError(f"{m.label}: data lack {missing}")
+        x, c = m.data["train_images"], m.data["train_cond"]
+        if x.shape[0] == 0:
+            raise ValueError(f"{m.label}: data['train_images'] is empty")
+        if tuple(x.shape[1:]) != shape or c.shape != (x.shape[0], net_cfg.cond_dim):
+            raise ValueError(
+                f"{m.label}: training images {tuple(x.shape)} and conditioning {tuple(c.shape)} "
+                f"do not fit the network ([N, {', '.join(map(str, shape))}], "
+                f"[N, {net_cfg.cond_dim}])"
+            )
+        if first is None:
+            first = m
+        elif x.shape[0] != first.data["train_images"].shape[0]:
+            raise ValueError(
+                f"{m.label} has {x.shape[0]} training images and {first.label} "
+                f"{first.data['train_images'].shape[0]}: members of an ensemble need the same "
+                "number, so that their batches and epochs line up"
+            )
+
+
+class EnsembleTrainer:
+    """The stacked models, one AdamW, and every member's random streams.
+
+    :meth:`step` trains all members one step; :meth:`checkpoint` is member ``j``'s checkpoint
+    dict in the per-run format; :meth:`load` restores all members from theirs.
+    """
+
+    def __init__(
+        self,
+        members: Sequence[Member],
+        net_cfg: UNetConfig,
+        cfg: TrainConfig,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        check_members(members, net_cfg)
+        self.members, self.k = list(members), len(members)
+        self.net_cfg, self.cfg = net_cfg, cfg
+        self.dev = dev = torch.device(device)
+
+        def stack(key: str) -> Tensor:
+            return torch.stack([_to_tensor(m.data[key], dev) for m in self.members])
+
+        self.train_x, self.train_c = stack("train_images"), stack("train_cond")  # [K, N, ...]
+        self.n_train = self.train_x.shape[1]
+        self.rows = torch.arange(self.k, device=dev)[:, None]
+        self.eval_sets = [
+            {
+                s: (_to_tensor(m.data[f"{s}_images"], dev), _to_tensor(m.data[f"{s}_cond"], dev))
+                for s in ("val", "heldout")
+            }
+            for m in self.members
+        ]
+
+        # Parameters initialised as a lone run's: torch.manual_seed(seed), then UNet(net_cfg).
+        nets, after_init = [], []
+        for m in self.members:
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(m.seed)
+                nets.append(UNet(net_cfg))
+                after_init.append(torch.get_rng_state())
+        schedules = [LogSNRSchedule(cfg.gamma_min, cfg.gamma_max) for _ in self.members]
+        self.names = [f"net.{n}" for n, _ in nets[0].named_parameters()]
+        self.names += [f"schedule.{n}" for n, _ in schedules[0].named_parameters()]
+        self.params: dict[str, Tensor] = {}
+        for name in self.names:
+            owner, key = name.split(".", 1)
+            values = [
+                (net if owner == "net" else sched).get_parameter(key).detach()
+                for net, sched in zip(nets, schedules, strict=True)
+            ]
+            self.params[name] = torch.stack(values).to(dev).requires_grad_(True)
+
+        # The function vmap runs: a template whose tensors functional_call replaces.
+        self.sites = dropout_sites(nets[0])
+        schedule = LogSNRSchedule(cfg.gamma_min, cfg.gamma_max)
+        template = _Loss(copy.deepcopy(nets[0]), schedule, cfg.data_noise)
+        for name, p, _ in self.sites:
+            parent, _, child = name.rpartition(".")
+            setattr(template.net.get_submodule(parent), child, _MaskDropout(p))
+        self.template = template.to("meta")
+        self._loss = vmap(self._member_loss, randomness="error")
+
+        # One network and schedule on the device, loaded with a member's slice when needed.
+        self.eval_net = nets[0].to(dev)
+        self.eval_schedule = schedules[0].to(dev)
+        del nets, schedules
+
+        # Fused AdamW is the same algorithm in fewer kernels, as in a lone run.
+        self.optimizer = torch.optim.AdamW(
+            [self.params[n] for n in self.names],
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            fused=dev.type in ("cpu", "cuda"),
+        )
+
+        seeds = [m.seed for m in self.members]
+        self.batch_gens = [torch.Generator().manual_seed(_derived_seed(s, "batch")) for s in seeds]
+        self.noise_gens = [
+            torch.Generator(device=dev).manual_seed(_derived_seed(s, "noise")) for s in seeds
+        ]
+        self.eval_seeds = [_derived_seed(s, "eval") for s in seeds]
+        self.cpu_states = after_init  # the global CPU RNG state of each lone run
+        if dev.type == "cpu":
+            self.dropout_gens = [torch.Generator() for _ in seeds]
+            for g, state in zip(self.dropout_gens, after_init, strict=True):
+                g.set_state(state)
+        else:
+            self.dropout_gens = [torch.Generator(device=dev).manual_seed(s) for s in seeds]
+        self.perms = [torch.randperm(self.n_train, generator=g) for g in self.batch_gens]
+        self.perm_pos = 0
+        self._perms_dev: Tensor | None = None
+        self.step_count = 0
+
+    # ---- one step ---------------------------------------------------------------------------
+    def _member_loss(self, params, masks, x, cond, t, eps, eps_0) -> Tensor:
+        return functional_call(self.template, (params, masks), (x, cond, t, eps, eps_0))
+
+    def _dropout_masks(self, b: int) -> dict[str, Tensor]:
+        """[K, b, C, H, W] mask per dropout site, each member's from its own generator."""
+        masks = {}
+        for name, p, shape in self.sites:
+            if p == 0:
+                continue
+            m = torch.empty((self.k, b, *shape), device=self.dev)
+            for j, g in enumerate(self.dropout_gens):
+                m[j].bernoulli_(1 - p, generator=g)
+            masks[f"net.{name}.mask"] = m.div_(1 - p)
+        return masks
+
+    def _clip(self) -> Tensor:
+        """Each member's global L2 gradient norm before clipping, [K]; clips in place."""
+        grads = []
+        for name in self.names:
+            g = self.params[name].grad
+            if g is None:
+                raise RuntimeError(f"parameter {name} received no gradient")
+            grads.append(g)
+        per_tensor = torch.stack(
+            [torch.linalg.vector_norm(g.reshape(self.k, -1), 2, dim=1) for g in grads]
+        )
+        norms = torch.linalg.vector_norm(per_tensor, 2, dim=0)
+        if self.cfg.grad_clip:
+            coef = torch.clamp(self.cfg.grad_clip / (norms + 1e-6), max=1.0)
+            for g in grads:
+                g.mul_(coef.reshape(self.k, *([1] * (g.ndim - 1))))
+        return norms
+
+    def step(self) -> Tensor:
+        """One training step of every member. Returns ``[2, K]`` on the device: each member's
+        batch loss and pre-clip gradient norm (not synchronised, so the host runs ahead)."""
+        cfg = self.cfg
+        if self.perm_pos >= self.n_train:  # a new epoch; the last, partial batch was kept
+            self.perms = [torch.randperm(self.n_train, generator=g) for g in self.batch_gens]
+            self.perm_pos, self._perms_dev = 0, None
+        if self._perms_dev is None:
+            self._perms_dev = torch.stack(self.perms).to(self.dev)
+        idx = self._perms_dev[:, self.perm_pos : self.perm_pos + cfg.batch_size]
+        self.perm_pos += idx.shape[1]
+        x, c = self.train_x[self.rows, idx], self.train_c[self.rows, idx]
+
+        h, t, eps, eps_0 = [], [], [], []
+        for j, g in enumerate(self.noise_gens):  # a lone run's draws, in its order
+            h.append(cfg_dropout(c[j], cfg.p_cfg, g))
+            for out, v in zip((t, eps, eps_0), vdm_noise(x[j], g), strict=True):
+                out.append(v)
+        masks = self._dropout_masks(idx.shape[1])
+        stacked = [torch.stack(v) for v in (h, t, eps, eps_0)]
+        losses = self._loss(self.params, masks, x, *stacked)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # member j's loss reaches member j's parameters only
+        norms = self._clip()
+        self.optimizer.step()
+        self.step_count += 1
+        return torch.stack([losses.detach(), norms])
+
+    # ---- members' checkpoints ---------------------------------------------------------------
+    @torch.no_grad()
+    def member_model(self, j: int) -> tuple[UNet, LogSNRSchedule]:
+        """The (shared) network and schedule loaded with member ``j``'s parameters."""
+        for name in self.names:
+            owner, key = name.split(".", 1)
+            module = self.eval_net if owner == "net" else self.eval_schedule
+            module.get_parameter(key).copy_(self.params[name][j])
+        return self.eval_net, self.eval_schedule
+
+    def checkpoint(self, j: int) -> dict:
+        """Member ``j``'s checkpoint at the current step, as a lone run writes it."""
+        net, schedule = self.member_model(j)
+        sd = self.optimizer.state_dict()
+        state = {
+            i: {key: v.clone() if key == "step" else v[j].clone() for key, v in s.items()}
+            for i, s in sd["state"].items()
+        }
+        on_cpu = self.dev.type == "cpu"
+        rng = {
+            "torch": self.dropout_gens[j].get_state() if on_cpu else self.cpu_states[j],
+            "batch": self.batch_gens[j].get_state(),
+            "noise": self.noise_gens[j].get_state(),
+            "epoch_perm": self.perms[j],
+            "perm_pos": self.perm_pos,
+        }
+        if self.dev.type == "cuda":
+            rng["cuda"] = self.dropout_gens[j].get_state()
+        return {
+            "format": FORMAT,
+            "step": self.step_count,
+            "net_config": self.net_cfg.to_dict(),
+            "train_config": asdict(self.cfg),
+            "net": net.state_dict(),
+            "schedule": schedule.state_dict(),
+            "optimizer": {"state": state, "param_groups": copy.deepcopy(sd["param_groups"])},
+            "rng": rng,
+            "seed": self.members[j].seed,
+        }
+
+    @torch.no_grad()
+    def load(self, ckpts: Sequence[dict]) -> None:
+        """Restore every member from its checkpoint (all at the same step)."""
+        if len(ckpts) != self.k:
+            raise ValueError(f"{len(ckpts)} checkpoints for {self.k} members")
+        steps = {int(c["step"]) for c in ckpts}
+        positions = {int(c["rng"]["perm_pos"]) for c in ckpts}
+        if len(steps) != 1 or len(positions) != 1:
+            raise ValueError(
+                f"members' checkpoints disagree: steps {steps}, batch positions {positions}"
+            )
+        for name in self.names:
+            owner, key = name.split(".", 1)
+            value = torch.stack([c[owner][key] for c in ckpts])
+            self.params[name].copy_(value.to(self.dev))
+        opts = [c["optimizer"] for c in ckpts]
+        state = {}
+        for i, s0 in opts[0]["state"].items():
+            state[i] = {}
+            for key, v in s0.items():
+                vs = [o["state"][i][key] for o in opts]
+                if key == "step":
+                    if any(not torch.equal(u, v) for u in vs):
+                        raise ValueError("members' optimizer step counts differ")
+                    state[i][key] = v
+                else:
+                    state[i][key] = torch.stack(vs)
+        self.optimizer.load_state_dict({"state": state, "param_groups": opts[0]["param_groups"]})
+        for j, c in enumerate(ckpts):
+            rng = c["rng"]
+            self.cpu_states[j] = rng["torch"]
+            if self.dev.type == "cpu":
+                self.dropout_gens[j].set_state(rng["torch"])
+            elif "cuda" in rng:
+                self.dropout_gens[j].set_state(rng["cuda"])
+            self.batch_gens[j].set_state(rng["batch"])
+            self.noise_gens[j].set_state(rng["noise"])
+            self.perms[j] = rng["epoch_perm"]
+        self.perm_pos, self._perms_dev = positions.pop(), None
+        self.step_count = steps.pop()
+
+
+# ---- the training loop --------------------------------------------------------------------
+
+
+def _common_resume(
+    members: Sequence[Member], net_cfg: UNetConfig, cfg: TrainConfig, ckpt_steps: list[int]
+) -> list[dict] | None:
+    """Every member's checkpoint at the newest step that all of them have, or None (start
+    afresh). Refuses checkpoints written with other settings."""
+    latest = [_latest_checkpoint(m.ckpt_dir, ckpt_steps) for m in members]
+    for c, m in zip(latest, members, strict=True):
+        if c is not None:
+            _check_same_run(c, net_cfg, cfg, m.seed)
+    while True:
+        if any(c is None for c in latest):
+            return None
+        target = min(int(c["step"]) for c in latest)
+        if all(int(c["step"]) == target for c in latest):
+            return latest
+        earlier = [s for s in ckpt_steps if s <= target]
+        latest = [
+            c if int(c["step"]) == target else _latest_checkpoint(m.ckpt_dir, earlier)
+            for c, m in zip(latest, members, strict=True)
+        ]
+
+
+def train_ensemble(
+    members: Sequence[Member],
+    net_cfg: UNetConfig,
+    cfg: TrainConfig,
+    *,
+    ckpt_steps: list[int],
+    device: str = "cpu",
+    progress: bool = True,
+) -> None:
+    """Train every member as :func:`.training.train` trains one run, all in one batched model;
+    resume if checkpoints exist. Returns at once when every member's last checkpoint exists.
+
+    Members share ``net_cfg``, ``cfg`` and ``ckpt_steps`` (which must be positive and end at
+    ``cfg.steps``) and have the same number of training images (see :func:`check_members`).
+    """
+    ckpt_steps = sorted(set(int(s) for s in ckpt_steps))
+    if not ckpt_steps or ckpt_steps[0] < 1 or ckpt_steps[-1] != cfg.steps:
+        raise ValueError(
+            f"ckpt_steps must be positive and end at steps={cfg.steps}, got {ckpt_steps}"
+        )
+    check_members(members, net_cfg)
+    for m in members:
+        for d in (m.ckpt_dir, m.log_dir):
+            Path(d).mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(d)
+
+    resume = _common_resume(members, net_cfg, cfg, ckpt_steps)
+    if resume is not None and int(resume[0]["step"]) == ckpt_steps[-1]:
+        return
+    trainer = EnsembleTrainer(members, net_cfg, cfg, device)
+    logs = [(Path(m.log_dir) / TRAIN_LOG, Path(m.log_dir) / CKPT_LOG) for m in members]
+    for train_log, ckpt_log in logs:
+        if resume is None:
+            _write_text_atomic(train_log, TRAIN_LOG_HEADER + "\n")
+            _write_text_atomic(ckpt_log, CKPT_LOG_HEADER + "\n")
+    if resume is not None:
+        trainer.load(resume)
+        for train_log, ckpt_log in logs:
+            _truncate_csv(train_log, TRAIN_LOG_HEADER, trainer.step_count)
+            _truncate_csv(ckpt_log, CKPT_LOG_HEADER, trainer.step_count)
+    del resume
+
+    k, step = trainer.k, trainer.step_count
+    pending: list[tuple[int, Tensor]] = []  # per-step [2, K] stats, read at the next flush
+    rows: list[list[str]] = [[] for _ in members]
+    since_ckpt: list[list[float]] = [[] for _ in members]
+    ckpt_set = set(ckpt_steps)
+    bar = tqdm(
+        total=cfg.steps, initial=step, desc=f"train x{k}", file=sys.stderr, disable=not progress
+    )
+
+    def flush() -> None:
+        """Read the pending stats (one device sync), check them, write the log rows."""
+        values = torch.stack([v for _, v in pending]).cpu().tolist() if pending else []
+        for (s, _), (loss, norm) in zip(pending, values, strict=True):
+            for j in range(k):
+                if not math.isfinite(loss[j]):
+                    raise FloatingPointError(
+                        f"training loss of {members[j].label} is {loss[j]} at step {s}"
+                    )
+                since_ckpt[j].append(loss[j])
+                rows[j].append(f"{s},{loss[j]:.6f},{norm[j]:.6e}\n")
+        pending.clear()
+        for j, (train_log, _) in enumerate(logs):
+            _append(train_log, rows[j])
+            rows[j] = []
+
+    t_last = time.perf_counter()
+    while step < cfg.steps:
+        pending.append((step + 1, trainer.step()))
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            flush()
+            now = time.perf_counter()
+            recent = "  ".join(
+                f"{sum(x[-cfg.log_every :]) / len(x[-cfg.log_every :]):.4f}" for x in since_ckpt
+            )
+            tqdm.write(
+                f"step {step}/{cfg.steps}  loss {recent}  "
+                f"{(now - t_last) / cfg.log_every:.4f} s/step ({k} runs)",
+                file=sys.stderr,
+            )
+            t_last = now
+        if step in ckpt_set:
+            flush()
+            for j, m in enumerate(members):
+                net, schedule = trainer.member_model(j)
+                losses = [
+                    evaluate_loss(
+                        net,
+                        schedule,
+                        *trainer.eval_sets[j][s],
+                        seed=trainer.eval_seeds[j],
+                        data_noise=cfg.data_noise,
+                    )
+                    for s in ("val", "heldout")
+                ]
+                train_loss = sum(since_ckpt[j]) / len(since_ckpt[j])
+                since_ckpt[j] = []
+                _append(logs[j][1], [f"{step},{train_loss:.6f},{losses[0]:.6f},{losses[1]:.6f}\n"])
+                atomic_torch_save(
+                    canonicalize(trainer.checkpoint(j)), checkpoint_path(m.ckpt_dir, step)
+                )
+    bar.close()

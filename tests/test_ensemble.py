@@ -1,0 +1,337 @@
+"""Ensemble training: K runs trained together equal the same runs trained alone (to rounding),
+write per-run checkpoints the normal loader reads, and resume bit-identically after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from conceptspace.model.checkpoints import checkpoint_path, load_checkpoint, load_model
+from conceptspace.model.ensemble import (
+    EnsembleTrainer,
+    Member,
+    dropout_sites,
+    train_ensemble,
+    train_groups,
+)
+from conceptspace.model.training import TrainConfig, train
+from conceptspace.model.unet import UNet, UNetConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+# Attention, dropout and CFG dropout on: every random stream and the attention kernel are used.
+NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
+CFG = TrainConfig(steps=50, batch_size=16, log_every=7, p_cfg=0.2)
+CKPTS = [10, 25, 50]
+SEEDS = (3, 4, 5)
+FILES = [f"ckpt/{checkpoint_path(Path(), s).name}" for s in CKPTS]
+FILES += ["log/train_log.csv", "log/checkpoints.csv"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_data(i: int, n_train: int = 50) -> dict[str, np.ndarray]:
+    """Coloured squares conditioned on their colour (8x8 px); member i gets its own images and
+    its own number of validation images."""
+    rng = np.random.default_rng(100 + i)
+    data = {}
+    for split, n in (("train", n_train), ("val", 10 + i), ("heldout", 5)):
+        colour = rng.uniform(0.2, 0.8, (n, 3)).astype(np.float32)
+        x = np.full((n, 3, 8, 8), 0.9, np.float32)
+        x[:, :, 2:6, 2:6] = colour[:, :, None, None]
+        cond = np.zeros((n, 11), np.float32)
+        cond[:, 4:7] = colour
+        data[f"{split}_images"], data[f"{split}_cond"] = x, cond
+    return data
+
+
+def members(out: Path) -> list[Member]:
+    return [
+        Member(tiny_data(i), out / f"m{i}" / "ckpt", out / f"m{i}" / "log", s, f"m{i}")
+        for i, s in enumerate(SEEDS)
+    ]
+
+
+def run_ensemble(out: Path, slow: bool = False) -> None:
+    """Train the three members into out/m<i> (also the subprocess entry point)."""
+    if slow:  # stretch each step so that the parent can kill the process mid-run
+        step = EnsembleTrainer.step
+
+        def slow_step(self):
+            time.sleep(0.03)
+            return step(self)
+
+        EnsembleTrainer.step = slow_step
+    train_ensemble(members(out), NET, CFG, ckpt_steps=CKPTS, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """(ensemble outputs, lone outputs) of the same three runs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    ens, lone = tmp_path_factory.mktemp("ensemble"), tmp_path_factory.mktemp("lone")
+    run_ensemble(ens)
+    for m in members(lone):
+        train(
+            m.data,
+            NET,
+            CFG,
+            ckpt_steps=CKPTS,
+            ckpt_dir=m.ckpt_dir,
+            log_dir=m.log_dir,
+            seed=m.seed,
+            progress=False,
+        )
+    torch.set_num_threads(n)
+    return ens, lone
+
+
+def _csv(path: Path) -> np.ndarray:
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+
+
+def test_dropout_mask_is_the_one_f_dropout_draws():
+    """The premise of exactness on the CPU: F.dropout's mask is bernoulli_(1 - p) / (1 - p)
+    drawn from the global generator; the same draw from a generator in that state equals it."""
+    torch.manual_seed(11)
+    x = torch.randn(4, 5, 3, 3)
+    state = torch.get_rng_state()
+    expected = F.dropout(x, 0.1, training=True)
+    g = torch.Generator()
+    g.set_state(state)
+    mask = torch.empty(2, 4, 5, 3, 3)
+    mask[1].bernoulli_(0.9, generator=g)
+    assert torch.equal(x * mask[1].div_(0.9), expected)
+    assert torch.equal(g.get_state(), torch.get_rng_state())  # the same number of draws
+
+
+def test_dropout_sites_in_forward_order():
+    net = UNet(NET)
+    sites = dropout_sites(net)
+    names = [s[0] for s in sites]
+    blocks = [n.rsplit(".", 1)[0] for n in net.cond_projection_names()]
+    assert names == [f"{b}.dropout" for b in blocks]  # one per ResNet block, in forward order
+    assert sites[0][1:] == (0.1, (8, 8, 8)) and sites[1][2] == (8, 4, 4)
+
+
+def test_members_equal_lone_runs_to_rounding(trained):
+    ens, lone = trained
+    for i in range(len(SEEDS)):
+        for step in CKPTS:
+            a = load_checkpoint(checkpoint_path(ens / f"m{i}" / "ckpt", step))
+            b = load_checkpoint(checkpoint_path(lone / f"m{i}" / "ckpt", step))
+            assert set(a) == set(b) and a["step"] == step and a["seed"] == SEEDS[i]
+            assert a["net_config"] == b["net_config"] and a["train_config"] == b["train_config"]
+            for part in ("net", "schedule"):
+                assert list(a[part]) == list(b[part])
+                for k in a[part]:
+                    torch.testing.assert_close(a[part][k], b[part][k], rtol=1e-5, atol=1e-5)
+            # Every random stream consumed exactly as the lone run consumed it.
+            for k, v in b["rng"].items():
+                same = torch.equal(a["rng"][k], v) if torch.is_tensor(v) else a["rng"][k] == v
+                assert same, f"member {i} step {step}: rng[{k!r}] differs"
+            oa, ob = a["optimizer"], b["optimizer"]
+            assert oa["param_groups"] == ob["param_groups"] and set(oa["state"]) == set(ob["state"])
+            for j, s in ob["state"].items():
+                assert torch.equal(oa["state"][j]["step"], s["step"])
+                for k in ("exp_avg", "exp_avg_sq"):
+                    assert oa["state"][j][k].shape == s[k].shape
+                    torch.testing.assert_close(oa["state"][j][k], s[k], rtol=1e-4, atol=1e-9)
+        for name in ("train_log.csv", "checkpoints.csv"):
+            a, b = _csv(ens / f"m{i}" / "log" / name), _csv(lone / f"m{i}" / "log" / name)
+            assert a.shape == b.shape and np.array_equal(a[:, 0], b[:, 0])
+            np.testing.assert_allclose(a[:, 1:], b[:, 1:], rtol=1e-5)
+    # The members really are different runs.
+    a0 = load_checkpoint(checkpoint_path(ens / "m0" / "ckpt", 50))["net"]
+    a1 = load_checkpoint(checkpoint_path(ens / "m1" / "ckpt", 50))["net"]
+    assert not torch.allclose(a0["conv_in.weight"], a1["conv_in.weight"])
+
+
+def test_member_checkpoints_load_and_resume_as_lone_runs(trained, tmp_path):
+    ens, lone = trained
+    net, schedule, ckpt = load_model(checkpoint_path(ens / "m1" / "ckpt", 50))
+    assert net.cfg == NET and not net.training and ckpt["step"] == 50
+    # A lone run continues from a member's checkpoint as from its own.
+    (tmp_path / "ckpt").mkdir()
+    shutil.copy(checkpoint_path(ens / "m1" / "ckpt", 25), tmp_path / "ckpt")
+    shutil.copytree(ens / "m1" / "log", tmp_path / "log")
+    m = members(tmp_path)[1]
+    train(
+        m.data,
+        NET,
+        CFG,
+        ckpt_steps=CKPTS,
+        ckpt_dir=tmp_path / "ckpt",
+        log_dir=tmp_path / "log",
+        seed=m.seed,
+        progress=False,
+    )
+    a = load_checkpoint(checkpoint_path(tmp_path / "ckpt", 50))
+    b = load_checkpoint(checkpoint_path(lone / "m1" / "ckpt", 50))
+    for k in b["net"]:
+        torch.testing.assert_close(a["net"][k], b["net"][k], rtol=1e-5, atol=1e-5)
+
+
+def test_resume_after_sigkill_is_bit_identical(trained, tmp_path):
+    ens, _ = trained
+    script = (
+        "import sys, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from pathlib import Path\n"
+        "from tests.test_ensemble import run_ensemble\n"
+        "run_ensemble(Path(sys.argv[1]), slow=True)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, env=env)
+    first = checkpoint_path(tmp_path / "m2" / "ckpt", CKPTS[0])
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not checkpoint_path(tmp_path / "m0" / "ckpt", CKPTS[-1]).exists()
+    run_ensemble(tmp_path)
+    for i in range(len(SEEDS)):
+        for name in FILES:
+            a, b = tmp_path / f"m{i}" / name, ens / f"m{i}" / name
+            assert a.read_bytes() == b.read_bytes(), f"m{i}/{name}"
+        assert sorted(os.listdir(tmp_path / f"m{i}" / "ckpt")) == sorted(
+            os.listdir(ens / f"m{i}" / "ckpt")
+        )
+
+
+def test_resume_from_members_one_checkpoint_apart(trained, tmp_path):
+    """A kill between two members' saves: the ensemble restarts from their common step."""
+    ens, _ = trained
+    shutil.copytree(ens, tmp_path, dirs_exist_ok=True)
+    for i, keep in ((0, 25), (1, 10), (2, 25)):  # m1 lost steps 25 and 50, the others 50
+        for s in CKPTS:
+            if s > keep:
+                checkpoint_path(tmp_path / f"m{i}" / "ckpt", s).unlink()
+    torn = tmp_path / "m2" / "ckpt" / ".tmp-killed"  # a kill during a save leaves this
+    torn.mkdir()
+    (torn / "step_000050.pt").write_bytes(b"partial")
+    run_ensemble(tmp_path)
+    assert not torn.exists()
+    for i in range(len(SEEDS)):
+        for name in FILES:
+            a, b = tmp_path / f"m{i}" / name, ens / f"m{i}" / name
+            assert a.read_bytes() == b.read_bytes(), f"m{i}/{name}"
+
+
+def test_finished_ensemble_returns_immediately(trained):
+    ens, _ = trained
+    files = sorted(p for p in ens.rglob("*") if p.is_file())
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    run_ensemble(ens)
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+
+
+def test_bad_groups_are_refused_before_work(trained, tmp_path):
+    ens, _ = trained
+    ms = members(tmp_path)
+    odd = Member(tiny_data(9, n_train=40), tmp_path / "odd" / "ckpt", tmp_path / "odd" / "log", 1)
+    with pytest.raises(ValueError, match="same number"):
+        train_ensemble([ms[0], odd], NET, CFG, ckpt_steps=CKPTS, progress=False)
+    twin = Member(ms[1].data, ms[0].ckpt_dir, tmp_path / "twin" / "log", 1)
+    with pytest.raises(ValueError, match="its own checkpoint"):
+        train_ensemble([ms[0], twin], NET, CFG, ckpt_steps=CKPTS, progress=False)
+    with pytest.raises(ValueError, match="do not fit"):
+        other = UNetConfig(image_size=16, channels=(8, 8), groups=4)
+        train_ensemble(ms, other, CFG, ckpt_steps=CKPTS, progress=False)
+    with pytest.raises(ValueError, match="end at steps"):
+        train_ensemble(ms, NET, CFG, ckpt_steps=[10, 25], progress=False)
+    # A member whose checkpoints come from other settings: refused, nothing written.
+    shutil.copytree(ens / "m1" / "ckpt", ms[1].ckpt_dir)
+    with pytest.raises(ValueError, match="lr"):
+        cfg = TrainConfig(steps=50, batch_size=16, log_every=7, p_cfg=0.2, lr=5e-4)
+        train_ensemble(ms, NET, cfg, ckpt_steps=CKPTS, progress=False)
+    assert not (ms[0].log_dir / "train_log.csv").exists()
+    assert not ms[0].ckpt_dir.exists() or not any(ms[0].ckpt_dir.iterdir())
+
+
+def test_train_groups():
+    pairs = [(r, s) for r in ("a", "b", "c") for s in (0, 1)]
+    assert train_groups(pairs, 4) == [pairs[:4], pairs[4:]]
+    assert train_groups(pairs, 1) == [[p] for p in pairs]
+    with pytest.raises(ValueError):
+        train_groups(pairs, 0)
+
+
+def _stage(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+def test_train_stage_trains_a_group(tiny_doc, tmp_path):
+    doc = {**tiny_doc, "train": {**tiny_doc["train"], "ensemble": 2}}
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(doc, sort_keys=False))
+    runs = list(doc["runs"])
+    group = []
+    for r in runs:
+        d = tmp_path / r
+        syn = _stage(
+            "stages.synthesize",
+            "--params",
+            str(params),
+            "--run",
+            r,
+            "--seed",
+            "0",
+            "--dataset",
+            str(d / "dataset.npz"),
+            "--card",
+            str(d / "card.json"),
+            "--samples",
+            str(d / "samples.png"),
+        )
+        assert syn.returncode == 0, syn.stderr[-2000:]
+        group += [
+            "--run",
+            r,
+            "--seed",
+            "0",
+            "--dataset",
+            str(d / "dataset.npz"),
+            "--ckpt-dir",
+            str(d / "ckpt"),
+            "--log-dir",
+            str(d / "log"),
+        ]
+    ok = _stage("stages.train", "--params", str(params), *group)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "as one ensemble of 2" in ok.stderr
+    last = doc["train"]["steps"]
+    for r in runs:
+        _, _, ckpt = load_model(checkpoint_path(tmp_path / r / "ckpt", last))
+        assert ckpt["step"] == last and (tmp_path / r / "log" / "checkpoints.csv").is_file()
+        assert not (tmp_path / r / "ckpt.partial").exists()
+
+    # A group larger than train.ensemble, or options given unevenly: exit 2, one clear line.
+    params.write_text(yaml.safe_dump(tiny_doc, sort_keys=False))
+    big = _stage("stages.train", "--params", str(params), *group)
+    assert big.returncode == 2 and "train.ensemble = 1" in big.stderr
+    uneven = _stage("stages.train", "--params", str(params), *group[:-2])
+    assert uneven.returncode == 2 and "once per run" in uneven.stderr
+    twice = _stage("stages.train", "--params", str(params), *group[:10], *group[:10])
+    assert twice.returncode == 2 and "twice" in twice.stderr
