@@ -11,8 +11,8 @@ units and the grid itself are those of the authors' public generator
 their class-pair MSEs to float precision (tests/test_render_reference.py). One known
 deviation: their triangle has edges of slope +-2 (an isosceles triangle, base = height =
 side, 15.5% more area than the circle) although its side is computed for an equal-area
-equilateral one; we draw the equal-area equilateral triangle of the paper's method (docs/method.md §1). It matters
-only for grids with the shape concept.
+equilateral one; we draw the equal-area equilateral triangle (docs/method.md §2.1). It
+matters only for grids with the shape concept.
 
 Everything is computed for the whole batch at once (no Python loop over images), in float32.
 All randomness comes from one :class:`numpy.random.Generator`, drawn in a fixed order and in
@@ -75,7 +75,7 @@ def sample_attributes(
     :param values: ``[N, n_concepts]`` concept value indices (0 or 1). Fractional values
         interpolate linearly between the two class means (0.5 = the midpoint), which the
         concept-signal measurement uses; shape must stay integer.
-    :param at_mean: put every attribute exactly at its mean ("test" images, docs/method.md §1):
+    :param at_mean: put every attribute exactly at its mean ("test" images, docs/method.md §2.3):
         concept attributes at their class means and, when background is not a concept, the
         nuisance background at the grey mean of its range, (0.9, 0.9, 0.9). Only the
         position stays random. This is what the authors' public generator
