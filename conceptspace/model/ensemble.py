@@ -146,7 +146,7 @@ def dropout_sites(net: UNet) -> list[tuple[str, float, tuple[int, ...]]]:
     handles = []
     for name, m in net.named_modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
-            if type(m) is not nn.Dropout:
+            if not isinstance(m, nn.Dropout):  # unet.Dropout draws the same masks
                 raise NotImplementedError(f"{name}: ensembles support nn.Dropout only, not {m}")
 
             def record(mod, args, name=name):
