@@ -53,7 +53,10 @@ def _median_band(ax, by_sep: pd.DataFrame, name: str, color, label: str, ls="-")
     bound = _bools(by_sep[f"{name}_median_is_lower_bound"])
     ok = np.isfinite(lo) & np.isfinite(hi)
     if ok.any():
-        ax.fill_between(x[ok], lo[ok], hi[ok], color=color, alpha=0.16, lw=0, zorder=1)
+        # NaN (no interval: one seed there) breaks the band instead of bridging it; the bars
+        # keep an interval visible where both neighbours have none
+        ax.fill_between(x, lo, hi, color=color, alpha=0.16, lw=0, zorder=1)
+        ax.vlines(x[ok], lo[ok], hi[ok], color=color, lw=1.0, alpha=0.5, zorder=1)
     fin = np.isfinite(med)
     ax.plot(x[fin], med[fin], ls=ls, color=color, lw=2.4, zorder=4, label=label)
     ax.plot(x[fin & ~bound], med[fin & ~bound], "s", color=color, ms=6, zorder=5)
