@@ -5,7 +5,7 @@ establish an order (the exact one-sided permutation p of a perfect order of thre
 1/6). This module pools a sweep run with several seeds. It reads nothing from disk and imports
 nothing from the rest of the analysis: its input is one plain table, the *points* table, with one
 row per (run, seed) of the concept under study (by default color, the concept whose separation
-the paper's sweep varies, Park et al. 2024, §3-4):
+the paper's sweep varies; Park et al., NeurIPS 2024):
 
 =====================  =======================================================================
 column                 meaning
@@ -37,8 +37,8 @@ column                 meaning
 ``elicited_censored``  optional bool: no elicitation method reached the threshold
 =====================  =======================================================================
 
-:func:`points_from_study` builds this table from per-seed outputs of
-:func:`conceptspace.analysis.verdicts.analyze_study` (plain frames and its metrics dict).
+:func:`points_from_study` builds this table from one study analysis per seed (``analyze_study``
+on that seed's rows: its tables and its metrics dict, read as plain columns and keys).
 :func:`summarize` returns ``(frames, metrics)``: tidy tables and a JSON-ready dict (no NaN, no
 inf: None), identical on every call with the same input.
 
