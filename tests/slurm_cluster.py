@@ -222,6 +222,8 @@ PartitionName=main Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 
     def start(self, timeout: float = 60) -> None:
         """Start munged, slurmctld and slurmd; return once the node takes jobs."""
+        if os.geteuid() != 0:
+            raise ClusterUnavailable("slurmd must run as root (it starts jobs as their users)")
         self._write_files()
         s = str(self.munge_socket)
         d = self.root / "munge"

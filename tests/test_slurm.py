@@ -31,7 +31,7 @@ DETERMINISTIC = ("*.npz", "*.json", "*.csv", "*.parquet", "*.pt")
 # slurmctld; the tiny study's jobs take seconds, so the test polls sooner. Nothing else is
 # added to the profile's settings.
 FAST_POLL = ("--slurm-init-seconds-before-status-checks", "1")
-RUN_TIMEOUT = 600  # a status command that never sees jobs finish hangs: fail instead
+RUN_TIMEOUT = 480  # a status command that never sees jobs finish hangs: fail instead
 
 
 def _unavailable(reason: str):
