@@ -8,20 +8,26 @@
 # cluster job: it spawns those with --no-hooks), after the scheduler gave up and before it
 # exits non-zero; `log` is the list of Snakemake's own log files. The failed jobs are those the
 # scheduler records in `workflow.scheduler.failed`.
+import os
 import sys
+import time
+
+_STARTED = time.time()  # this file is read when snakemake starts, before any job runs
 
 
 def _stage_errors(path, limit=5):
-    """The `error:` lines of a job's log, else its last non-empty line; None without a log."""
+    """The `error:` lines of a job's log, else its last non-empty line; None when this run
+    wrote no log (none there, or one left by an earlier run)."""
     try:
+        if os.path.getmtime(path) < _STARTED - 5:  # 5 s for clock skew on a shared disk
+            return None
         with open(path, errors="replace") as f:
             # progress bars rewrite their line with carriage returns: split on both
             lines = [ln.strip() for ln in f.read().replace("\r", "\n").split("\n")]
     except OSError:
         return None
     lines = [ln for ln in lines if ln]
-    errors = [ln for ln in lines if ln.startswith("error:")]
-    return errors[-limit:] if errors else lines[-1:]
+    return [ln for ln in lines if ln.startswith("error:")][-limit:] or lines[-1:]
 
 
 def _failed_jobs():
@@ -45,7 +51,7 @@ def report_stage_errors(out=sys.stderr):
         for log in logs:
             said = _stage_errors(log)
             if said is None:
-                said = ["(no log: the job did not start; see the scheduler's message above)"]
+                said = ["(no log from this run: the job did not start; see the message above)"]
             elif not said:
                 said = ["(empty log: the job was stopped before the stage ran; see above)"]
             for line in said:
