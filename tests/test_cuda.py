@@ -43,6 +43,13 @@ CKPTS = [10, 20, 30, 40]
 FILES = ["ckpt/step_000040.pt", "log/train_log.csv", "log/checkpoints.csv"]
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a subprocess: the project first, then this process's PYTHONPATH
+    (benchmarks/gpu_check.py puts the packages it installed there)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def reproducible() -> None:
     """The deterministic kernels the stages select on CUDA (nothing to do on the CPU)."""
     if DEVICE == "cuda":
@@ -117,7 +124,7 @@ def _kill_then_resume(entry: str, out: Path, first: Path) -> None:
         f"from tests.test_cuda import {entry}\n"
         f"{entry}(Path(sys.argv[1]), slow=True)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-c", script, str(out)], cwd=ROOT, env=env)
     deadline = time.monotonic() + 180
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -235,7 +242,7 @@ def test_probe_fits_on_cuda_as_on_cpu():
 
 
 def _stage(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     r = subprocess.run(
         [sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True, text=True
     )
