@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from conceptspace.analysis import underspecification
+from conceptspace.analysis import across_seeds, underspecification
 from conceptspace.analysis.headline import headline
 from conceptspace.analysis.study import EXTENSION_TABLES, analyze_study
 from conceptspace.data.dataset import load_card
+from conceptspace.figures.across_seeds import across_seeds_figure
 from conceptspace.figures.study import draw_study
 from conceptspace.io import ArtifactError, read_npz, write_bytes, write_json, write_with
 from stages.common import entry, load, parser
@@ -164,7 +165,31 @@ def run(argv=None) -> None:
         samples=samples,
     )
 
+    # Verdicts across seeds, with their uncertainty (docs/method.md): one study analysis per
+    # seed, then pooled order, k of n seeds, medians with bootstrap intervals, the 1/T fit.
+    probe, interv, info, cfg = data["probe"], data["intervene"], data["run_info"], params.analyze
+    if "sep_color" in info:
+        per_seed = {
+            s: analyze_study(probe[probe["seed"] == s], interv[interv["seed"] == s], info, cfg)
+            for s in params.seeds
+        }
+        points = across_seeds.points_from_study(
+            per_seed,
+            concept="color",
+            threshold=cfg.thresholds[0],
+            capability_threshold=cfg.capability_threshold,
+        )
+        seed_frames, metrics["across_seeds"] = across_seeds.summarize(points, concept="color")
+        across_seeds_figure(
+            seed_frames["points"],
+            seed_frames["by_separation"],
+            out / "figures" / "across_seeds.png",
+            metrics=metrics["across_seeds"],
+        )
+        frames |= {f"across_seeds_{k}": v for k, v in seed_frames.items()}
+
     csvs = {"trajectories": "trajectories", "learning_times": "learning_times_summary"}
+    csvs |= {k: k for k in frames if k.startswith("across_seeds_")}
     csvs |= {"capability": "capability", **{name: name for name in EXTENSION_TABLES}}
     for name, df in [(n, frames[key]) for n, key in csvs.items()] + [("losses", data["logs"])]:
         write_with(

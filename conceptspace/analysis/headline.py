@@ -7,8 +7,8 @@ from typing import Any
 
 
 def _flat_times(times: dict[str, Any]) -> dict[str, Any]:
-    """``{"color@0.8": {"mean": .., "censored_seeds": ..}}`` -> ``{"color@0.8": mean}`` with
-    censored means marked by a ``>`` string-free convention: a separate ``censored`` list."""
+    """``{"color@0.8": {"mean": .., "censored_seeds": ..}}`` -> ``{"color@0.8": mean}`` (the
+    censored ones are listed beside them)."""
     return {k: v.get("mean") for k, v in times.items()}
 
 
@@ -32,5 +32,16 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
             "turned": traj.get("turned"),
             "best_lead_steps": best[0],
             "best_lead_method": best[1],
+        }
+    seeds = metrics.get("across_seeds")
+    if seeds:
+        out["across_seeds"] = {
+            "n_seeds": seeds["n_seeds"],
+            **{
+                f"{name}_holds_in": f"{p['holds_in']} of {p['n']}"
+                for name, p in seeds["phenomena"].items()
+            },
+            "signal_order_somers_d": seeds["phenomena"]["signal_order"]["pooled"]["d"],
+            "signal_order_p": seeds["phenomena"]["signal_order"]["pooled"]["p_value"],
         }
     return out

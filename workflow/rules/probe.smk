@@ -1,6 +1,7 @@
 rule probe:
     input:
         ckpt=rules.train.output.ckpt,
+        log=rules.train.output.log,  # read by nothing here; DVC lists all of train's cached outputs
         probe=rules.fit_probe.output.probe,
         stamp=stamp("probe"),
     output:
