@@ -47,8 +47,10 @@ def _record(stage: str) -> None:
     params it read, the digests of its code and the keys of the jobs it built on."""
     for args, doc in _LOADED:
         if getattr(args, "provenance", None):
-            run = getattr(args, "run", None)
-            rec = pipeline.job_record(doc, stage, run, args.seed if run is not None else None)
+            run, seed = getattr(args, "run", None), getattr(args, "seed", None)
+            if isinstance(run, list):  # the train stage takes a group; a job is a group of one
+                run, seed = run[0], seed[0]
+            rec = pipeline.job_record(doc, stage, run, seed if run is not None else None)
             write_json(Path(args.provenance), rec)
 
 

@@ -97,7 +97,8 @@ def test_metrics_name_the_three_phenomena(snakemake_copy):
 
     metrics = json.loads((snakemake_copy / "results/default/analyze/metrics.json").read_text())
     assert set(metrics["phenomena"]) == {"signal_order", "memorization", "hidden_capability"}
-    assert all(isinstance(v, bool) for v in metrics["phenomena"].values())
+    # None: not applicable (e.g. training classes never recognisable at the tiny scale)
+    assert all(v is None or isinstance(v, bool) for v in metrics["phenomena"].values())
 
 
 def test_slurm_profile_dry_run(snakemake_copy):
