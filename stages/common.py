@@ -48,8 +48,8 @@ def _record(stage: str) -> None:
     for args, doc in _LOADED:
         if getattr(args, "provenance", None):
             run, seed = getattr(args, "run", None), getattr(args, "seed", None)
-            if isinstance(run, list):  # the train stage takes a group; a job is a group of one
-                run, seed = run[0], seed[0]
+            if getattr(args, "runs", None):  # the train stage takes a group; a job is one run
+                run, seed = args.runs[0], args.seeds[0]
             rec = pipeline.job_record(doc, stage, run, seed if run is not None else None)
             write_json(Path(args.provenance), rec)
 
