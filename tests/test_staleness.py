@@ -81,7 +81,7 @@ PARAMS_EDITS = {
 CODE_EDITS = {
     "conceptspace/measure/interventions.py": {"intervene": 2, "analyze": 1},
     "conceptspace/measure/probing.py": {"probe": 2, "intervene": 2, "analyze": 1},
-    "conceptspace/analysis/core.py": {"analyze": 1},
+    "conceptspace/analysis/verdicts.py": {"analyze": 1},
 }
 
 
