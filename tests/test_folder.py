@@ -311,7 +311,7 @@ def folder_project(tmp_path_factory, tiny_doc, folder):
 
 @pytest.mark.workflow
 def test_pipeline_on_folder_data_through_probe(folder_project):
-    res = folder_project / "results"
+    res = folder_project / "results/default"
     card = json.loads((res / "synthesize/ms_mask/seed0/card.json").read_text())
     assert card["mask"]["class"] == "male_smiling" and card["mask"]["concept"] == "Smiling"
     assert card["counts"]["heldout"] == {"female_smiling": 6}
