@@ -29,7 +29,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from conceptspace.model import training
-from conceptspace.model.diffusion import cfg_dropout, vdm_loss
+from conceptspace.model.diffusion import uncond_dropout, vdm_loss
 from conceptspace.model.schedule import LogSNRSchedule
 from conceptspace.model.unet import DEFAULT, Dropout, UNet
 
@@ -86,7 +86,7 @@ def make_step(variant: str) -> tuple[Callable[[], tuple[float, float]], list[nn.
 
     def step() -> tuple[float, float]:
         idx = torch.randint(N_DATA, (BATCH,), generator=batch_gen)
-        h = cfg_dropout(cond[idx], 0.0, noise_gen)
+        h = uncond_dropout(cond[idx], 0.0, noise_gen)
         loss = vdm_loss(net, schedule, images[idx], h, generator=noise_gen)["total"].mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

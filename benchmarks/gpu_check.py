@@ -15,7 +15,7 @@
    autocast, torch's default precision (TF32 convolutions, fp32 matmuls: what the pipeline
    runs) and TF32 without the reproducibility settings; per-checkpoint time and images/s of
    the probe and intervene stages (sampler plus probe); the cost of writing, evaluating and
-   loading one checkpoint; fit_probe's step time; and aggregate model-steps/s of K = 1, 4, 16
+   loading one checkpoint; fit_classifier's step time; and aggregate model-steps/s of K = 1, 4, 16
    runs as (a) K processes sharing the device, each running the lone trainer's step, and (b)
    one K-model ensemble (conceptspace/model/ensemble.py).
 4. From the table: the projected wall time of the paper's colour sweep (its runs x seeds x
@@ -144,8 +144,8 @@ def load_study(path: Path, net: dict | None = None):
 def study_counts(study) -> dict:
     """What the projection needs from a study: runs, steps, checkpoints, stage batch sizes."""
     grid = study.grid_for(study.run_ids[0])
-    n_heldout_cls = len(grid.held_out_classes)
-    n_train_cls = grid.n_classes - n_heldout_cls
+    n_held_out_cls = len(grid.held_out_classes)
+    n_train_cls = grid.n_classes - n_held_out_cls
     images = study.synthesize.n_per_class * n_train_cls
     n_val = int(round(images * study.synthesize.val_fraction))
     iv = study.intervene
@@ -158,10 +158,10 @@ def study_counts(study) -> dict:
         "checkpoints": len(study.checkpoint_steps()),
         "n_train": images - n_val,
         "n_val": n_val,
-        "n_heldout": study.synthesize.n_held_out * n_heldout_cls,
-        "probe_images": study.probe.n_train * n_train_cls + study.probe.n_held_out * n_heldout_cls,
-        "intervene_images": n_heldout_cls * settings * iv.n,
-        "fit_probe_steps": study.fit_probe.steps,
+        "n_held_out": study.synthesize.n_held_out * n_held_out_cls,
+        "probe_images": study.probe.n_train * n_train_cls + study.probe.n_held_out * n_held_out_cls,
+        "intervene_images": n_held_out_cls * settings * iv.n,
+        "fit_classifier_steps": study.fit_classifier.steps,
     }
 
 
@@ -238,7 +238,7 @@ def lone_step(net_cfg, cfg, device: torch.device, n_train: int, autocast=nullcon
     """One step of a lone run, as the loop of conceptspace.model.training.train does it (batch
     from the epoch permutation, CFG dropout, VDM loss, backward, global-norm clip, fused AdamW,
     and its two host reads per step), on random data of the study's shape."""
-    from conceptspace.model.diffusion import cfg_dropout, vdm_loss
+    from conceptspace.model.diffusion import uncond_dropout, vdm_loss
     from conceptspace.model.schedule import LogSNRSchedule
     from conceptspace.model.training import _grad_norm
     from conceptspace.model.unet import UNet
@@ -261,7 +261,7 @@ def lone_step(net_cfg, cfg, device: torch.device, n_train: int, autocast=nullcon
             state["perm"], state["pos"] = torch.randperm(n_train, generator=batch_gen), 0
         idx = state["perm"][state["pos"] : state["pos"] + cfg.batch_size].to(device)
         state["pos"] += idx.shape[0]
-        h = cfg_dropout(c_all[idx], cfg.p_cfg, gen)
+        h = uncond_dropout(c_all[idx], cfg.p_uncond, gen)
         with autocast():
             terms = vdm_loss(net, schedule, x_all[idx], h, generator=gen, data_noise=cfg.data_noise)
         loss = terms["total"].mean()
@@ -302,7 +302,7 @@ def synthetic_members(net_cfg, k: int, n_train: int, n_eval: int = 8):
     rng = np.random.default_rng(0)
     s, c = net_cfg.image_size, net_cfg.in_channels
     data = {}
-    for split, n in (("train", n_train), ("val", n_eval), ("heldout", n_eval)):
+    for split, n in (("train", n_train), ("val", n_eval), ("held_out", n_eval)):
         data[f"{split}_images"] = rng.random((n, c, s, s), dtype=np.float32)
         data[f"{split}_cond"] = rng.random((n, net_cfg.cond_dim), dtype=np.float32)
     where = Path(tempfile.gettempdir()) / "gpu_check_unused"
@@ -472,7 +472,9 @@ def eval_costs(study, device, window: float) -> dict:
     torch.manual_seed(0)
     net = UNet(net_cfg).to(device).eval()
     schedule = LogSNRSchedule().to(device)
-    probe = classifier.ConceptProbe(len(grid.concepts), study.fit_probe.width).to(device).eval()
+    probe = (
+        classifier.ConceptProbe(len(grid.concepts), study.fit_classifier.width).to(device).eval()
+    )
     size = net_cfg.image_size
     pc, iv = study.probe, study.intervene
     cond, _ = probing.prompt_set(grid, pc.n_train, pc.n_held_out, seed=0)
@@ -527,7 +529,7 @@ def checkpoint_costs(study, device) -> dict:
     trainer.step()
     net, schedule = trainer.member_model(0)
     x, c = trainer.eval_sets[0]["val"]
-    hx, hc = x[: counts["n_heldout"]], c[: counts["n_heldout"]]
+    hx, hc = x[: counts["n_held_out"]], c[: counts["n_held_out"]]
     sync(device)
     t0 = time.perf_counter()
     evaluate_loss(net, schedule, x, c, seed=0)
@@ -546,11 +548,11 @@ def checkpoint_costs(study, device) -> dict:
     return {"eval_s": t1 - t0, "save_s": t2 - t1, "load_s": t3 - t2, "file_mib": mib}
 
 
-def fit_probe_cost(study, device, steps: int) -> dict:
-    """Seconds per fit_probe step (the probe CNN at the study's width and batch)."""
+def fit_classifier_cost(study, device, steps: int) -> dict:
+    """Seconds per fit_classifier step (the probe CNN at the study's width and batch)."""
     from conceptspace.measure import classifier
 
-    fp, s = study.fit_probe, study.synthesize.image_size
+    fp, s = study.fit_classifier, study.synthesize.image_size
     cfg = classifier.ProbeConfig(width=fp.width, steps=steps, batch_size=fp.batch_size, lr=fp.lr)
     rng = np.random.default_rng(0)
     images = rng.random((512, 3, s, s), dtype=np.float32)
@@ -594,7 +596,7 @@ def best_arrangement(table: dict[str, dict[int, float]]) -> tuple[str, int]:
 
 def project(counts: dict, table: dict[str, dict[int, float]], costs: dict) -> dict:
     """Projected seconds of a study on one device: training (plus checkpoints), probe and
-    intervene of every checkpoint, fit_probe; for the best arrangement and for one run per
+    intervene of every checkpoint, fit_classifier; for the best arrangement and for one run per
     process. Stages are assumed to share the device one after another (a device-bound sum)."""
     n, c = counts["runs"], counts["checkpoints"]
     ck = costs["checkpoint"]
@@ -602,7 +604,7 @@ def project(counts: dict, table: dict[str, dict[int, float]], costs: dict) -> di
     per_ckpt_eval = costs["eval"]["probe"]["s_per_ckpt"] + costs["eval"]["intervene"]["s_per_ckpt"]
     per_ckpt_eval += 2 * ck["load_s"]
     common = n * c * (per_ckpt_train + per_ckpt_eval)
-    common += counts["fit_probe_steps"] * costs["fit_probe"]["s_per_step"]
+    common += counts["fit_classifier_steps"] * costs["fit_classifier"]["s_per_step"]
     out = {"eval_and_checkpoints_s": common}
     arrangement, k = best_arrangement(table)
     for name, (a, kk) in (("best", (arrangement, k)), ("one_run_per_process", ("processes", 1))):
@@ -769,7 +771,11 @@ def main(argv=None) -> int:
         cell(f"eval/{key}", 10, lambda study=study: eval_costs(study, device, window))
         cell(f"checkpoint/{key}", 10, lambda study=study: checkpoint_costs(study, device))
         n = 5 if tiny else 50
-        cell(f"fit_probe/{key}", 10, lambda study=study, n=n: fit_probe_cost(study, device, n))
+        cell(
+            f"fit_classifier/{key}",
+            10,
+            lambda study=study, n=n: fit_classifier_cost(study, device, n),
+        )
 
     pool, pool_error = None, "skipped (time budget)"
     try:
@@ -816,7 +822,7 @@ def main(argv=None) -> int:
         costs = {
             "eval": record["cells"].get(f"eval/{key}"),
             "checkpoint": record["cells"].get(f"checkpoint/{key}"),
-            "fit_probe": record["cells"].get(f"fit_probe/{key}"),
+            "fit_classifier": record["cells"].get(f"fit_classifier/{key}"),
         }
         if not any(r for row in table.values() for r in row.values()):
             print(f"\nno runs-at-once measurement of the {key} network: no projection")
@@ -840,7 +846,7 @@ def main(argv=None) -> int:
                         f", total {_hms(q['total_s'])}"
                     )
             print(
-                f"  (checkpoints, probe, intervene and fit_probe: "
+                f"  (checkpoints, probe, intervene and fit_classifier: "
                 f"{_hms(proj['eval_and_checkpoints_s'])} of each total)"
             )
         rec = profile_lines(arrangement, k)
@@ -894,7 +900,7 @@ def print_table(record: dict, studies: dict, variants, ks) -> None:
     print(f"\n{'per checkpoint of a run (torch default precision)':<66} {'s':>9} {'img/s':>9}")
     for key in studies:
         e, ck = cells.get(f"eval/{key}"), cells.get(f"checkpoint/{key}")
-        fp = cells.get(f"fit_probe/{key}")
+        fp = cells.get(f"fit_classifier/{key}")
         for stage in ("probe", "intervene"):
             d = e.get(stage) if isinstance(e, dict) else None
             label = f"{key}: {stage} stage, {d['images'] if d else '?'} images (sampler + probe)"
@@ -909,7 +915,10 @@ def print_table(record: dict, studies: dict, variants, ks) -> None:
         else:
             print(f"  {key}: checkpoint {status(f'checkpoint/{key}')}")
         s = fp["s_per_step"] if isinstance(fp, dict) else None
-        print(f"  {key + ': fit_probe step':<64} {_fmt(s, '9.4f')} {status(f'fit_probe/{key}')}")
+        print(
+            f"  {key + ': fit_classifier step':<64} {_fmt(s, '9.4f')} "
+            f"{status(f'fit_classifier/{key}')}"
+        )
     head = "".join(f"{'K=' + str(k):>10}" for k in ks)
     print(f"\n{'runs at once: aggregate model-steps/s (torch default precision)':<66}{head}")
     for key in ("paper", "default"):

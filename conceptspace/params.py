@@ -196,7 +196,7 @@ class Train(_Section):
         return self
 
 
-class FitProbe(_Section):
+class FitClassifier(_Section):
     """The concept probe: trained on renders of all classes pooled over these grids (shapes),
     or on the folder's images of all classes (folder; ``separations`` then absent)."""
 
@@ -290,7 +290,7 @@ class Params(_Section):
     seeds: list[StrictInt] = Field(min_length=1)
     grid: Grid
     synthesize: Synthesize
-    fit_probe: FitProbe
+    fit_classifier: FitClassifier
     train: Train
     probe: Probe
     intervene: Intervene
@@ -324,17 +324,19 @@ class Params(_Section):
             for key in ("folder",):
                 if getattr(self.synthesize, key) is not None:
                     raise _keyed(f"synthesize.{key}: only used with synthesize.source = 'folder'")
-            if self.fit_probe.separations is None:
-                raise _keyed("fit_probe.separations: required for synthesize.source = 'shapes'")
+            if self.fit_classifier.separations is None:
+                raise _keyed(
+                    "fit_classifier.separations: required for synthesize.source = 'shapes'"
+                )
         else:
             if self.synthesize.folder is None:
                 raise _keyed(
                     "synthesize.folder: required with synthesize.source = 'folder' "
                     "(root of a CelebA-style folder)"
                 )
-            if self.fit_probe.separations is not None:
+            if self.fit_classifier.separations is not None:
                 raise _keyed(
-                    "fit_probe.separations: folder data have no separations; leave it out "
+                    "fit_classifier.separations: folder data have no separations; leave it out "
                     "(the probe is fitted on the folder's images)"
                 )
             for c in self.grid.values or {}:
@@ -459,14 +461,16 @@ class Params(_Section):
 
     @model_validator(mode="after")
     def _consistent_stages(self) -> Params:
-        for i, seps in enumerate(self.fit_probe.separations or []):
+        for i, seps in enumerate(self.fit_classifier.separations or []):
             for c in [c for c in self.grid.concepts if c in SEPARATED]:
                 if c not in seps.as_dict():
-                    raise _keyed(f"fit_probe.separations[{i}]: no separation for concept {c!r}")
+                    raise _keyed(
+                        f"fit_classifier.separations[{i}]: no separation for concept {c!r}"
+                    )
             for c, v in seps.as_dict().items():
                 if c not in self.grid.concepts:
                     raise _keyed(
-                        f"fit_probe.separations[{i}].{c} = {v}: concept {c!r} is not "
+                        f"fit_classifier.separations[{i}].{c} = {v}: concept {c!r} is not "
                         "in grid.concepts"
                     )
         for name in ("overprompt", "linear"):

@@ -42,10 +42,10 @@ STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
         Stage("synthesize", True, ("runs.{run}", "grid", "synthesize"), ()),
-        Stage("fit_probe", False, ("runs", "grid", "synthesize", "fit_probe"), ()),
+        Stage("fit_classifier", False, ("runs", "grid", "synthesize", "fit_classifier"), ()),
         Stage("train", True, ("runs.{run}", "grid", "train"), ("synthesize",)),
-        Stage("probe", True, ("runs.{run}", "grid", "probe"), ("train", "fit_probe")),
-        Stage("intervene", True, ("runs.{run}", "grid", "intervene"), ("train", "fit_probe")),
+        Stage("probe", True, ("runs.{run}", "grid", "probe"), ("train", "fit_classifier")),
+        Stage("intervene", True, ("runs.{run}", "grid", "intervene"), ("train", "fit_classifier")),
         Stage(
             "analyze",
             False,
@@ -191,7 +191,7 @@ def recorded_key(path: str | Path) -> str | None:
 OUTS: dict[str, dict[str, bool]] = {  # file -> cached
     "synthesize": {"dataset.npz": True, "card.json": False, "samples.png": True},
     "train": {"ckpt": True, "log": True},
-    "fit_probe": {"probe.pt": True},
+    "fit_classifier": {"classifier.pt": True},
     "probe": {"probe.csv": False, "samples.npz": True, "samples.png": True},
     "intervene": {"intervene.csv": False, "embeddings.csv": False},
     "analyze": {
@@ -208,7 +208,7 @@ OUTS: dict[str, dict[str, bool]] = {  # file -> cached
         "figures": False,
     },
 }
-METRICS = {"fit_probe": "metrics.json", "analyze": "metrics.json"}
+METRICS = {"fit_classifier": "metrics.json", "analyze": "metrics.json"}
 
 
 def command(stage: str, study_dir: str, params_file: str, run: str, seed: str) -> str:
@@ -223,11 +223,12 @@ def command(stage: str, study_dir: str, params_file: str, run: str, seed: str) -
     args = {
         "synthesize": f"--dataset {j}/dataset.npz --card {j}/card.json --samples {j}/samples.png",
         "train": f"--dataset {up('synthesize')}/dataset.npz --ckpt-dir {j}/ckpt --log-dir {j}/log",
-        "fit_probe": f"--probe {j}/probe.pt --metrics {j}/metrics.json",
-        "probe": f"--ckpt-dir {up('train')}/ckpt --probe {study_dir}/fit_probe/probe.pt"
-        f" --table {j}/probe.csv --samples {j}/samples.npz --grid {j}/samples.png",
+        "fit_classifier": f"--classifier {j}/classifier.pt --metrics {j}/metrics.json",
+        "probe": f"--ckpt-dir {up('train')}/ckpt"
+        f" --classifier {study_dir}/fit_classifier/classifier.pt --table {j}/probe.csv"
+        f" --samples {j}/samples.npz --grid {j}/samples.png",
         "intervene": f"--ckpt-dir {up('train')}/ckpt"
-        f" --probe {study_dir}/fit_probe/probe.pt --table {j}/intervene.csv"
+        f" --classifier {study_dir}/fit_classifier/classifier.pt --table {j}/intervene.csv"
         f" --embeddings {j}/embeddings.csv",
         "analyze": " ".join(f"--{u} {study_dir}/{u}" for u in STAGES["analyze"].upstream)
         + f" --out {j}",

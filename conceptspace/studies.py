@@ -33,7 +33,7 @@ REPLACED_WHOLE = ("runs",)  # a study's sweep replaces the default's, it is not 
 
 def merge(base: dict, overlay: dict, _top: bool = True) -> dict:
     """``overlay`` laid over ``base``: mappings merge recursively, anything else replaces, and
-    a key set to null that has a mapping or list in ``base`` is left out (``fit_probe:
+    a key set to null that has a mapping or list in ``base`` is left out (``fit_classifier:
     {separations: null}`` for folder data)."""
     out = copy.deepcopy(base)
     for k, v in overlay.items():

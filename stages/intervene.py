@@ -2,7 +2,7 @@
 interventions and classifier-free guidance, classified by the probe.
 
     python -m stages.intervene --run c040 --seed 0 \
-        --ckpt-dir results/train/c040/seed0/ckpt --probe results/fit_probe/probe.pt \
+        --ckpt-dir results/train/c040/seed0/ckpt --classifier results/fit_classifier/classifier.pt \
         --table results/intervene/c040/seed0/intervene.csv \
         --embeddings results/intervene/c040/seed0/embeddings.csv
 
@@ -28,7 +28,7 @@ from tqdm import tqdm
 from conceptspace.io import write_with
 from conceptspace.measure import classifier, interventions, probing
 from stages.common import entry, load, parser, pick_device, set_threads
-from stages.probe import expected_checkpoints, load_on, load_probe_for
+from stages.probe import expected_checkpoints, load_classifier_for, load_on
 
 
 def design(grid, cfg) -> list[dict]:
@@ -112,13 +112,13 @@ def readout_vectors(grid, concept: str):
 def run(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--ckpt-dir", required=True)
-    p.add_argument("--probe", required=True)
+    p.add_argument("--classifier", required=True)
     p.add_argument("--table", required=True)
     p.add_argument("--embeddings", required=True)
     args = p.parse_args(argv)
     params = load(args)
     ckpts = expected_checkpoints(params, args.ckpt_dir)
-    probe, grid = load_probe_for(params, args.run, args.probe)
+    probe, grid = load_classifier_for(params, args.run, args.classifier)
     device = pick_device(params.intervene.device, "intervene.device")
     probe = probe.to(device)
     set_threads(params.intervene.threads)

@@ -1,7 +1,7 @@
 """Probe every checkpoint of a run: generate images for fixed prompts and classify them.
 
     python -m stages.probe --run c040 --seed 0 \
-        --ckpt-dir results/train/c040/seed0/ckpt --probe results/fit_probe/probe.pt \
+        --ckpt-dir results/train/c040/seed0/ckpt --classifier results/fit_classifier/classifier.pt \
         --table results/probe/c040/seed0/probe.csv \
         --samples results/probe/c040/seed0/samples.npz \
         --grid results/probe/c040/seed0/samples.png
@@ -47,8 +47,8 @@ def expected_checkpoints(params, ckpt_dir: str) -> list[tuple[int, Path]]:
     return out
 
 
-def load_probe_for(params, run_id: str, path: str):
-    probe, meta = classifier.load_probe(path)
+def load_classifier_for(params, run_id: str, path: str):
+    probe, meta = classifier.load_classifier(path)
     grid = params.grid_for(run_id)
     classifier.check_compatible(
         {**meta, "file": str(path)}, grid.concepts, params.synthesize.image_size, grid.separations
@@ -65,14 +65,14 @@ def load_on(path: Path, device: str):
 def run(argv=None) -> None:
     p = parser(__doc__)
     p.add_argument("--ckpt-dir", required=True)
-    p.add_argument("--probe", required=True)
+    p.add_argument("--classifier", required=True)
     p.add_argument("--table", required=True)
     p.add_argument("--samples", required=True)
     p.add_argument("--grid", required=True)
     args = p.parse_args(argv)
     params = load(args)
     ckpts = expected_checkpoints(params, args.ckpt_dir)
-    probe, grid = load_probe_for(params, args.run, args.probe)
+    probe, grid = load_classifier_for(params, args.run, args.classifier)
     device = pick_device(params.probe.device, "probe.device")
     probe = probe.to(device)
     set_threads(params.probe.threads)

@@ -58,7 +58,7 @@ def train_config(params) -> TrainConfig:
         lr=t.lr,
         weight_decay=t.weight_decay,
         grad_clip=t.grad_clip or None,
-        p_cfg=t.p_uncond,
+        p_uncond=t.p_uncond,
     )
 
 

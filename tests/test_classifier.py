@@ -19,7 +19,7 @@ from conceptspace.measure.classifier import (
     check_compatible,
     evaluate,
     fit,
-    load_probe,
+    load_classifier,
     make_probe_data,
     predict,
     probe_meta,
@@ -169,7 +169,7 @@ def _saved(tmp_path):
     grids = _grids(TRAIN_COLORS)
     probe = ConceptProbe(2, width=8)
     meta = probe_meta(grids, SIZE, _tiny_cfg(), accuracy=np.float32(0.5))
-    path = tmp_path / "probe.pt"
+    path = tmp_path / "classifier.pt"
     save_probe(path, probe, meta)
     return path, probe
 
@@ -178,7 +178,7 @@ def test_save_load_roundtrip(tmp_path):
     path, probe = _saved(tmp_path)
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == FORMAT and raw["n_concepts"] == 2 and raw["width"] == 8
-    loaded, meta = load_probe(path)
+    loaded, meta = load_classifier(path)
     assert meta["concepts"] == ["color", "size"] and meta["image_size"] == SIZE
     assert meta["separation_range"] == {"color": [0.15, 0.8], "size": [0.4, 0.4]}
     assert meta["train_separations"][1] == {"color": 0.8, "size": 0.4}
@@ -199,20 +199,20 @@ def test_load_errors_name_the_file(tmp_path):
     missing = tmp_path / "missing.pt"
     for bad in (truncated, garbage, other, missing):
         with pytest.raises(ArtifactError, match=bad.name):
-            load_probe(bad)
+            load_classifier(bad)
 
 
 def test_check_compatible(tmp_path):
     path, _ = _saved(tmp_path)
-    _, meta = load_probe(path)
+    _, meta = load_classifier(path)
     ok = ["color", "size"]
     for c in EVAL_COLORS:
         check_compatible(meta, ok, SIZE, {"color": c, "size": 0.4})
-    with pytest.raises(ArtifactError, match="probe.pt.*background"):
+    with pytest.raises(ArtifactError, match="classifier.pt.*background"):
         check_compatible(meta, ["color", "size", "background"], SIZE, {"color": 0.4})
-    with pytest.raises(ArtifactError, match="probe.pt.*32 px"):
+    with pytest.raises(ArtifactError, match="classifier.pt.*32 px"):
         check_compatible(meta, ok, 32, {"color": 0.4, "size": 0.4})
-    with pytest.raises(ArtifactError, match=r"probe.pt: color separation 0.1 .*\[0.15, 0.8\]"):
+    with pytest.raises(ArtifactError, match=r"classifier.pt: color separation 0.1 .*\[0.15, 0.8\]"):
         check_compatible(meta, ok, SIZE, {"color": 0.1, "size": 0.4})
     with pytest.raises(ArtifactError, match="size separation 0.2 "):
         check_compatible(meta, ok, SIZE, {"color": 0.4, "size": 0.2})

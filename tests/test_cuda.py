@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(
 
 ROOT = Path(__file__).resolve().parent.parent
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
-CFG = TrainConfig(steps=40, batch_size=16, log_every=7, p_cfg=0.2)
+CFG = TrainConfig(steps=40, batch_size=16, log_every=7, p_uncond=0.2)
 CKPTS = [10, 20, 30, 40]
 FILES = ["ckpt/step_000040.pt", "log/train_log.csv", "log/checkpoints.csv"]
 
@@ -60,7 +60,7 @@ def tiny_data(i: int = 0) -> dict[str, np.ndarray]:
     """Coloured squares conditioned on their colour (8x8 px), one set per member i."""
     rng = np.random.default_rng(200 + i)
     data = {}
-    for split, n in (("train", 50), ("val", 12), ("heldout", 5)):
+    for split, n in (("train", 50), ("val", 12), ("held_out", 5)):
         colour = rng.uniform(0.2, 0.8, (n, 3)).astype(np.float32)
         x = np.full((n, 3, 8, 8), 0.9, np.float32)
         x[:, :, 2:6, 2:6] = colour[:, :, None, None]
@@ -251,10 +251,10 @@ def _stage(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_stages_run_on_cuda(tiny_doc, tmp_path):
-    """train, fit_probe, probe and intervene with device: cuda; the probe stage on CUDA reads
+    """train, fit_classifier, probe and intervene with device: cuda; the probe stage on CUDA reads
     the same checkpoints as on the CPU to rounding."""
     doc = {**tiny_doc, "runs": {"c080": tiny_doc["runs"]["c080"]}}
-    for section in ("train", "fit_probe", "probe", "intervene"):
+    for section in ("train", "fit_classifier", "probe", "intervene"):
         doc[section] = {**doc[section], "device": DEVICE}
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -283,7 +283,14 @@ def test_stages_run_on_cuda(tiny_doc, tmp_path):
         f"{d}/log",
     )
     assert f"on {DEVICE}" in r.stderr
-    _stage("stages.fit_probe", *p, "--probe", f"{d}/probe.pt", "--metrics", f"{d}/fp.json")
+    _stage(
+        "stages.fit_classifier",
+        *p,
+        "--classifier",
+        f"{d}/classifier.pt",
+        "--metrics",
+        f"{d}/fp.json",
+    )
     tables = {}
     for device in (DEVICE, "cpu"):
         doc["probe"]["device"] = device
@@ -294,8 +301,8 @@ def test_stages_run_on_cuda(tiny_doc, tmp_path):
             *ident,
             "--ckpt-dir",
             f"{d}/ckpt",
-            "--probe",
-            f"{d}/probe.pt",
+            "--classifier",
+            f"{d}/classifier.pt",
             "--table",
             f"{d}/{device}.csv",
             "--samples",
@@ -313,8 +320,8 @@ def test_stages_run_on_cuda(tiny_doc, tmp_path):
         *ident,
         "--ckpt-dir",
         f"{d}/ckpt",
-        "--probe",
-        f"{d}/probe.pt",
+        "--classifier",
+        f"{d}/classifier.pt",
         "--table",
         f"{d}/intervene.csv",
         "--embeddings",

@@ -7,8 +7,8 @@ import torch
 from conceptspace.model.diffusion import (
     antithetic_times,
     bpd_factor,
-    cfg_dropout,
     sample,
+    uncond_dropout,
     vdm_loss,
 )
 from conceptspace.model.schedule import LogSNRSchedule
@@ -94,16 +94,16 @@ def test_antithetic_times():
     torch.testing.assert_close(t.diff(), torch.full((63,), 1 / 64))
 
 
-def test_cfg_dropout():
+def test_uncond_dropout():
     cond = torch.rand(20000, 11)
     g = torch.Generator().manual_seed(0)
     state = g.get_state()
-    same = cfg_dropout(cond, 0.0, g)
+    same = uncond_dropout(cond, 0.0, g)
     assert same is not cond and torch.equal(same, cond)
     assert torch.equal(g.get_state(), state)  # p = 0 consumes no random numbers
-    assert (cfg_dropout(cond, 1.0, g) == -1).all()
+    assert (uncond_dropout(cond, 1.0, g) == -1).all()
     before = cond.clone()
-    out = cfg_dropout(cond, 0.3, g)
+    out = uncond_dropout(cond, 0.3, g)
     assert torch.equal(cond, before)  # input untouched
     dropped = (out == -1).all(dim=1)
     assert abs(dropped.float().mean().item() - 0.3) < 0.02

@@ -31,7 +31,7 @@ from conceptspace.model.unet import UNet, UNetConfig
 ROOT = Path(__file__).resolve().parent.parent
 # Attention, dropout and CFG dropout on: every random stream and the attention kernel are used.
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
-CFG = TrainConfig(steps=50, batch_size=16, log_every=7, p_cfg=0.2)
+CFG = TrainConfig(steps=50, batch_size=16, log_every=7, p_uncond=0.2)
 CKPTS = [10, 25, 50]
 SEEDS = (3, 4, 5)
 FILES = [f"ckpt/{checkpoint_path(Path(), s).name}" for s in CKPTS]
@@ -51,7 +51,7 @@ def tiny_data(i: int, n_train: int = 50) -> dict[str, np.ndarray]:
     its own number of validation images."""
     rng = np.random.default_rng(100 + i)
     data = {}
-    for split, n in (("train", n_train), ("val", 10 + i), ("heldout", 5)):
+    for split, n in (("train", n_train), ("val", 10 + i), ("held_out", 5)):
         colour = rng.uniform(0.2, 0.8, (n, 3)).astype(np.float32)
         x = np.full((n, 3, 8, 8), 0.9, np.float32)
         x[:, :, 2:6, 2:6] = colour[:, :, None, None]
@@ -261,7 +261,7 @@ def test_bad_groups_are_refused_before_work(trained, tmp_path):
     # A member whose checkpoints come from other settings: refused, nothing written.
     shutil.copytree(ens / "m1" / "ckpt", ms[1].ckpt_dir)
     with pytest.raises(ValueError, match="lr"):
-        cfg = TrainConfig(steps=50, batch_size=16, log_every=7, p_cfg=0.2, lr=5e-4)
+        cfg = TrainConfig(steps=50, batch_size=16, log_every=7, p_uncond=0.2, lr=5e-4)
         train_ensemble(ms, NET, cfg, ckpt_steps=CKPTS, progress=False)
     assert not (ms[0].log_dir / "train_log.csv").exists()
     assert not ms[0].ckpt_dir.exists() or not any(ms[0].ckpt_dir.iterdir())

@@ -159,7 +159,7 @@ def synthetic(n_steps: int = 10, runs: dict = RUNS, seeds=(0, 1), rng_seed: int 
                         "step": int(s),
                         "train_loss": loss * (1 + rng.normal(0, 0.03)),
                         "val_loss": loss,
-                        "heldout_loss": loss * 1.15,
+                        "held_out_loss": loss * 1.15,
                     }
                 )
         for method, mid in mids.items():

@@ -17,7 +17,7 @@ import conceptspace.data.dataset as dataset
 from conceptspace.data.concepts import ConceptGrid
 from conceptspace.data.folder import ImageFolder, read_attribute_table
 from conceptspace.io import ArtifactError
-from conceptspace.measure.classifier import load_probe
+from conceptspace.measure.classifier import load_classifier
 from conceptspace.params import ParamsError, Synthesize, schema_errors, validate
 from tests.conftest import copy_project
 
@@ -206,8 +206,8 @@ def folder_doc(tiny_doc: dict, root: Path) -> dict:
         mask={"class": {"Male": "male", "Smiling": "smiling"}, "concept": "Smiling"},
         n_held_out=6,
     )
-    del doc["fit_probe"]["separations"]
-    doc["fit_probe"].update(n_per_class=16, n_test=6)
+    del doc["fit_classifier"]["separations"]
+    doc["fit_classifier"].update(n_per_class=16, n_test=6)
     doc["intervene"]["overprompt"]["concept"] = "Male"
     doc["intervene"]["linear"]["concept"] = "Male"
     return doc
@@ -267,7 +267,7 @@ BOTH = [
     ("folder without its section", ("synthesize", "folder"), None, "synthesize.folder"),
     (
         "folder data with probe separations",
-        ("fit_probe", "separations"),
+        ("fit_classifier", "separations"),
         [{"color": 0.4}],
         "separations",
     ),
@@ -314,10 +314,10 @@ def test_pipeline_on_folder_data_through_probe(folder_project):
     res = folder_project / "results/default"
     card = json.loads((res / "synthesize/ms_mask/seed0/card.json").read_text())
     assert card["mask"]["class"] == "male_smiling" and card["mask"]["concept"] == "Smiling"
-    assert card["counts"]["heldout"] == {"female_smiling": 6}
-    probe, meta = load_probe(res / "fit_probe/probe.pt")
+    assert card["counts"]["held_out"] == {"female_smiling": 6}
+    probe, meta = load_classifier(res / "fit_classifier/classifier.pt")
     assert meta["concepts"] == ["Male", "Smiling"] and probe.n_concepts == 2
-    metrics = json.loads((res / "fit_probe/metrics.json").read_text())
+    metrics = json.loads((res / "fit_classifier/metrics.json").read_text())
     assert set(metrics["accuracy_by_class"]) == set(GRID.class_names)
     from conceptspace.model.checkpoints import load_model
 

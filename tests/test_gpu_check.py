@@ -70,11 +70,11 @@ def test_training_time_and_projection():
     # 100 runs, 16 at a time: 6 full groups, then 4 runs at the K = 4 rate.
     expected = 6 * 20_000 * 16 / 80 + 20_000 * 4 / 40
     assert G.training_seconds(100, 20_000, 16, rates) == pytest.approx(expected)
-    counts = {"runs": 100, "steps": 20_000, "checkpoints": 60, "fit_probe_steps": 10_000}
+    counts = {"runs": 100, "steps": 20_000, "checkpoints": 60, "fit_classifier_steps": 10_000}
     costs = {
         "checkpoint": {"eval_s": 0.1, "save_s": 0.2, "load_s": 0.05},
         "eval": {"probe": {"s_per_ckpt": 0.5}, "intervene": {"s_per_ckpt": 1.0}},
-        "fit_probe": {"s_per_step": 0.001},
+        "fit_classifier": {"s_per_step": 0.001},
     }
     table = {"processes": {1: 10.0, 4: 20.0}, "ensemble": rates}
     proj = G.project(counts, table, costs)

@@ -75,7 +75,7 @@ INVALID = [
     ),
     ("guidance without a guidance-trained model", "intervene.methods", ["naive", "cfg"], "cfg"),
     ("guidance without the naive baseline", "intervene.methods", ["cfg"], "naive"),
-    ("probe grid lacks a concept", "fit_probe.separations", [{"color": 0.4}], "size"),
+    ("probe grid lacks a concept", "fit_classifier.separations", [{"color": 0.4}], "size"),
     ("unknown device", "train.device", "tpu", "train.device"),
     ("learning-time threshold above 1", "analyze.thresholds", [0.8, 1.5], "thresholds"),
     ("masked run without synthesize.mask", "runs.RUN.mask", 0.5, "synthesize.mask"),
@@ -96,7 +96,7 @@ INVALID = [
     ("folder source without a folder", "synthesize.source", "folder", "synthesize.folder"),
     ("folder section with shapes data", "synthesize.folder", {"root": "/data/celeba"}, "folder"),
     ("value names with shapes data", "grid.values", {"color": ["r", "b"]}, "grid.values"),
-    ("shapes data without probe separations", "fit_probe.separations", _DELETE, "separations"),
+    ("shapes data without probe separations", "fit_classifier.separations", _DELETE, "separations"),
 ]
 
 
@@ -166,7 +166,7 @@ VALID = [
 def test_valid_variants_are_accepted_by_both(params_doc, desc, path, value):
     doc = _set(params_doc, path, value)
     if desc == "2x2x2 grid":
-        for seps in [*doc["runs"].values(), *doc["fit_probe"]["separations"]]:
+        for seps in [*doc["runs"].values(), *doc["fit_classifier"]["separations"]]:
             seps["background"] = 0.4
     assert schema_errors(doc) == []
     validate(doc)
@@ -240,7 +240,7 @@ def test_grid_without_a_class_on_one_side_is_refused(params_doc, grid, side):
     if grid["concepts"] == ["color"]:
         for run in doc["runs"].values():
             run.pop("size")
-        for seps in doc["fit_probe"]["separations"]:
+        for seps in doc["fit_classifier"]["separations"]:
             seps.pop("size")
         doc["intervene"]["overprompt"]["concept"] = doc["intervene"]["linear"]["concept"] = "color"
     with pytest.raises(ParamsError, match=f"grid.held_out = .*no {side} class"):

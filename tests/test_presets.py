@@ -33,7 +33,7 @@ PRESET_FIGURES = {
 SCALE_KEYS = {
     "synthesize": ("image_size", "n_per_class", "val_fraction", "n_held_out", "signal_samples"),
     "train": ("net", "steps", "batch_size", "checkpoints", "device", "threads"),
-    "fit_probe": ("n_per_class", "n_test", "steps", "batch_size", "width", "threads"),
+    "fit_classifier": ("n_per_class", "n_test", "steps", "batch_size", "width", "threads"),
     "probe": ("n_train", "n_held_out", "sampler_steps", "threads"),
     "intervene": ("n", "sampler_steps", "threads"),
 }

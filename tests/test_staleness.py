@@ -68,14 +68,28 @@ def move_run(d):
 
 PARAMS_EDITS = {
     "seeds": (add_seed, {"synthesize": 2, "train": 2, "probe": 2, "intervene": 2, "analyze": 1}),
-    # fit_probe reads every run (its range check), so every run's evaluations follow it
+    # fit_classifier reads every run (its range check), so every run's evaluations follow it
     "add_run": (
         add_run,
-        {"fit_probe": 1, "synthesize": 1, "train": 1, "probe": 3, "intervene": 3, "analyze": 1},
+        {
+            "fit_classifier": 1,
+            "synthesize": 1,
+            "train": 1,
+            "probe": 3,
+            "intervene": 3,
+            "analyze": 1,
+        },
     ),
     "separation": (
         move_run,
-        {"fit_probe": 1, "synthesize": 1, "train": 1, "probe": 2, "intervene": 2, "analyze": 1},
+        {
+            "fit_classifier": 1,
+            "synthesize": 1,
+            "train": 1,
+            "probe": 2,
+            "intervene": 2,
+            "analyze": 1,
+        },
     ),
 }
 CODE_EDITS = {
@@ -158,7 +172,7 @@ def test_dvc_reruns_exactly_the_params_change(dvc_workspace):
     edit_params(dvc_workspace, move_run)
     ran = dvc_ran(_sh(dvc_workspace, "dvc", "repro"))
     # DVC compares content: the refitted probe comes out byte-identical (it is trained on
-    # fit_probe.separations; runs only set its range check and accuracy table), so the other
+    # fit_classifier.separations; runs only set its range check and accuracy table), so the other
     # run's evaluations stay. Snakemake goes by keys and re-evaluates them: never stale.
     expected = {**PARAMS_EDITS["separation"][1], "probe": 1, "intervene": 1}
     assert ran == expected

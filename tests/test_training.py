@@ -25,7 +25,7 @@ from conceptspace.model.unet import UNetConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4)
-CFG = TrainConfig(steps=40, batch_size=16, log_every=7, p_cfg=0.2)
+CFG = TrainConfig(steps=40, batch_size=16, log_every=7, p_uncond=0.2)
 CKPTS = [10, 20, 30, 40]
 SEED = 3
 
@@ -37,7 +37,7 @@ def tiny_data() -> dict[str, np.ndarray]:
     """Coloured squares on a light background, conditioned on their colour (8×8 px)."""
     rng = np.random.default_rng(0)
     data = {}
-    for split, n in (("train", 50), ("val", 12), ("heldout", 5)):
+    for split, n in (("train", 50), ("val", 12), ("held_out", 5)):
         colour = rng.uniform(0.2, 0.8, (n, 3)).astype(np.float32)
         x = np.full((n, 3, 8, 8), 0.9, np.float32)
         x[:, :, 2:6, 2:6] = colour[:, :, None, None]
@@ -96,7 +96,7 @@ def test_train_config_validation():
     with pytest.raises(ValueError):
         TrainConfig(steps=0)
     with pytest.raises(ValueError):
-        TrainConfig(steps=10, p_cfg=1.0)
+        TrainConfig(steps=10, p_uncond=1.0)
 
 
 def test_outputs_of_a_run(uninterrupted):
@@ -106,7 +106,7 @@ def test_outputs_of_a_run(uninterrupted):
     assert train_log[0] == "step,loss,grad_norm"
     assert [int(r.split(",")[0]) for r in train_log[1:]] == list(range(1, CFG.steps + 1))
     ckpt_log = (uninterrupted / "log" / "checkpoints.csv").read_text().splitlines()
-    assert ckpt_log[0] == "step,train_loss,val_loss,heldout_loss"
+    assert ckpt_log[0] == "step,train_loss,val_loss,held_out_loss"
     rows = [[float(v) for v in r.split(",")] for r in ckpt_log[1:]]
     assert [int(r[0]) for r in rows] == CKPTS
     assert all(np.isfinite(r).all() for r in rows)

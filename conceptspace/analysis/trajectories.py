@@ -216,7 +216,7 @@ def nearest_corner_path(xy: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray
 
 
 def memorization(
-    traj_heldout: pd.DataFrame,
+    traj_held_out: pd.DataFrame,
     targets_train: Mapping[str, Sequence[float]],
     *,
     until_step: float | None,
@@ -225,7 +225,7 @@ def memorization(
 ) -> dict:
     """Which training class a held-out trajectory imitates before it turns (docs/method.md §5.5).
 
-    ``traj_heldout``: the rows of one held-out class (one run [, one seed]) with ``step`` and one
+    ``traj_held_out``: the rows of one held-out class (one run [, one seed]) with ``step`` and one
     column per concept; concepts default to its ``target_<concept>`` columns. The window is
     ``since_step <= step <= until_step`` (None = open end), e.g. up to the turn or the
     saturation step. The memorised class is the one with the smallest *mean* distance over the
@@ -236,10 +236,10 @@ def memorization(
     which that class is the nearest), ``min_distance, min_distance_step`` (closest approach),
     ``n_checkpoints`` and ``mean_distances`` ({class: mean distance}).
     """
-    concepts = list(concepts) if concepts is not None else concepts_of(traj_heldout)
+    concepts = list(concepts) if concepts is not None else concepts_of(traj_held_out)
     if not concepts:
         raise ValueError("no concept columns: pass `concepts` or a frame with target_ columns")
-    g = traj_heldout.sort_values("step")
+    g = traj_held_out.sort_values("step")
     mask = np.ones(len(g), dtype=bool)
     if until_step is not None:
         mask &= g["step"].to_numpy() <= until_step

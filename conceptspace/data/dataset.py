@@ -41,7 +41,7 @@ from conceptspace.params import Mask, Synthesize
 
 ARRAYS = ("images", "cond", "values", "class_id", "split", "masked")
 REQUIRED = ARRAYS[:-1]  # datasets written before masking existed have no ``masked``
-SPLITS = {"train": 0, "val": 1, "heldout": 2}
+SPLITS = {"train": 0, "val": 1, "held_out": 2}
 MASK_STREAM = 0x3A5C  # mixed into the seed: masking never moves the data's own draws
 
 
@@ -114,7 +114,7 @@ def from_folder(grid: ConceptGrid, cfg: Synthesize, seed: int) -> dict[str, np.n
     train, held, _ = select(grid, ids, cfg.n_per_class, cfg.n_held_out, rng)
     index = np.concatenate([*train.values(), *held.values()])
     n_train = sum(len(v) for v in train.values())
-    split = np.full(len(index), SPLITS["heldout"], dtype=np.int8)
+    split = np.full(len(index), SPLITS["held_out"], dtype=np.int8)
     split[:n_train] = SPLITS["train"]
     n_val = int(round(cfg.val_fraction * n_train))
     split[rng.permutation(n_train)[:n_val]] = SPLITS["val"]
@@ -147,7 +147,7 @@ def _render(grid: ConceptGrid, cfg: Synthesize, seed: int) -> dict[str, np.ndarr
         "cond": np.concatenate([cond, h_cond]),
         "values": np.concatenate([values, h_values]),
         "class_id": np.concatenate([train_ids, held_ids]).astype(np.int16),
-        "split": np.concatenate([split, np.full(len(held_ids), SPLITS["heldout"], np.int8)]),
+        "split": np.concatenate([split, np.full(len(held_ids), SPLITS["held_out"], np.int8)]),
     }
 
 
@@ -220,7 +220,7 @@ def load_card(path: str | Path) -> dict:
 
 
 def split_arrays(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Training inputs by split: ``{train,val,heldout}_{images,cond}``."""
+    """Training inputs by split: ``{train,val,held_out}_{images,cond}``."""
     out = {}
     for name, code in SPLITS.items():
         sel = data["split"] == code

@@ -166,7 +166,7 @@ def select(
     """Table indices per class: training classes balanced to the smallest (capped at
     ``n_per_class``), held-out classes up to ``n_held_out`` each, kept aside.
 
-    Returns ``(train {class: indices}, heldout {class: indices}, n per training class)``.
+    Returns ``(train {class: indices}, held_out {class: indices}, n per training class)``.
     A class with no image at all is an error.
     """
     counts = {k: int((ids == k).sum()) for k in range(grid.n_classes)}

@@ -185,7 +185,7 @@ def training_curves_figure(
     """Loss against step (log-log), one colour per run: validation solid, held-out class dashed,
     training loss thin and faint. Curves are means over seeds; NaNs are skipped.
 
-    :param logs: ``run, seed, step, train_loss, val_loss, heldout_loss`` (bits/dim).
+    :param logs: ``run, seed, step, train_loss, val_loss, held_out_loss`` (bits/dim).
     :param run_info: optional; when given (with ``sep_<color_by>``), runs are coloured by that
         separation on the signal colormap, otherwise by a categorical palette.
     """
@@ -204,7 +204,7 @@ def training_curves_figure(
         for col, ls, lw, alpha in (
             ("train_loss", "-", 0.8, 0.35),
             ("val_loss", "-", 1.8, 1.0),
-            ("heldout_loss", "--", 1.8, 1.0),
+            ("held_out_loss", "--", 1.8, 1.0),
         ):
             if col not in g:
                 continue

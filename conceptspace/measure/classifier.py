@@ -418,7 +418,7 @@ def save_probe(path: str | Path, probe: ConceptProbe, meta: dict) -> None:
             torch.save(obj, tmp)
 
 
-def load_probe(path: str | Path) -> tuple[ConceptProbe, dict]:
+def load_classifier(path: str | Path) -> tuple[ConceptProbe, dict]:
     """Rebuild a probe (eval mode, CPU) from its file; returns ``(probe, meta)``.
 
     ``meta["file"]`` is set to ``path`` so that :func:`check_compatible` can name it. Any

@@ -143,11 +143,11 @@ def vdm_loss_from_noise(
     }
 
 
-def cfg_dropout(cond: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
+def uncond_dropout(cond: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
     """Classifier-free guidance training: replace each row of cond [B, K] by the null token
     (−1 everywhere) with probability p. Returns a new tensor; the input is never modified.
 
-    p = 0 draws no random numbers, so a run without CFG equals one with p_cfg = 0.
+    p = 0 draws no random numbers, so a run without CFG equals one with p_uncond = 0.
     """
     if p <= 0.0:
         return cond.clone()

@@ -62,7 +62,7 @@ from conceptspace.model.checkpoints import (
     checkpoint_path,
     remove_stale_temporaries,
 )
-from conceptspace.model.diffusion import cfg_dropout, vdm_loss_from_noise, vdm_noise
+from conceptspace.model.diffusion import uncond_dropout, vdm_loss_from_noise, vdm_noise
 from conceptspace.model.schedule import LogSNRSchedule
 from conceptspace.model.training import (
     CKPT_LOG,
@@ -188,7 +188,7 @@ def check_members(members: Sequence[Member], net_cfg: UNetConfig) -> None:
     for m in members:
         missing = [
             f"{s}_{a}"
-            for s in ("train", "val", "heldout")
+            for s in ("train", "val", "held_out")
             for a in ("images", "cond")
             if f"{s}_{a}" not in m.data
         ]
@@ -241,7 +241,7 @@ class EnsembleTrainer:
         self.eval_sets = [
             {
                 s: (_to_tensor(m.data[f"{s}_images"], dev), _to_tensor(m.data[f"{s}_cond"], dev))
-                for s in ("val", "heldout")
+                for s in ("val", "held_out")
             }
             for m in self.members
         ]
@@ -355,7 +355,7 @@ class EnsembleTrainer:
 
         h, t, eps, eps_0 = [], [], [], []
         for j, g in enumerate(self.noise_gens):  # a lone run's draws, in its order
-            h.append(cfg_dropout(c[j], cfg.p_cfg, g))
+            h.append(uncond_dropout(c[j], cfg.p_uncond, g))
             for out, v in zip((t, eps, eps_0), vdm_noise(x[j], g), strict=True):
                 out.append(v)
         masks = self._dropout_masks(idx.shape[1])
@@ -572,7 +572,7 @@ def train_ensemble(
                         seed=trainer.eval_seeds[j],
                         data_noise=cfg.data_noise,
                     )
-                    for s in ("val", "heldout")
+                    for s in ("val", "held_out")
                 ]
                 train_loss = sum(since_ckpt[j]) / len(since_ckpt[j])
                 since_ckpt[j] = []

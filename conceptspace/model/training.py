@@ -19,7 +19,7 @@ Random streams:
 
 Outputs: ``ckpt_dir/step_XXXXXX.pt`` (see :mod:`conceptspace.model.checkpoints`),
 ``log_dir/train_log.csv`` (step, loss, grad_norm; every step) and ``log_dir/checkpoints.csv``
-(step, train_loss, val_loss, heldout_loss; train_loss averages the steps since the previous
+(step, train_loss, val_loss, held_out_loss; train_loss averages the steps since the previous
 checkpoint). The caller fixes the torch thread count: results depend on it.
 """
 
@@ -48,14 +48,14 @@ from conceptspace.model.checkpoints import (
     load_checkpoint,
     remove_stale_temporaries,
 )
-from conceptspace.model.diffusion import cfg_dropout, vdm_loss
+from conceptspace.model.diffusion import uncond_dropout, vdm_loss
 from conceptspace.model.schedule import LogSNRSchedule
 from conceptspace.model.unet import UNet, UNetConfig
 
 TRAIN_LOG = "train_log.csv"
 CKPT_LOG = "checkpoints.csv"
 TRAIN_LOG_HEADER = "step,loss,grad_norm"
-CKPT_LOG_HEADER = "step,train_loss,val_loss,heldout_loss"
+CKPT_LOG_HEADER = "step,train_loss,val_loss,held_out_loss"
 EVAL_BATCH = 256
 # Config fields that may change between a run and its resumption without changing results.
 RESUMABLE_CHANGES = ("steps", "log_every")
@@ -82,7 +82,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     grad_clip: float | None = 0.01  # global-norm clip; None or 0 disables it
-    p_cfg: float = 0.0  # probability of the classifier-free-guidance null token
+    p_uncond: float = 0.0  # probability of the classifier-free-guidance null token
     data_noise: float = 1e-3
     gamma_min: float = -5.0
     gamma_max: float = 10.0
@@ -91,8 +91,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.log_every < 1:
             raise ValueError(f"steps, batch_size and log_every must be positive: {self}")
-        if not 0.0 <= self.p_cfg < 1.0:
-            raise ValueError(f"p_cfg must lie in [0, 1), got {self.p_cfg}")
+        if not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
         if self.grad_clip is not None and self.grad_clip < 0:
             raise ValueError(f"grad_clip must be None or >= 0, got {self.grad_clip}")
 
@@ -297,7 +297,7 @@ def train(
     """Train a VDM on ``data`` and checkpoint at ``ckpt_steps``; resume if checkpoints exist.
 
     data: float32 arrays "train_images" [N, C, H, W], "train_cond" [N, K], and the same for
-    "val_*" and "heldout_*". ``ckpt_steps`` must be positive, at most ``cfg.steps``, and end at
+    "val_*" and "held_out_*". ``ckpt_steps`` must be positive, at most ``cfg.steps``, and end at
     ``cfg.steps`` (training past the last checkpoint would be lost). Returns at once when the
     last scheduled checkpoint already exists.
     """
@@ -321,7 +321,10 @@ def train(
     dev = torch.device(device)
     train_x, train_c = _to_tensor(data["train_images"], dev), _to_tensor(data["train_cond"], dev)
     val_x, val_c = _to_tensor(data["val_images"], dev), _to_tensor(data["val_cond"], dev)
-    held_x, held_c = _to_tensor(data["heldout_images"], dev), _to_tensor(data["heldout_cond"], dev)
+    held_x, held_c = (
+        _to_tensor(data["held_out_images"], dev),
+        _to_tensor(data["held_out_cond"], dev),
+    )
     n_train = train_x.shape[0]
     if n_train == 0:
         raise ValueError("data['train_images'] is empty")
@@ -372,7 +375,7 @@ def train(
         idx = perm[perm_pos : perm_pos + cfg.batch_size].to(dev)
         perm_pos += idx.shape[0]
         x = train_x[idx]
-        h = cfg_dropout(train_c[idx], cfg.p_cfg, noise_gen)
+        h = uncond_dropout(train_c[idx], cfg.p_uncond, noise_gen)
 
         terms = vdm_loss(net, schedule, x, h, generator=noise_gen, data_noise=cfg.data_noise)
         loss = terms["total"].mean()
@@ -434,5 +437,5 @@ def train(
                 "seed": seed,
             }
             atomic_torch_save(canonicalize(ckpt), checkpoint_path(ckpt_dir, step))
-            bar.set_postfix(val=f"{val:.4f}", heldout=f"{held:.4f}")
+            bar.set_postfix(val=f"{val:.4f}", held_out=f"{held:.4f}")
     bar.close()

@@ -2,7 +2,7 @@ rule intervene:
     input:
         ckpt=rules.train.output.ckpt,
         log=rules.train.output.log,  # read by nothing here; DVC lists all of train's cached outputs
-        probe=rules.fit_probe.output.probe,
+        classifier=rules.fit_classifier.output.classifier,
         stamp=stamp("intervene"),
     output:
         table=f"{S}/intervene/{{run}}/seed{{seed}}/intervene.csv",

@@ -3,7 +3,7 @@ import os
 
 def folder_inputs(wildcards=None):
     """Folder data (synthesize.source: folder): the folder's attribute table, outside the
-    project, so that editing it re-runs synthesize and fit_probe; nothing for shapes."""
+    project, so that editing it re-runs synthesize and fit_classifier; nothing for shapes."""
     syn = DOC["synthesize"]
     if syn.get("source", "shapes") != "folder":
         return []

@@ -1,10 +1,10 @@
-"""Fit the concept probe: the instrument that places generated images in concept space.
+"""Fit the concept classifier: the instrument that places generated images in concept space.
 
-    python -m stages.fit_probe --probe results/fit_probe/probe.pt \
-        --metrics results/fit_probe/metrics.json
+    python -m stages.fit_classifier --classifier results/fit_classifier/classifier.pt \
+        --metrics results/fit_classifier/metrics.json
 
 A classifier with one 2-way head per concept, trained on ground-truth renders of *all*
-classes (held-out ones included) pooled over ``fit_probe.separations``, with Gaussian-noise
+classes (held-out ones included) pooled over ``fit_classifier.separations``, with Gaussian-noise
 augmentation like the sampler's residual noise. ``metrics.json`` holds its held-out accuracy
 per grid, concept, render kind (sampled or class-mean attributes) and added noise (0, 0.02,
 0.05, 0.08: the sampler's raw output carries residual noise sigma_0 that falls from about
@@ -12,9 +12,10 @@ per grid, concept, render kind (sampled or class-mean attributes) and added nois
 separations lie outside the range the probe is trained on.
 
 Folder data (``synthesize.source: folder``): the probe is trained on the folder's real images of
-*all* classes (held-out combination included, as the paper does), up to ``fit_probe.n_per_class``
-per class, and tested on a disjoint, seeded set of up to ``fit_probe.n_test`` per class (kind
-``real``). Its heads are the grid's attributes, so the probe and intervene stages use it as is.
+*all* classes (held-out combination included, as the paper does), up to
+``fit_classifier.n_per_class`` per class, and tested on a disjoint, seeded set of up to
+``fit_classifier.n_test`` per class (kind ``real``). Its heads are the grid's attributes, so
+the probe and intervene stages use it as is.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ NOISE_LEVELS = (0.0, 0.02, 0.05, 0.08)
 
 def check_sweep_covered(params) -> None:
     """Every separation of the sweep must lie within the probe's training range."""
-    seps = [s.as_dict() for s in params.fit_probe.separations or []]
+    seps = [s.as_dict() for s in params.fit_classifier.separations or []]
     if not seps:
         return
     for run_id, run_seps in params.runs.items():
@@ -42,21 +43,21 @@ def check_sweep_covered(params) -> None:
             if not lo <= value <= hi:
                 raise ParamsError(
                     f"runs.{run_id}.{concept} = {value}: outside the probe's training range "
-                    f"[{lo}, {hi}] (fit_probe.separations); widen that list"
+                    f"[{lo}, {hi}] (fit_classifier.separations); widen that list"
                 )
 
 
 def run(argv=None) -> None:
     p = parser(__doc__, identity=False)
-    p.add_argument("--probe", required=True)
+    p.add_argument("--classifier", required=True)
     p.add_argument("--metrics", required=True)
     args = p.parse_args(argv)
     params = load(args)
     check_sweep_covered(params)
-    device = pick_device(params.fit_probe.device, "fit_probe.device")
-    set_threads(params.fit_probe.threads)
+    device = pick_device(params.fit_classifier.device, "fit_classifier.device")
+    set_threads(params.fit_classifier.threads)
 
-    fp, syn = params.fit_probe, params.synthesize
+    fp, syn = params.fit_classifier, params.synthesize
     concepts = tuple(params.grid.concepts)
     cfg = classifier.ProbeConfig(
         width=fp.width,
@@ -138,10 +139,10 @@ def write_outputs(args, probe, meta, rows, history, **extra) -> None:
         "accuracy": rows,
         **extra,
     }
-    classifier.save_probe(args.probe, probe, meta)
+    classifier.save_probe(args.classifier, probe, meta)
     write_json(args.metrics, metrics)
     print(
-        f"fit_probe: min held-out accuracy {metrics['min_accuracy']:.4f} over "
+        f"fit_classifier: min held-out accuracy {metrics['min_accuracy']:.4f} over "
         f"{len({str(r['separations']) for r in rows})} grid(s) x noise {list(NOISE_LEVELS)}",
         file=sys.stderr,
     )

@@ -1,0 +1,13 @@
+rule fit_classifier:
+    input:
+        folder_inputs,
+        stamp=stamp("fit_classifier"),
+    output:
+        classifier=f"{S}/fit_classifier/classifier.pt",
+        metrics=f"{S}/fit_classifier/metrics.json",
+        provenance=provenance("fit_classifier"),
+    log:
+        f"logs/{STUDY.name}/fit_classifier.log",
+    threads: DOC["fit_classifier"]["threads"]
+    shell:
+        cmd("fit_classifier") + " > {log} 2>&1"
