@@ -12,6 +12,7 @@ from PIL import Image
 from scipy import stats
 
 import conceptspace.analysis.across_seeds as X
+import conceptspace.analysis.censored as C
 from conceptspace.figures.across_seeds import across_seeds_figure
 
 BUDGET = 9000.0
@@ -153,7 +154,7 @@ def test_monte_carlo_p_when_exact_enumeration_is_too_large():
     ],
 )
 def test_median_with_bounds(values, bounds, expected):
-    assert X.median_with_bounds(values, bounds) == expected
+    assert C.median_with_bounds(values, bounds) == expected
 
 
 def test_all_censored_at_one_separation():
@@ -197,16 +198,16 @@ def test_bootstrap_is_deterministic_and_uses_its_seed():
     none = np.zeros(10, bool)
 
     def ci(seed):
-        r = X.bootstrap_median(v, none, n_boot=20, confidence=0.5, rng=np.random.default_rng(seed))
+        r = C.bootstrap_median(v, none, n_boot=20, confidence=0.5, rng=np.random.default_rng(seed))
         return r["ci_low"], r["ci_high"]
 
     assert ci(0) == ci(0) and ci(0) != ci(1)
-    r = X.bootstrap_median(v, none)
+    r = C.bootstrap_median(v, none)
     # the documented percentile interval: order statistics of the bootstrap medians
     for n_boot, conf, lo, hi in ((2000, 0.95, 49, 1950), (20, 0.5, 4, 15)):
         draws = np.random.default_rng(0).integers(0, v.size, size=(n_boot, v.size))
         meds = np.sort(np.median(v[draws], axis=1))
-        got = X.bootstrap_median(v, none, n_boot=n_boot, confidence=conf)
+        got = C.bootstrap_median(v, none, n_boot=n_boot, confidence=conf)
         assert (got["ci_low"], got["ci_high"]) == (meds[lo], meds[hi])
     assert r["ci_low"] <= r["median"] == np.median(v) <= r["ci_high"]
     assert min(v) <= r["ci_low"] and r["ci_high"] <= max(v)

@@ -5,7 +5,10 @@ trajectories, saturation, turns, memorization), ``capability`` (capability curve
 ``fits`` (learning speed against concept signal, the monotone-order test), ``dynamics_model``
 (the phenomenological ODE), the extensions ``concept_distance``, ``guidance``,
 ``underspecification``; ``study`` (every table of a study: the entry point) and ``verdicts``
-(tables -> metrics and the three phenomena). docs/method.md §5-§8.
+(tables -> metrics and the three phenomena); ``across_seeds`` (the verdicts pooled over seeds,
+with their uncertainty) on ``censored`` (medians, rank correlation and fits of learning times
+some of which are censored); ``headline`` (the few numbers of ``metrics.json``).
+docs/method.md §5-§8.
 
 May import: numpy, pandas, scipy, and its own modules; nothing of data, model, measure,
 figures or io. No file I/O, no plotting.

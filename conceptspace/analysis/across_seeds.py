@@ -52,28 +52,8 @@ Censoring, ties and uncertainty (the text for the method document):
   capability = some elicitation method is at least one checkpoint ahead of naive prompting. Across
   seeds each is reported as "holds in k of n seeds" (seeds where it cannot be tested are not
   counted in n) with a Clopper-Pearson 95% interval on k/n.
-* **Medians** over seeds at each separation use censored values at the budget. Such a value is a
-  lower bound, so the median is flagged ``median_is_lower_bound`` when raising a censored value
-  could raise it (a censored value sits at or below the middle order statistic, ties broken with
-  measured values first). Intervals are **percentile bootstrap** intervals of the median:
-  resample that separation's seeds with replacement, ``n_boot`` times, with
-  ``numpy.random.default_rng`` seeded by ``random_state`` and the separation's index; the
-  endpoints are order statistics of the bootstrap medians (no interpolation), and an endpoint is
-  flagged a lower bound when a bootstrap median with that value was. One seed gives no interval.
-* **Signal order across seeds** is Somers' D of learning time on separation over all
-  (separation, seed) points, with pairs scored as in Gehan's test for censored data: a pair at two
-  different separations is concordant or discordant only when the order of its two learning times
-  is determined (both measured and unequal; or one measured at or before the other's budget while
-  the other is censored). Undetermined pairs (both censored; measured ties) score 0 but stay in
-  the denominator (all pairs at different separations), so D = -1 only when every such pair is
-  determined and ordered by decreasing time, and censoring can only pull D towards 0. With a
-  common budget this is Kendall's tau with censored times ranked last and tied among themselves,
-  normalised by the pairs untied in separation. Its p-value is a **permutation test** of
-  "no relation" against "decreasing": learning times (with their censored flag and budget) are
-  permuted among the separations *within each seed* (seed effects are left intact), exactly
-  over all permutations when there are at most ``max_exact`` of them, else by ``n_perm`` random
-  permutations (seeded; p = (1 + #{D* <= D}) / (1 + n_perm)). Spearman's rho with midranks
-  (censored ranked last, tied) is reported alongside for reference.
+* **Medians** and **signal order across seeds**: see :mod:`.censored` (medians with censored
+  values and their bootstrap intervals; Somers' D with Gehan scoring and its permutation test).
 * **Learning-time fit**: ordinary least squares of 1/T against the signal (or separation) on the
   measured points of all seeds (censored points left out, which biases the fit towards fast
   learners). The slope interval is a percentile bootstrap over seeds (resample whole seeds with
@@ -84,7 +64,6 @@ Censoring, ties and uncertainty (the text for the method document):
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -92,6 +71,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from conceptspace.analysis.censored import (
+    bootstrap_median,
+    censored_somers_d,
+    ols,
+    somers_numerators,
+    within_seed_permutations,
+)
 
 REQUIRED = ("run", "seed", "sep", "t_held_out", "held_out_censored", "budget")
 """Columns the points table must have (see the module docstring)."""
@@ -168,152 +155,6 @@ def _check(points: pd.DataFrame) -> pd.DataFrame:
     return p.sort_values(["seed", "sep", "run"], kind="stable", ignore_index=True)
 
 
-# --------------------------------------------------------------------------------------------
-# medians with censored values and their bootstrap intervals
-# --------------------------------------------------------------------------------------------
-
-
-def median_with_bounds(values, lower_bound) -> tuple[float, bool]:
-    """Median of ``values`` where some are only lower bounds (e.g. censored learning times).
-
-    values, lower_bound: shape [n]. The median is computed on the values as given; it is flagged
-    as a lower bound when raising some bounded value could raise it: sorted by value with
-    measured values before bounded ties, a bounded value at or below the (upper) middle position.
-    Returns ``(median, is_lower_bound)``; ``(nan, False)`` for no values.
-    """
-    v = np.asarray(values, dtype=float)
-    b = np.asarray(lower_bound, dtype=bool)
-    if v.size == 0:
-        return float("nan"), False
-    order = np.lexsort((b, v))
-    v, b = v[order], b[order]
-    upper_middle = v.size // 2
-    return float(np.median(v)), bool(b[: upper_middle + 1].any())
-
-
-def bootstrap_median(
-    values, lower_bound, *, n_boot: int = 2000, confidence: float = 0.95, rng=None
-) -> dict:
-    """Median over seeds with a percentile-bootstrap interval (see the module docstring).
-
-    Returns ``median, median_is_lower_bound, ci_low, ci_high, ci_low_is_lower_bound,
-    ci_high_is_lower_bound, n, n_lower_bound``; the interval is None (NaN) for fewer than 2 values.
-    """
-    v = np.asarray(values, dtype=float)
-    b = np.asarray(lower_bound, dtype=bool)
-    ok = np.isfinite(v)
-    v, b = v[ok], b[ok]
-    med, flag = median_with_bounds(v, b)
-    out = {
-        "median": med,
-        "median_is_lower_bound": flag,
-        "ci_low": float("nan"),
-        "ci_high": float("nan"),
-        "ci_low_is_lower_bound": False,
-        "ci_high_is_lower_bound": False,
-        "n": int(v.size),
-        "n_lower_bound": int(b.sum()),
-    }
-    if v.size < 2:
-        return out
-    rng = np.random.default_rng(0) if rng is None else rng
-    idx = rng.integers(0, v.size, size=(n_boot, v.size))
-    meds = np.empty(n_boot)
-    flags = np.empty(n_boot, dtype=bool)
-    for i in range(n_boot):
-        meds[i], flags[i] = median_with_bounds(v[idx[i]], b[idx[i]])
-    order = np.argsort(meds, kind="stable")
-    meds, flags = meds[order], flags[order]
-    alpha = 1.0 - confidence
-    i_lo = int(math.floor(alpha / 2 * (n_boot - 1)))
-    i_hi = int(math.ceil((1 - alpha / 2) * (n_boot - 1)))
-    lo, hi = float(meds[i_lo]), float(meds[i_hi])
-    out.update(
-        ci_low=lo,
-        ci_high=hi,
-        ci_low_is_lower_bound=bool(flags[meds == lo].any()),
-        ci_high_is_lower_bound=bool(flags[meds == hi].any()),
-    )
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# signal order: censored rank correlation and its permutation test
-# --------------------------------------------------------------------------------------------
-
-
-def _earlier(t, c, b):
-    """``E[..., i, j]`` True when T_i < T_j is determined by the data (Gehan's scoring).
-
-    t, c, b: [..., n] time (budget when censored), censored flag, budget. A measured time is
-    earlier than another measured time when smaller, and earlier than a censored one (which
-    is > that run's budget) when at most that budget; a censored time is never known earlier.
-    """
-    ti, tj = t[..., :, None], t[..., None, :]
-    ci, cj = c[..., :, None], c[..., None, :]
-    bj = b[..., None, :]
-    return ~ci & ((~cj & (ti < tj)) | (cj & (ti <= bj)))
-
-
-def _somers_numerators(x, t, c, b) -> np.ndarray:
-    """Σ over pairs i<j of sign(x_j - x_i)·order(T_j vs T_i), for a batch of [..., n] times."""
-    e = _earlier(t, c, b)
-    later = e.swapaxes(-1, -2).astype(np.int8) - e.astype(np.int8)  # +1: T_i > T_j
-    sx = np.sign(x[:, None] - x[None, :]).astype(np.int8)  # +1: x_i > x_j
-    return (later * sx).sum(axis=(-1, -2)) / 2.0
-
-
-def censored_somers_d(sep, t, censored, budget) -> dict:
-    """Somers' D of learning time on separation with Gehan-scored censored pairs.
-
-    sep, t, censored, budget: shape [n], one entry per (separation, seed) point, ``t`` at the
-    budget when censored. Negative D: learning time falls as separation grows. Returns ``d``,
-    ``n_pairs`` (pairs at different separations), ``concordant`` (pairs ordered by decreasing
-    time), ``discordant``, ``undetermined`` (censoring leaves the order open), ``tied`` (equal
-    measured times). ``d`` is NaN without any pair at different separations.
-    """
-    x = np.asarray(sep, dtype=float)
-    t = np.asarray(t, dtype=float)
-    c = np.asarray(censored, dtype=bool)
-    b = np.asarray(budget, dtype=float)
-    e = _earlier(t, c, b)
-    iu = np.triu_indices(x.size, k=1)
-    sx = np.sign(x[:, None] - x[None, :])[iu]
-    later = (e.T.astype(int) - e.astype(int))[iu]
-    diff = sx != 0
-    both_measured = (~c[:, None] & ~c[None, :])[iu]
-    tied = diff & both_measured & (t[:, None] == t[None, :])[iu]
-    n_pairs = int(diff.sum())
-    prod = sx * later
-    return {
-        "d": float(prod[diff].sum() / n_pairs) if n_pairs else float("nan"),
-        "n_pairs": n_pairs,
-        "concordant": int((diff & (prod < 0)).sum()),
-        "discordant": int((diff & (prod > 0)).sum()),
-        "undetermined": int((diff & (later == 0) & ~tied).sum()),
-        "tied": int(tied.sum()),
-    }
-
-
-def _within_seed_permutations(groups: list[np.ndarray], n_perm: int, max_exact: int, rng):
-    """Index arrays [P, n] permuting positions within each group; exact when feasible."""
-    n = sum(len(g) for g in groups)
-    total = math.prod(math.factorial(len(g)) for g in groups)
-    if total <= max_exact:
-        per_group = [list(itertools.permutations(g)) for g in groups]
-        out = np.empty((total, n), dtype=np.intp)
-        for k, combo in enumerate(itertools.product(*per_group)):
-            row = np.arange(n)
-            for g, perm in zip(groups, combo, strict=True):
-                row[g] = perm
-            out[k] = row
-        return out, True
-    out = np.tile(np.arange(n), (n_perm, 1))
-    for g in groups:
-        out[:, g] = g[rng.permuted(np.tile(np.arange(len(g)), (n_perm, 1)), axis=1)]
-    return out, False
-
-
 def signal_order_test(
     points: pd.DataFrame,
     *,
@@ -356,10 +197,10 @@ def signal_order_test(
         out["spearman_rho_midranks"] = float(stats.spearmanr(x, y).statistic)
     groups = [np.flatnonzero(p["seed"].to_numpy() == s) for s in pd.unique(p["seed"])]
     rng = np.random.default_rng(random_state)
-    perms, exact = _within_seed_permutations(groups, n_perm, max_exact, rng)
+    perms, exact = within_seed_permutations(groups, n_perm, max_exact, rng)
     num = np.concatenate(
         [
-            _somers_numerators(x, t[chunk], c[chunk], b[chunk])
+            somers_numerators(x, t[chunk], c[chunk], b[chunk])
             for chunk in np.array_split(perms, max(1, len(perms) // 2000))
         ]
     )
@@ -386,23 +227,6 @@ def signal_order_test(
 # --------------------------------------------------------------------------------------------
 
 
-def _ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
-    """slope, intercept, r2, standard error of the slope (NaNs when degenerate)."""
-    if x.size < 2 or np.ptp(x) == 0:
-        return (float("nan"),) * 4
-    slope, intercept = np.polyfit(x, y, 1)
-    resid = y - (slope * x + intercept)
-    ss_res = float(resid @ resid)
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
-    se = (
-        math.sqrt(ss_res / (x.size - 2) / float(((x - x.mean()) ** 2).sum()))
-        if x.size > 2
-        else float("nan")
-    )
-    return float(slope), float(intercept), float(r2), se
-
-
 def inverse_time_fit(
     points: pd.DataFrame,
     *,
@@ -423,7 +247,7 @@ def inverse_time_fit(
     ok = ~p["held_out_censored"].to_numpy(bool) & (p["t_held_out"].to_numpy(float) > 0)
     xs = p[x].to_numpy(float)
     ys = 1.0 / p["t_held_out"].to_numpy(float)
-    slope, intercept, r2, se = _ols(xs[ok], ys[ok])
+    slope, intercept, r2, se = ols(xs[ok], ys[ok])
     n = int(ok.sum())
     out = {
         "x": x,
@@ -451,7 +275,7 @@ def inverse_time_fit(
         slopes = []
         for row in draws:
             idx = np.concatenate([by_seed[k] for k in row])
-            s, *_ = _ols(xs[idx], ys[idx])
+            s, *_ = ols(xs[idx], ys[idx])
             if math.isfinite(s):
                 slopes.append(s)
         if slopes:
