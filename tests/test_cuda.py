@@ -30,6 +30,7 @@ from conceptspace.model.ensemble import Member, train_ensemble
 from conceptspace.model.training import TrainConfig, train
 from conceptspace.model.unet import UNetConfig
 from stages.common import cuda_reproducible
+from tests.squares import squares
 
 DEVICE = os.environ.get("CONCEPTSPACE_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(
@@ -57,17 +58,8 @@ def reproducible() -> None:
 
 
 def tiny_data(i: int = 0) -> dict[str, np.ndarray]:
-    """Coloured squares conditioned on their colour (8x8 px), one set per member i."""
-    rng = np.random.default_rng(200 + i)
-    data = {}
-    for split, n in (("train", 50), ("val", 12), ("held_out", 5)):
-        colour = rng.uniform(0.2, 0.8, (n, 3)).astype(np.float32)
-        x = np.full((n, 3, 8, 8), 0.9, np.float32)
-        x[:, :, 2:6, 2:6] = colour[:, :, None, None]
-        cond = np.zeros((n, 11), np.float32)
-        cond[:, 4:7] = colour
-        data[f"{split}_images"], data[f"{split}_cond"] = x, cond
-    return data
+    """One set of squares per member i."""
+    return squares(200 + i)
 
 
 def _slow(cls_or_module, name: str) -> None:

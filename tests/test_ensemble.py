@@ -27,6 +27,7 @@ from conceptspace.model.ensemble import (
 )
 from conceptspace.model.training import TrainConfig, train
 from conceptspace.model.unet import UNet, UNetConfig
+from tests.squares import squares
 
 ROOT = Path(__file__).resolve().parent.parent
 # Attention, dropout and CFG dropout on: every random stream and the attention kernel are used.
@@ -38,27 +39,12 @@ FILES = [f"ckpt/{checkpoint_path(Path(), s).name}" for s in CKPTS]
 FILES += ["log/train_log.csv", "log/checkpoints.csv"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_data(i: int, n_train: int = 50) -> dict[str, np.ndarray]:
-    """Coloured squares conditioned on their colour (8x8 px); member i gets its own images and
-    its own number of validation images."""
-    rng = np.random.default_rng(100 + i)
-    data = {}
-    for split, n in (("train", n_train), ("val", 10 + i), ("held_out", 5)):
-        colour = rng.uniform(0.2, 0.8, (n, 3)).astype(np.float32)
-        x = np.full((n, 3, 8, 8), 0.9, np.float32)
-        x[:, :, 2:6, 2:6] = colour[:, :, None, None]
-        cond = np.zeros((n, 11), np.float32)
-        cond[:, 4:7] = colour
-        data[f"{split}_images"], data[f"{split}_cond"] = x, cond
-    return data
+    """Member i gets its own images and its own number of validation images."""
+    return squares(100 + i, n_train=n_train, n_val=10 + i)
 
 
 def members(out: Path) -> list[Member]:

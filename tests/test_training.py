@@ -22,6 +22,7 @@ from conceptspace.model.checkpoints import (
 )
 from conceptspace.model.training import TrainConfig, checkpoint_steps, train
 from conceptspace.model.unet import UNetConfig
+from tests.squares import squares
 
 ROOT = Path(__file__).resolve().parent.parent
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4)
@@ -34,17 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_data() -> dict[str, np.ndarray]:
-    """Coloured squares on a light background, conditioned on their colour (8×8 px)."""
-    rng = np.random.default_rng(0)
-    data = {}
-    for split, n in (("train", 50), ("val", 12), ("held_out", 5)):
-        colour = rng.uniform(0.2, 0.8, (n, 3)).astype(np.float32)
-        x = np.full((n, 3, 8, 8), 0.9, np.float32)
-        x[:, :, 2:6, 2:6] = colour[:, :, None, None]
-        cond = np.zeros((n, 11), np.float32)
-        cond[:, 4:7] = colour
-        data[f"{split}_images"], data[f"{split}_cond"] = x, cond
-    return data
+    return squares(0)
 
 
 def run_tiny(out: Path, slow: bool = False) -> None:
