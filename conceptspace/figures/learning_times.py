@@ -25,6 +25,18 @@ from conceptspace.figures.style import (  # noqa: E402
 # --------------------------------------------------------------------------------------------
 
 
+def _bound_arrow(ax, x: float, y_from: float, y_to: float, color, transform) -> None:
+    """An arrow from ``y_from`` to ``y_to`` at ``x``: the value is only a bound that way."""
+    ax.annotate(
+        "",
+        xy=(x, y_to),
+        xytext=(x, y_from),
+        xycoords=transform,
+        textcoords=transform,
+        arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.4},
+    )
+
+
 def _censored_points(ax, x, y, cens, marker, color, transform, label=None) -> None:
     """Measured points filled, censored ones (a bound, not a value) open."""
     ax.plot(x[~cens], y[~cens], marker, color=color, ms=7, ls="", label=label, transform=transform)
@@ -118,14 +130,7 @@ def learning_time_figure(
             )
             _censored_points(ax_t, x, t, cens, marker, color, tr_t)
             for xi, ti, k, m in zip(x[cens], t[cens], ncens[cens], nseed[cens], strict=True):
-                ax_t.annotate(
-                    "",
-                    xy=(xi, ti * 1.5),
-                    xytext=(xi, ti * 1.06),
-                    xycoords=tr_t,
-                    textcoords=tr_t,
-                    arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.4},
-                )
+                _bound_arrow(ax_t, xi, ti * 1.06, ti * 1.5, color, tr_t)
                 all_cens = m < 0 or k >= m
                 if all_cens and xi in labelled_censored:
                     continue
@@ -157,14 +162,7 @@ def learning_time_figure(
             )
             _censored_points(ax_v, x, v, cens, marker, color, tr_v, label=f"θ={thr:g}")
             for xi, vi in zip(x[cens], v[cens], strict=True):
-                ax_v.annotate(
-                    "",
-                    xy=(xi, vi * 0.55),
-                    xytext=(xi, vi * 0.95),
-                    xycoords=tr_v,
-                    textcoords=tr_v,
-                    arrowprops={"arrowstyle": "-|>", "color": color, "lw": 1.4},
-                )
+                _bound_arrow(ax_v, xi, vi * 0.95, vi * 0.55, color, tr_v)
             # offset transforms do not autoscale: register the data extent explicitly
             ax_v.update_datalim(np.column_stack([np.r_[x, x], np.r_[v_lo, v_hi]]))
             ax_v.autoscale_view()
