@@ -20,6 +20,7 @@ import pandas as pd
 from conceptspace.analysis import across_seeds, underspecification
 from conceptspace.analysis.headline import headline
 from conceptspace.analysis.study import EXTENSION_TABLES, analyze_study
+from conceptspace.analysis.verdicts import swept_concept
 from conceptspace.data.dataset import load_card
 from conceptspace.figures.across_seeds import across_seeds_figure
 from conceptspace.figures.study import draw_study
@@ -168,22 +169,24 @@ def run(argv=None) -> None:
     # Verdicts across seeds, with their uncertainty (docs/method.md): one study analysis per
     # seed, then pooled order, k of n seeds, medians with bootstrap intervals, the 1/T fit.
     probe, interv, info, cfg = data["probe"], data["intervene"], data["run_info"], params.analyze
-    if "sep_color" in info:
+    swept = swept_concept(info.set_index("run"), list(dict.fromkeys(probe["concept"])))
+    if swept is not None:
         per_seed = {
             s: analyze_study(probe[probe["seed"] == s], interv[interv["seed"] == s], info, cfg)
             for s in params.seeds
         }
         points = across_seeds.points_from_study(
             per_seed,
-            concept="color",
+            concept=swept,
             threshold=cfg.thresholds[0],
             capability_threshold=cfg.capability_threshold,
         )
-        seed_frames, metrics["across_seeds"] = across_seeds.summarize(points, concept="color")
+        seed_frames, metrics["across_seeds"] = across_seeds.summarize(points, concept=swept)
         across_seeds_figure(
             seed_frames["points"],
             seed_frames["by_separation"],
             out / "figures" / "across_seeds.png",
+            concept=swept,
             metrics=metrics["across_seeds"],
         )
         frames |= {f"across_seeds_{k}": v for k, v in seed_frames.items()}

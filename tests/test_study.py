@@ -22,10 +22,13 @@ def _sigmoid(step, at, width=150.0):
     return 1.0 / (1.0 + np.exp(-(step - at) / width))
 
 
-def synthetic_sweep(held_times: dict[str, tuple[float, float]], lead: float = 1500.0):
+def synthetic_sweep(
+    held_times: dict[str, tuple[float, float]], lead: float = 1500.0, swept: str = "color"
+):
     """Probe and intervention tables of runs whose held-out class learns color and size at
     the given steps (np.inf = never); training classes learn both at step 1200, and an
-    overprompt reaches the held-out class ``lead`` steps before naive prompting does."""
+    overprompt reaches the held-out class ``lead`` steps before naive prompting does. The
+    run id gives the separation of the ``swept`` concept (c040: 0.4); the other is fixed."""
     probe, interv, info = [], [], []
     for run, (t_color, t_size) in held_times.items():
         for name, (tc, ts, held) in CLASSES.items():
@@ -69,8 +72,10 @@ def synthetic_sweep(held_times: dict[str, tuple[float, float]], lead: float = 15
                     )
                 )
         sep = float(run[1:]) / 100
+        seps = {"color": 0.4, "size": 0.32} | {swept: sep}
         info.append(
-            dict(run=run, sep_color=sep, sep_size=0.32, signal_color=sep**2 / 12, signal_size=0.03)
+            dict(run=run, **{f"sep_{c}": v for c, v in seps.items()})
+            | {f"signal_{c}": v**2 / 12 for c, v in seps.items()}
         )
     return pd.DataFrame(probe), pd.DataFrame(interv), pd.DataFrame(info)
 
@@ -100,6 +105,37 @@ def test_the_three_phenomena_are_found(cfg):
     assert runs["c015"]["trajectory"]["nearest_class"] == "red_small"
     assert runs["c080"]["trajectory"]["nearest_class"] == "blue_large"
     assert runs["c080"]["trajectory"]["turned"] and not runs["c015"]["trajectory"]["turned"]
+
+
+def test_a_size_sweep_is_judged_on_size(cfg):
+    """When the sweep varies size at a fixed color separation, signal order is read on the
+    held-out class's size learning time, and the corners swap: at the weakest size separation
+    the prompt imitates the class sharing its color (large blue), at the strongest the one
+    sharing its size (small red)."""
+    probe, interv, info = synthetic_sweep(
+        {
+            "s015": (1000.0, np.inf),  # color first, size never: large blue
+            "s040": (2000.0, 3500.0),
+            "s080": (3000.0, 1000.0),  # size first, then color: small red, then a turn
+        },
+        swept="size",
+    )
+    _, metrics = analyze_study(probe, interv, info, cfg)
+    assert metrics["phenomena"] == {
+        "signal_order": True,
+        "memorization": True,
+        "hidden_capability": True,
+    }
+    detail = metrics["phenomena_detail"]
+    assert "size separation" in detail["signal_order"]["statement"]
+    evidence = detail["memorization"]["evidence"]
+    assert evidence["s015"]["expected"] == "blue_large" == evidence["s015"]["observed"]
+    assert evidence["s080"]["expected"] == "red_small" == evidence["s080"]["observed"]
+    # the same tables judged as a color sweep would be wrong: every color separation is 0.4
+    slow_size = {"s015": (1000.0, 1000.0), "s040": (1000.0, 3500.0), "s080": (1000.0, np.inf)}
+    probe, interv, info = synthetic_sweep(slow_size, swept="size")
+    _, metrics = analyze_study(probe, interv, info, cfg)
+    assert metrics["phenomena"]["signal_order"] is False
 
 
 def test_each_phenomenon_can_fail(cfg):

@@ -4,21 +4,24 @@
 JSON-ready ``metrics`` dict; it computes no table itself. Each phenomenon is a boolean computed
 from the data with the evidence next to it (docs/method.md §8):
 
-1. ``signal_order``: the held-out class's color learning time falls as the color separation
-   grows, over at least 3 sweep points (:func:`~.fits.is_monotone_decreasing`; censored
-   times count as "later than the budget").
+1. ``signal_order``: the held-out class's learning time of the *swept concept* (the one
+   whose separation the sweep varies: color in the paper's sweep; :func:`swept_concept`) falls
+   as its separation grows, over at least 3 sweep points (:func:`~.fits.is_monotone_decreasing`;
+   censored times count as "later than the budget").
 2. ``memorization``: before it turns, the held-out prompt yields the training class that
-   shares the stronger concept: the class sharing the held-out *size* at the weakest color
-   separation (small red) and the one sharing its *color* at the strongest (large blue); and
-   afterwards the trajectory turns towards the held-out corner.
+   shares the stronger concept: at the weakest separation of the swept concept the class
+   sharing the held-out value of the *other* concept (small red in the color sweep), at the
+   strongest the one sharing the swept concept's value (large blue); and afterwards the
+   trajectory turns towards the held-out corner.
 3. ``hidden_capability``: some elicitation method reaches the capability threshold at least
    one checkpoint interval before naive prompting does.
 
-A verdict the sweep cannot test (memorization on a grid without color or with several
-held-out classes, e.g. 2x2x2; memorization where the training classes never become
-recognisable; signal order without color) has ``holds`` None, ``applicable`` False and a
-``reason``; it is never forced to a yes or no. :func:`extension_metrics` adds the analyses
-beyond two concepts (concept distance, ODE fits, guidance, underspecification).
+A verdict the sweep cannot test (memorization on a grid of more than two concepts or with
+several held-out classes, e.g. 2x2x2; memorization where the training classes never become
+recognisable; either without separations, as for folder data) has ``holds`` None,
+``applicable`` False and a ``reason``; it is never forced to a yes or no.
+:func:`extension_metrics` adds the analyses beyond two concepts (concept distance, ODE fits,
+guidance, underspecification).
 """
 
 from __future__ import annotations
@@ -151,30 +154,42 @@ def _not_applicable(statement: str, reason: str) -> dict:
     return {"holds": None, "statement": statement, "applicable": False, "reason": reason}
 
 
+def swept_concept(info: pd.DataFrame, concepts: list[str]) -> str | None:
+    """The concept whose separation the sweep varies: the one concept with more than one
+    separation over the runs; color when none or several vary (the paper's sweep); None when
+    the runs have no separations (folder data)."""
+    have = [c for c in concepts if f"sep_{c}" in info]
+    varied = [c for c in have if info[f"sep_{c}"].nunique() > 1]
+    if len(varied) == 1:
+        return varied[0]
+    return "color" if "color" in have else None
+
+
 def memorization_verdict(
     per_run: dict, info: pd.DataFrame, traj: pd.DataFrame, concepts: list[str]
 ) -> dict:
     """Phenomenon 2 (see the module docstring). It is defined for a two-concept grid with
-    color and one held-out class; other grids get a "not applicable" verdict (``holds`` None);
-    their per-class memorization is in ``runs.<run>.trajectory.by_class``."""
+    separations and one held-out class; other grids get a "not applicable" verdict (``holds``
+    None); their per-class memorization is in ``runs.<run>.trajectory.by_class``."""
     statement = "the held-out prompt first yields the training class sharing its stronger concept"
     single = all(r.get("held_out_class") is not None for r in per_run.values())
-    if len(concepts) != 2 or "color" not in concepts or not single or "sep_color" not in info:
+    swept = swept_concept(info, concepts)
+    if len(concepts) != 2 or swept is None or not single:
         return _not_applicable(
             statement,
-            f"defined for two concepts including color and one held-out class; this grid has "
+            f"defined for two concepts with separations and one held-out class; this grid has "
             f"concepts {concepts} and held-out classes "
             f"{next(iter(per_run.values())).get('held_out_classes') or 'one'}",
         )
-    by_sep = info.sort_values("sep_color").index.tolist()
+    by_sep = info.sort_values(f"sep_{swept}").index.tolist()
     weak, strong = by_sep[0], by_sep[-1]
     classes = sorted(traj.loc[~traj["held_out"].astype(bool), "class"].unique())
     held_name = per_run[weak]["held_out_class"]
     ci = {c: i for i, c in enumerate(concepts)}
-    other = next(c for c in concepts if c != "color")
+    other = next(c for c in concepts if c != swept)
     expect = {
         weak: sharing_class(classes, held_name, ci[other]),
-        strong: sharing_class(classes, held_name, ci["color"]),
+        strong: sharing_class(classes, held_name, ci[swept]),
     }
     unread = {
         r: per_run[r]["window_reason"] for r in (weak, strong) if per_run[r]["window"] is None
@@ -192,7 +207,7 @@ def memorization_verdict(
     return {
         "holds": bool(weak != strong and all(mem_ok.values()) and any(turned.values())),
         "statement": (
-            f"{held_name} prompts first yield {expect[weak]} at the weakest color "
+            f"{held_name} prompts first yield {expect[weak]} at the weakest {swept} "
             f"separation ({weak}) and {expect[strong]} at the strongest "
             f"({strong}), then turn towards {held_name} (at least one of them "
             "within the training budget)"
@@ -297,17 +312,19 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
     ]
 
     # ---- the three phenomena ------------------------------------------------------------
-    color_order = order.get("color", {}).get(str(thresholds[0]), {})
+    swept = swept_concept(info, concepts)
+    order_statement = f"held-out {swept} learning time falls as the {swept} separation grows"
+    swept_order = order.get(swept, {}).get(str(thresholds[0]), {})
     phenomena = {
         "signal_order": {
-            "holds": bool(color_order.get("monotone", False)),
-            "statement": "held-out color learning time falls as the color separation grows",
-            "evidence": color_order,
+            "holds": bool(swept_order.get("monotone", False)),
+            "statement": order_statement,
+            "evidence": swept_order,
         }
-        if "color" in concepts
+        if swept is not None
         else _not_applicable(
-            "held-out color learning time falls as the color separation grows",
-            f"color is not a concept of this grid ({concepts})",
+            "held-out learning time falls as the concept separation grows",
+            f"the runs have no concept separations (concepts {concepts})",
         ),
         "memorization": memorization_verdict(per_run, info, traj, concepts),
         "hidden_capability": {
