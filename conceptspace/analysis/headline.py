@@ -14,7 +14,10 @@ def _flat_times(times: dict[str, Any]) -> dict[str, Any]:
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     """Verdicts; per run: held-out learning times (censored ones listed), the class its
-    prompts memorize, whether it turned, and the best elicitation lead over naive prompting."""
+    prompts memorize, whether it turned, and the best elicitation lead over naive prompting;
+    across seeds: each phenomenon's "k of n" and the seeds where it holds, the pooled order
+    test, the slope of 1/T with its interval, and per separation the median held-out learning
+    time and lead over seeds with their intervals."""
     out: dict[str, Any] = {"phenomena": dict(metrics["phenomena"]), "runs": {}}
     for run, m in metrics["runs"].items():
         times = m.get("learning_time_held_out", {})
@@ -35,13 +38,32 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
         }
     seeds = metrics.get("across_seeds")
     if seeds:
+        phen = seeds["phenomena"]
+        fit = seeds["fit_inverse_time"]
         out["across_seeds"] = {
             "n_seeds": seeds["n_seeds"],
-            **{
-                f"{name}_holds_in": f"{p['holds_in']} of {p['n']}"
-                for name, p in seeds["phenomena"].items()
+            "concept": seeds["concept"],
+            **{f"{name}_holds_in": f"{p['holds_in']} of {p['n']}" for name, p in phen.items()},
+            "seeds_holding": {name: p["seeds_holding"] for name, p in phen.items()},
+            "signal_order_somers_d": phen["signal_order"]["pooled"]["d"],
+            "signal_order_p": phen["signal_order"]["pooled"]["p_value"],
+            "inverse_time_slope": fit["slope"],
+            "inverse_time_slope_ci": fit["slope_ci_bootstrap_seeds"],
+            "held_out_median": {
+                f"{row['sep']:g}": _median(row, "held_out") for row in seeds["by_separation"]
             },
-            "signal_order_somers_d": seeds["phenomena"]["signal_order"]["pooled"]["d"],
-            "signal_order_p": seeds["phenomena"]["signal_order"]["pooled"]["p_value"],
+            "lead_median": {
+                f"{row['sep']:g}": _median(row, "lead") for row in seeds["by_separation"]
+            },
         }
     return out
+
+
+def _median(row: dict[str, Any], name: str) -> dict[str, Any]:
+    """A per-separation median over seeds with its bootstrap interval; ``lower_bound`` when
+    censored values could raise it."""
+    return {
+        "median": row[f"{name}_median"],
+        "ci": [row[f"{name}_ci_low"], row[f"{name}_ci_high"]],
+        "lower_bound": row[f"{name}_median_is_lower_bound"],
+    }
