@@ -80,7 +80,75 @@ def gather(params, args) -> dict:
     }
 
 
-def summary_markdown(metrics: dict) -> str:
+def _steps(row: dict, name: str) -> str:
+    """``median [low, high]`` in steps over seeds, ``>`` marking a lower bound (censored)."""
+    med = row[f"{name}_median"]
+    if med is None:
+        return "-"
+    text = f"{'>' if row[f'{name}_median_is_lower_bound'] else ''}{med:.0f}"
+    lo, hi = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+    if lo is not None and hi is not None:
+        lo_b, hi_b = (row[f"{name}_ci_{k}_is_lower_bound"] for k in ("low", "high"))
+        text += f" [{'>' if lo_b else ''}{lo:.0f}, {'>' if hi_b else ''}{hi:.0f}]"
+    return text
+
+
+def across_seeds_markdown(a: dict, points: pd.DataFrame) -> list[str]:
+    """The verdicts across seeds (docs/method.md §8): k of n seeds per phenomenon, the pooled
+    order test, the 1/T fit, and per separation the medians over seeds and each seed's
+    memorized class."""
+    seeds = ", ".join(str(s) for s in a["seeds"])
+    lines = [
+        "",
+        f"## Across seeds ({a['n_seeds']}: {seeds})",
+        "",
+        "| phenomenon | holds in | 95% interval of the share | seeds where it holds |",
+        "|---|---|---|---|",
+    ]
+    for name, p in a["phenomena"].items():
+        lo, hi = p["ci_fraction"]
+        ci = "-" if lo is None else f"[{lo:.2f}, {hi:.2f}]"
+        held = ", ".join(str(s) for s in p["seeds_holding"]) or "none"
+        lines.append(f"| {name} | {p['holds_in']} of {p['n']} | {ci} | {held} |")
+    pooled = a["phenomena"]["signal_order"]["pooled"]
+    fit = a["fit_inverse_time"]
+    d = "n/a" if pooled["d"] is None else f"{pooled['d']:+.2f}"
+    pv = "n/a" if pooled["p_value"] is None else f"{pooled['p_value']:.3g}"
+    lines += [
+        "",
+        f"Pooled signal order over {pooled['n_points']} (separation, seed) points "
+        f"({pooled['n_censored']} censored): Somers' D {d}, one-sided permutation p {pv} "
+        f"({pooled['p_method']}, permutations within seeds).",
+    ]
+    if fit["slope"] is not None:
+        lo, hi = fit["slope_ci_bootstrap_seeds"]
+        ci = "" if lo is None else f", 95% interval over seeds [{lo:.3g}, {hi:.3g}]"
+        lines.append(
+            f"Learning speed: 1/T against the {a['concept']} {fit['x']}, slope {fit['slope']:.3g}"
+            f"{ci} ({fit['n']} measured points; {fit['n_excluded_censored']} censored left out)."
+        )
+    lines += [
+        "",
+        f"| Δ{a['concept']} | held-out median [95% CI] | training median | best lead over "
+        "naive at the capability threshold | memorized class per seed | turned |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in a["by_separation"]:
+        at = points[np.isclose(points["sep"], row["sep"])].sort_values("seed")
+        mem = ", ".join(
+            f"{s}: {c if isinstance(c, str) else '-'}"
+            for s, c in zip(at["seed"], at["nearest_class"], strict=True)
+        )
+        turned = f"{row['n_turned']} of {row['n_turn_tested']}"
+        lines.append(
+            f"| {row['sep']:g} | {_steps(row, 'held_out')} | {_steps(row, 'train')} | "
+            f"{_steps(row, 'lead')} | {mem} | {turned} |"
+        )
+    lines += ["", "Steps; `>`: a lower bound (not reached within the budget in some seeds)."]
+    return lines
+
+
+def summary_markdown(metrics: dict, points: pd.DataFrame | None = None) -> str:
     lines = ["# Study summary", "", "| phenomenon | holds | statement |", "|---|---|---|"]
     for name, d in metrics["phenomena_detail"].items():
         holds = "n/a" if d["holds"] is None else ("yes" if d["holds"] else "no")
@@ -131,6 +199,8 @@ def summary_markdown(metrics: dict) -> str:
                 for x, spec in (("a", ".2f"), ("switch_step", ".0f"), ("r2", ".2f"))
             )
             lines.append(f"| {k} | {a} | {sw} | {r2} | {f.get('at_bound') or '-'} |")
+    if "across_seeds" in metrics and points is not None:
+        lines += across_seeds_markdown(metrics["across_seeds"], points)
     return "\n".join(lines) + "\n"
 
 
@@ -200,8 +270,9 @@ def run(argv=None) -> None:
         )
     write_json(out / "details.json", metrics)
     write_json(out / "metrics.json", headline(metrics))
-    write_bytes(out / "summary.md", summary_markdown(metrics).encode())
-    print(summary_markdown(metrics) + f"\nFigures: {out / 'figures'}/  Tables: {out}/")
+    summary = summary_markdown(metrics, frames.get("across_seeds_points"))
+    write_bytes(out / "summary.md", summary.encode())
+    print(summary + f"\nFigures: {out / 'figures'}/  Tables: {out}/")
 
 
 main = entry(run)
