@@ -27,7 +27,12 @@ PRESET_FIGURES = {
     "guidance": ("guidance",),
     "underspecification": ("underspecification",),
     "celeba": (),  # run on a synthetic CelebA-format folder (tests/test_folder.make_folder)
+    "size_sweep": ("across_seeds",),  # the verdicts read on size, the swept concept
 }
+# The default design with other runs, seeds or scale (tests/test_workflow.py runs the default
+# design on tiny params): paper.yaml at the original scale, reference.yaml more separations
+# and seeds.
+SWEEPS = {"paper", "reference"}
 
 # Keys that set a study's size, not its design: a reduced run takes them from the tiny params.
 SCALE_KEYS = {
@@ -77,9 +82,7 @@ def test_reduced_preset_is_valid(name, tiny_doc):
 
 
 def test_every_experiment_preset_has_a_run_test():
-    # paper.yaml is the default study at the original scale (tests/test_workflow.py runs the
-    # default design on tiny params)
-    assert set(PRESETS) - {"paper"} == set(PRESET_FIGURES)
+    assert set(PRESETS) - SWEEPS == set(PRESET_FIGURES)
 
 
 @pytest.mark.workflow
@@ -100,6 +103,8 @@ def test_preset_runs_end_to_end_with_its_figures_in_the_report(name, tiny_doc, t
     assert recorded == doc
     metrics = json.loads((root / f"results/{name}/analyze/metrics.json").read_text())
     assert set(metrics["phenomena"]) >= {"signal_order", "memorization", "hidden_capability"}
+    if name == "size_sweep":
+        assert metrics["across_seeds"]["concept"] == "size"
     figs = root / f"results/{name}/analyze/figures"
     for fig in PRESET_FIGURES[name]:
         assert (figs / f"{fig}.png").stat().st_size > 0, fig
