@@ -59,16 +59,7 @@ def run(argv=None) -> None:
 
     fp, syn = params.fit_classifier, params.synthesize
     concepts = tuple(params.grid.concepts)
-    cfg = classifier.ProbeConfig(
-        width=fp.width,
-        steps=fp.steps,
-        batch_size=fp.batch_size,
-        lr=fp.lr,
-        noise_max=fp.noise_max,
-        n_per_class=fp.n_per_class,
-        n_test=fp.n_test,
-        seed=fp.seed,
-    )
+    cfg = classifier.ClassifierConfig.from_section(fp)
     if syn.source == "folder":
         return fit_on_folder(params, cfg, args, device)
     grids = [ConceptGrid(concepts, s.as_dict()) for s in fp.separations]

@@ -14,8 +14,8 @@ from conceptspace.data.render import render, sample_attributes
 from conceptspace.io import ArtifactError
 from conceptspace.measure.classifier import (
     FORMAT,
+    ClassifierConfig,
     ConceptProbe,
-    ProbeConfig,
     check_compatible,
     evaluate,
     fit,
@@ -42,11 +42,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def fitted(one_thread):
     """One probe on color separations {0.15, 0.8}, size 0.4, 16 px, with the default config
     but 1,000 steps instead of 2,000 (about 17 s on one idle core)."""
-    return fit(_grids(TRAIN_COLORS), SIZE, ProbeConfig(steps=1000), progress=False)
+    return fit(_grids(TRAIN_COLORS), SIZE, ClassifierConfig(steps=1000), progress=False)
 
 
 def _tiny_cfg(seed=0):
-    return ProbeConfig(width=8, steps=12, batch_size=16, n_per_class=8, seed=seed)
+    return ClassifierConfig(width=8, steps=12, batch_size=16, n_per_class=8, seed=seed)
 
 
 def _oracle_accuracy(grid, concept, kind, noise, n=512, seed=7):
@@ -140,7 +140,7 @@ def test_probe_accuracy_on_ground_truth_renders(fitted):
 @pytest.mark.slow
 def test_default_config_accuracy(one_thread):
     """The same requirement for the full default config (2,000 steps, about 33 s on one core)."""
-    probe, _ = fit(_grids(TRAIN_COLORS), SIZE, ProbeConfig(), progress=False)
+    probe, _ = fit(_grids(TRAIN_COLORS), SIZE, ClassifierConfig(), progress=False)
     assert not _accuracy_failures(probe)
 
 
@@ -237,16 +237,38 @@ def test_split_per_class_is_disjoint_capped_and_seeded():
 
 def test_fit_arrays_learns_given_images():
     """A probe fitted on given (non-rendered) arrays reads their two attributes."""
-    from conceptspace.measure.classifier import ProbeConfig, evaluate_arrays, fit_arrays
+    from conceptspace.measure.classifier import ClassifierConfig, evaluate_arrays, fit_arrays
 
     rng = np.random.default_rng(0)
     values = rng.integers(0, 2, size=(256, 2))
     images = rng.uniform(0, 0.2, size=(256, 3, 8, 8)).astype(np.float32)
     images[:, 0] += 0.7 * values[:, 0, None, None]
     images[:, 1, :, 4:] += 0.7 * values[:, 1, None, None]
-    cfg = ProbeConfig(width=8, steps=150, batch_size=32, lr=3e-3, noise_max=0.05, seed=0)
+    cfg = ClassifierConfig(width=8, steps=150, batch_size=32, lr=3e-3, noise_max=0.05, seed=0)
     probe, history = fit_arrays(images[:192], values[:192], 2, cfg, progress=False)
     rows = evaluate_arrays(probe, images[192:], values[192:], ["a", "b"], noise_levels=(0.0,))
     assert [r["concept"] for r in rows] == ["a", "b"] and all(r["n"] == 64 for r in rows)
     assert min(r["accuracy"] for r in rows) >= 0.95, rows
     assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_classifier_config_is_the_params_section():
+    """The library takes the fit_classifier section itself: each shared field once, by name."""
+    from pathlib import Path
+
+    from conceptspace.params import load_params
+
+    fc = load_params(Path(__file__).resolve().parent.parent / "params.yaml").fit_classifier
+    cfg = ClassifierConfig.from_section(fc)
+    for name in (
+        "width",
+        "steps",
+        "batch_size",
+        "lr",
+        "noise_max",
+        "n_per_class",
+        "n_test",
+        "seed",
+    ):
+        assert getattr(cfg, name) == getattr(fc, name), name
+    assert cfg.weight_decay == ClassifierConfig().weight_decay  # not a params key

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +92,9 @@ class ConceptProbe(nn.Module):
 
 
 @dataclass(frozen=True)
-class ProbeConfig:
-    """Probe training settings; ``n_test`` is for callers that report held-out accuracy."""
+class ClassifierConfig:
+    """Concept classifier training settings; ``n_test`` is for callers that report held-out
+    accuracy."""
 
     width: int = 32
     steps: int = 2000
@@ -104,6 +105,14 @@ class ProbeConfig:
     n_per_class: int = 1024  # training renders per class per grid
     n_test: int = 256  # test renders per class per grid
     seed: int = 0
+
+    @classmethod
+    def from_section(cls, section: object) -> ClassifierConfig:
+        """The config of a ``fit_classifier`` params section: every field the section has by
+        the same name; the others keep their defaults."""
+        return cls(
+            **{f.name: getattr(section, f.name) for f in fields(cls) if hasattr(section, f.name)}
+        )
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -152,7 +161,7 @@ def make_probe_data(
 def fit(
     grids: list[ConceptGrid],
     image_size: int,
-    cfg: ProbeConfig,
+    cfg: ClassifierConfig,
     *,
     blur_px: float = 1.0,
     noise: float = 1e-3,
@@ -184,7 +193,7 @@ def fit_arrays(
     images: np.ndarray,
     values: np.ndarray,
     n_concepts: int,
-    cfg: ProbeConfig,
+    cfg: ClassifierConfig,
     *,
     progress: bool = True,
     device: str | torch.device = "cpu",
@@ -353,7 +362,7 @@ def split_per_class(
 
 # ---- artifacts ---------------------------------------------------------------------------
 def probe_meta(
-    grids: list[ConceptGrid], image_size: int, cfg: ProbeConfig | None = None, **extra: Any
+    grids: list[ConceptGrid], image_size: int, cfg: ClassifierConfig | None = None, **extra: Any
 ) -> dict:
     """The ``meta`` dict that :func:`save_probe` stores and :func:`check_compatible` reads.
 
