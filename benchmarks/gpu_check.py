@@ -473,7 +473,9 @@ def eval_costs(study, device, window: float) -> dict:
     net = UNet(net_cfg).to(device).eval()
     schedule = LogSNRSchedule().to(device)
     probe = (
-        classifier.ConceptProbe(len(grid.concepts), study.fit_classifier.width).to(device).eval()
+        classifier.ConceptClassifier(len(grid.concepts), study.fit_classifier.width)
+        .to(device)
+        .eval()
     )
     size = net_cfg.image_size
     pc, iv = study.probe, study.intervene

@@ -15,15 +15,15 @@ from conceptspace.io import ArtifactError
 from conceptspace.measure.classifier import (
     FORMAT,
     ClassifierConfig,
-    ConceptProbe,
+    ConceptClassifier,
     check_compatible,
+    classifier_meta,
     evaluate,
     fit,
     load_classifier,
-    make_probe_data,
+    make_classifier_data,
     predict,
-    probe_meta,
-    save_probe,
+    save_classifier,
 )
 
 SIZE = 16
@@ -73,7 +73,7 @@ def _oracle_accuracy(grid, concept, kind, noise, n=512, seed=7):
 # ---- network and data -----------------------------------------------------------------------
 @pytest.mark.parametrize("size", [8, 16, 32])
 def test_shapes(size):
-    probe = ConceptProbe(3, width=8)
+    probe = ConceptClassifier(3, width=8)
     x = torch.rand(5, 3, size, size)
     assert probe(x).shape == (5, 3, 2)
     p = predict(probe, x.numpy(), batch_size=2)
@@ -83,17 +83,17 @@ def test_shapes(size):
     assert predict(probe, np.zeros((0, 3, size, size), np.float32)).shape == (0, 3)
 
 
-def test_make_probe_data():
+def test_make_classifier_data():
     grids = _grids(TRAIN_COLORS)
-    images, values, gi = make_probe_data(grids, 8, 3, blur_px=1.0, noise=1e-3, seed=0)
+    images, values, gi = make_classifier_data(grids, 8, 3, blur_px=1.0, noise=1e-3, seed=0)
     assert images.shape == (24, 3, 8, 8) and images.dtype == np.float32
     assert values.dtype == np.int64 and values.shape == (24, 2)
     np.testing.assert_array_equal(gi, np.repeat([0, 1], 12))
     np.testing.assert_array_equal(values[:12], np.repeat(grids[0].all_bits(), 3, axis=0))
-    again = make_probe_data(grids, 8, 3, blur_px=1.0, noise=1e-3, seed=0)[0]
+    again = make_classifier_data(grids, 8, 3, blur_px=1.0, noise=1e-3, seed=0)[0]
     np.testing.assert_array_equal(images, again)
     with pytest.raises(ValueError, match="same concepts"):
-        make_probe_data([grids[0], preset("2x2x2")], 8, 3, blur_px=1.0, noise=1e-3, seed=0)
+        make_classifier_data([grids[0], preset("2x2x2")], 8, 3, blur_px=1.0, noise=1e-3, seed=0)
 
 
 def test_fit_is_deterministic():
@@ -167,10 +167,10 @@ def test_predictions_do_not_depend_on_position(fitted):
 # ---- artifacts ------------------------------------------------------------------------------
 def _saved(tmp_path):
     grids = _grids(TRAIN_COLORS)
-    probe = ConceptProbe(2, width=8)
-    meta = probe_meta(grids, SIZE, _tiny_cfg(), accuracy=np.float32(0.5))
+    probe = ConceptClassifier(2, width=8)
+    meta = classifier_meta(grids, SIZE, _tiny_cfg(), accuracy=np.float32(0.5))
     path = tmp_path / "classifier.pt"
-    save_probe(path, probe, meta)
+    save_classifier(path, probe, meta)
     return path, probe
 
 

@@ -204,7 +204,7 @@ def test_sampling_probing_and_intervention_on_cuda_match_cpu(lone_run):
     v1, v0 = interventions.single_concept_vectors(grid, "color")
     scales = torch.linspace(0.0, 2.0, len(cond))
     torch.manual_seed(0)
-    probe = classifier.ConceptProbe(2, width=4).eval()
+    probe = classifier.ConceptClassifier(2, width=4).eval()
     out = {}
     with ieee_fp32():
         for device in ("cpu", DEVICE):

@@ -3,7 +3,7 @@
 docs/method.md §3.3.
 
 ``train`` runs AdamW on the U-Net and the learned noise schedule, and at every scheduled step
-records validation and held-out (OOD) losses and writes a checkpoint. A killed run started again
+records validation and held-out losses and writes a checkpoint. A killed run started again
 with the same arguments continues from its last checkpoint and ends with files that are
 byte-identical to an uninterrupted run on the same machine and thread count: every source of
 randomness has its own generator whose state is saved in the checkpoint.
