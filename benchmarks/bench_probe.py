@@ -47,7 +47,9 @@ def main() -> None:
     grid = params.grid_for(run)
     torch.manual_seed(0)
     net, schedule = UNet(net_config(params, size)), LogSNRSchedule()
-    probe = classifier.ConceptProbe(len(grid.concepts), width=params.fit_classifier.width).eval()
+    probe = classifier.ConceptClassifier(
+        len(grid.concepts), width=params.fit_classifier.width
+    ).eval()
 
     # one training step
     opt = torch.optim.AdamW([*net.parameters(), *schedule.parameters()], lr=1e-3)

@@ -166,11 +166,11 @@ def study_counts(study) -> dict:
 
 
 def configs_of(study):
+    from conceptspace.model.training import TrainConfig
     from conceptspace.model.unet import UNetConfig
-    from stages.train import train_config
 
     net = UNetConfig(image_size=study.synthesize.image_size, **study.train.net.model_dump())
-    return net, train_config(study)
+    return net, TrainConfig.from_section(study.train)
 
 
 # ---- measuring ------------------------------------------------------------------------------
@@ -473,7 +473,9 @@ def eval_costs(study, device, window: float) -> dict:
     net = UNet(net_cfg).to(device).eval()
     schedule = LogSNRSchedule().to(device)
     probe = (
-        classifier.ConceptProbe(len(grid.concepts), study.fit_classifier.width).to(device).eval()
+        classifier.ConceptClassifier(len(grid.concepts), study.fit_classifier.width)
+        .to(device)
+        .eval()
     )
     size = net_cfg.image_size
     pc, iv = study.probe, study.intervene
@@ -553,7 +555,9 @@ def fit_classifier_cost(study, device, steps: int) -> dict:
     from conceptspace.measure import classifier
 
     fp, s = study.fit_classifier, study.synthesize.image_size
-    cfg = classifier.ProbeConfig(width=fp.width, steps=steps, batch_size=fp.batch_size, lr=fp.lr)
+    cfg = classifier.ClassifierConfig(
+        width=fp.width, steps=steps, batch_size=fp.batch_size, lr=fp.lr
+    )
     rng = np.random.default_rng(0)
     images = rng.random((512, 3, s, s), dtype=np.float32)
     values = rng.integers(0, 2, (512, len(study.grid.concepts)))

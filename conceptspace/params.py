@@ -6,8 +6,9 @@ the offending key and value, e.g. ``runs.c090.color = 0.9: ...``. Snakemake (at 
 every stage (before it writes anything) call the same function, so both tools show the same
 message.
 
-Each setting is stated once, here. The JSON schema ``workflow/schemas/params.schema.yaml``
-(for Snakemake's ``validate`` and other tools) is *generated* from this model by
+Each setting is stated once, in its section (:mod:`conceptspace.sections`). The JSON schema
+``workflow/schemas/params.schema.yaml`` (for Snakemake's ``validate`` and other tools) is
+*generated* from this model by
 :func:`write_schema`; ``tests/test_params.py`` checks that the committed file is current. The
 schema states types, ranges and keys; the relations between keys (a concept named in one
 section must be in ``grid.concepts``, channels a multiple of groups, ...) only the model checks.
@@ -22,270 +23,38 @@ prompts: ``runs.<id>.mask`` (fraction, default 0) of the training images of the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    StrictBool,
     StrictInt,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-from conceptspace.data.concepts import CONCEPTS, MAX_SEPARATION, SEPARATED, ConceptGrid
+from conceptspace.data.concepts import CONCEPTS, SEPARATED, ConceptGrid
+from conceptspace.sections import (
+    RUN_ID,
+    Analyze,
+    FitClassifier,
+    Grid,
+    Intervene,
+    ParamsError,
+    Probe,
+    Run,
+    Section,
+    Synthesize,
+    Train,
+    default_value_names,
+    keyed,
+)
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "params.schema.yaml"
-RUN_ID = r"^[a-z][a-z0-9_]*$"
-CONCEPT_NAME = r"^[A-Za-z0-9_]+$"  # shapes concepts, or attribute names of a folder's table
-VALUE_NAME = r"^[a-z0-9]+$"  # value names of a folder grid (joined by "_" in class names)
 
 
-class ParamsError(ValueError):
-    """Invalid parameters; the message names the key and the value."""
-
-
-def _keyed(message: str) -> PydanticCustomError:
-    """An error whose message already names its key (relative to the validated model)."""
-    return PydanticCustomError("keyed", "{message}", {"message": message})
-
-
-def _real(v: Any) -> Any:
-    # Accept ints and floats, but not bools or strings (YAML 1.1 vs 1.2 disagree on those).
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ValueError("must be a number")
-    return float(v)
-
-
-Real = Annotated[float, BeforeValidator(_real)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ---- the sweep ------------------------------------------------------------------------------
-class Separations(_Section):
-    """Separation of the class means per concept (the concept-signal knob)."""
-
-    color: Annotated[Real, Field(gt=0, le=MAX_SEPARATION["color"])] | None = None
-    size: Annotated[Real, Field(gt=0, le=MAX_SEPARATION["size"])] | None = None
-    background: Annotated[Real, Field(gt=0, le=MAX_SEPARATION["background"])] | None = None
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in SEPARATED if getattr(self, k) is not None}
-
-
-class Run(Separations):
-    """One sweep point: separations (shapes data) and the masked fraction (§7.6)."""
-
-    mask: Real = Field(0.0, ge=0, le=1)  # share of synthesize.mask.class's training images
-
-
-ConceptName = Annotated[str, Field(pattern=CONCEPT_NAME)]
-ValueName = Annotated[str, Field(pattern=VALUE_NAME)]
-
-
-class Grid(_Section):
-    concepts: list[ConceptName] = Field(min_length=1)
-    held_out: list[dict[str, str]] | None = None
-    values: dict[str, Annotated[list[ValueName], Field(min_length=2, max_length=2)]] | None = None
-
-    @field_validator("concepts")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError("concepts must be unique")
-        return v
-
-
-def default_value_names(attribute: str) -> tuple[str, str]:
-    """Value names of a folder attribute without ``grid.values``: ``Male`` -> (nomale, male)."""
-    name = attribute.lower().replace("_", "")
-    return f"no{name}", name
-
-
-# ---- one section per stage ----------------------------------------------------------------
-class Folder(_Section):
-    """A CelebA-style folder: ``<root>/<images>/*.jpg|png`` and ``<root>/<attributes>``."""
-
-    root: str = Field(min_length=1)
-    images: str = Field("img_align_celeba", min_length=1)
-    attributes: str = Field("list_attr_celeba.txt", min_length=1)
-
-
-class Mask(_Section):
-    """Underspecified prompts: which class's training images lose which concept's entries."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    class_: dict[str, str] = Field(alias="class", min_length=1)
-    concept: ConceptName
-
-
-class Synthesize(_Section):
-    image_size: StrictInt = Field(ge=8, le=128)
-    n_per_class: StrictInt = Field(ge=1)  # training images per training class
-    val_fraction: Real = Field(ge=0, lt=1)
-    n_held_out: StrictInt = Field(ge=1)  # class-mean images per held-out class (held-out loss)
-    blur_px: Real = Field(ge=0, le=4)  # shapes only (ignored for folder data)
-    noise: Real = Field(ge=0, le=0.1)  # shapes only
-    signal_samples: StrictInt = Field(ge=1)  # shapes only: pairs for the concept signal
-    source: Literal["shapes", "folder"] = "shapes"
-    folder: Folder | None = None  # required with source = folder
-    mask: Mask | None = None  # what runs.<id>.mask > 0 masks
-
-
-class Net(_Section):
-    """U-Net architecture (conceptspace.model.unet.UNetConfig); image size comes from the data."""
-
-    channels: list[StrictInt] = Field(min_length=1, max_length=5)
-    blocks_per_level: StrictInt = Field(ge=1, le=4)
-    attention: StrictBool
-    heads: StrictInt = Field(ge=1)
-    groups: StrictInt = Field(ge=1)
-    dropout: Real = Field(ge=0, lt=1)
-    time_dim: StrictInt = Field(ge=2)
-    init_scale: Real = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _divisible(self) -> Net:
-        for c in self.channels:
-            if c < 1 or c % self.groups:
-                raise _keyed(
-                    f"channels = {self.channels}: every channel count must be a "
-                    f"positive multiple of groups = {self.groups}"
-                )
-        if self.attention and self.channels[-1] % self.heads:
-            raise _keyed(f"heads = {self.heads}: must divide channels[-1] = {self.channels[-1]}")
-        if self.time_dim % 2:
-            raise _keyed(f"time_dim = {self.time_dim}: must be even")
-        return self
-
-
-class Checkpoints(_Section):
-    first: StrictInt = Field(ge=1)  # first checkpoint step; the last is train.steps
-    count: StrictInt = Field(ge=2, le=1000)  # square-root spaced checkpoints
-
-
-class Train(_Section):
-    net: Net
-    steps: StrictInt = Field(ge=1)
-    batch_size: StrictInt = Field(ge=1)
-    lr: Real = Field(gt=0, le=1)
-    weight_decay: Real = Field(ge=0)
-    grad_clip: Real = Field(ge=0)  # global gradient-norm clip; 0 disables (paper: 0.01)
-    p_uncond: Real = Field(ge=0, lt=1)  # classifier-free guidance: null-prompt probability
-    checkpoints: Checkpoints
-    device: Literal["auto", "cpu", "cuda"]
-    threads: StrictInt = Field(ge=1, le=256)
-    # Runs trained together as one batched model (conceptspace.model.ensemble); 1 = one per job.
-    ensemble: StrictInt = Field(1, ge=1, le=64)
-
-    @model_validator(mode="after")
-    def _schedule(self) -> Train:
-        if self.checkpoints.first > self.steps:
-            raise _keyed(
-                f"checkpoints.first = {self.checkpoints.first}: must not exceed "
-                f"steps = {self.steps}"
-            )
-        return self
-
-
-class FitClassifier(_Section):
-    """The concept probe: trained on renders of all classes pooled over these grids (shapes),
-    or on the folder's images of all classes (folder; ``separations`` then absent)."""
-
-    separations: list[Separations] | None = Field(None, min_length=1)
-    n_per_class: StrictInt = Field(ge=1)  # renders per class per grid
-    n_test: StrictInt = Field(ge=1)  # held-out renders per class per grid for metrics
-    steps: StrictInt = Field(ge=1)
-    batch_size: StrictInt = Field(ge=1)
-    lr: Real = Field(gt=0, le=1)
-    noise_max: Real = Field(ge=0, le=0.5)  # augmentation noise std ~ U[0, noise_max]
-    width: StrictInt = Field(ge=1)
-    seed: StrictInt = Field(ge=0)
-    threads: StrictInt = Field(ge=1, le=256)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-
-class Probe(_Section):
-    n_train: StrictInt = Field(ge=1)  # prompts per training class (sampled within its ranges)
-    n_held_out: StrictInt = Field(ge=1)  # class-mean prompts per held-out class
-    sampler_steps: StrictInt = Field(ge=1, le=1000)
-    threads: StrictInt = Field(ge=1, le=256)
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # where checkpoints are sampled
-
-
-class ConceptPush(_Section):
-    concept: ConceptName
-    settings: list[Real] = Field(min_length=1)
-
-
-class Intervene(_Section):
-    methods: list[Literal["naive", "overprompt", "linear", "guidance"]] = Field(min_length=1)
-    n: StrictInt = Field(ge=1)  # images per (held-out class, method, setting, checkpoint)
-    sampler_steps: StrictInt = Field(ge=1, le=1000)
-    overprompt: ConceptPush  # settings: k in mean + k * (mean_value - mean_other_value)
-    linear: ConceptPush  # settings: s in e(h) + s * (e(v_value) - e(v_other))
-    guidance: list[Real] = Field(min_length=1)  # guidance weights w (train.p_uncond > 0)
-    threads: StrictInt = Field(ge=1, le=256)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    @field_validator("methods")
-    @classmethod
-    def _unique_methods(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError("methods must be unique")
-        if "naive" not in v:  # the table would hold no baseline (and the stage no batch)
-            raise ValueError("must include 'naive', the baseline every lead is measured from")
-        return v
-
-
-class Analyze(_Section):
-    sigma: Real = Field(ge=0)  # trajectory smoothing along checkpoints (paper: 2)
-    lt_sigma: Real = Field(ge=0)  # smoothing before learning times (paper: 1.5)
-    thresholds: list[Real] = Field(min_length=1)  # learning-time thresholds (0.8 and 0.9)
-    persistence: StrictInt = Field(ge=1)  # consecutive checkpoints above the threshold
-    saturation_tol: Real = Field(gt=0)  # training saturation: mean squared distance below
-    capability_threshold: Real = Field(gt=0, le=1)  # hidden-capability emergence threshold
-    ready_acc: Real = Field(
-        gt=0,
-        le=1,
-        description="memorization is read from the first checkpoint at which the training "
-        "classes are recognisable: smoothed mean per-image accuracy >= ready_acc",
-    )
-    turn_margin: Real = Field(
-        ge=0,
-        description="a held-out trajectory turns when it ends at least this much closer to its "
-        "own corner than its mean distance during memorization (corners are 1 apart)",
-    )
-    convergence_acc: Real = Field(
-        gt=0,
-        le=1,
-        description="training has converged once every training class has at least this "
-        "smoothed accuracy on every concept (distance at convergence, docs/method.md §7.1)",
-    )
-    emergence_sigma: Real = Field(
-        ge=0, description="smoothing of capability curves before emergence (checkpoints)"
-    )
-    emergence_persistence: StrictInt = Field(
-        ge=1, description="consecutive checkpoints a capability curve must stay above threshold"
-    )
-
-    @field_validator("thresholds")
-    @classmethod
-    def _in_unit(cls, v: list[float]) -> list[float]:
-        if any(not 0 < t <= 1 for t in v):
-            raise ValueError("thresholds must lie in (0, 1]")
-        return v
-
-
-class Params(_Section):
+class Params(Section):
     runs: dict[Annotated[str, Field(pattern=RUN_ID)], Run] = Field(min_length=1)
     seeds: list[StrictInt] = Field(min_length=1)
     grid: Grid
@@ -312,55 +81,53 @@ class Params(_Section):
         if self.synthesize.source == "shapes":
             for c in concepts:
                 if c not in CONCEPTS:
-                    raise _keyed(
+                    raise keyed(
                         f"grid.concepts = {concepts}: unknown concept {c!r}; known: "
                         f"{list(CONCEPTS)} (or set synthesize.source: folder for attributes)"
                     )
             if self.grid.values is not None:
-                raise _keyed(
+                raise keyed(
                     "grid.values: value names are for folder data only "
                     "(synthesize.source = 'shapes' uses the built-in names)"
                 )
             for key in ("folder",):
                 if getattr(self.synthesize, key) is not None:
-                    raise _keyed(f"synthesize.{key}: only used with synthesize.source = 'folder'")
+                    raise keyed(f"synthesize.{key}: only used with synthesize.source = 'folder'")
             if self.fit_classifier.separations is None:
-                raise _keyed(
-                    "fit_classifier.separations: required for synthesize.source = 'shapes'"
-                )
+                raise keyed("fit_classifier.separations: required for synthesize.source = 'shapes'")
         else:
             if self.synthesize.folder is None:
-                raise _keyed(
+                raise keyed(
                     "synthesize.folder: required with synthesize.source = 'folder' "
                     "(root of a CelebA-style folder)"
                 )
             if self.fit_classifier.separations is not None:
-                raise _keyed(
+                raise keyed(
                     "fit_classifier.separations: folder data have no separations; leave it out "
                     "(the probe is fitted on the folder's images)"
                 )
             for c in self.grid.values or {}:
                 if c not in concepts:
-                    raise _keyed(f"grid.values.{c}: {c!r} is not in grid.concepts {concepts}")
+                    raise keyed(f"grid.values.{c}: {c!r} is not in grid.concepts {concepts}")
             names = [n for c in concepts for n in self.value_names(c)]
             dup = sorted({n for n in names if names.count(n) > 1})
             if dup:
-                raise _keyed(
+                raise keyed(
                     f"grid.values: value names must be distinct across concepts, "
                     f"{dup} repeats (give them in grid.values)"
                 )
         for i, spec in enumerate(self.grid.held_out or []):
             if not spec:
-                raise _keyed(f"grid.held_out[{i}] = {{}}: a held-out class names no concept")
+                raise keyed(f"grid.held_out[{i}] = {{}}: a held-out class names no concept")
             for concept, value in spec.items():
                 if concept not in concepts:
-                    raise _keyed(
+                    raise keyed(
                         f"grid.held_out[{i}].{concept} = {value!r}: concept {concept!r} is not "
                         f"in grid.concepts {concepts}"
                     )
                 names = self.value_names(concept)
                 if value not in names:
-                    raise _keyed(
+                    raise keyed(
                         f"grid.held_out[{i}].{concept} = {value!r}: not a value of "
                         f"{concept!r} {list(names)}"
                     )
@@ -382,16 +149,16 @@ class Params(_Section):
             given = seps.as_dict()
             if given and self.synthesize.source == "folder":
                 c = next(iter(given))
-                raise _keyed(
+                raise keyed(
                     f"runs.{run_id}.{c} = {given[c]}: folder data have no separations "
                     "(a run gives at most its mask)"
                 )
             for c in needed:
                 if c not in given:
-                    raise _keyed(f"runs.{run_id}: no separation for concept {c!r} of grid.concepts")
+                    raise keyed(f"runs.{run_id}: no separation for concept {c!r} of grid.concepts")
             for c in given:
                 if c not in self.grid.concepts:
-                    raise _keyed(
+                    raise keyed(
                         f"runs.{run_id}.{c} = {given[c]}: concept {c!r} is not in grid.concepts"
                     )
         return self
@@ -402,7 +169,7 @@ class Params(_Section):
         grid = self.grid_for(self.run_ids[0])
         for side, ks in (("training", grid.train_classes), ("held-out", grid.held_out_classes)):
             if not ks:
-                raise _keyed(
+                raise keyed(
                     f"grid.held_out = {self.grid.held_out}: no {side} class among the "
                     f"{grid.n_classes} classes of grid.concepts {self.grid.concepts}"
                 )
@@ -415,23 +182,21 @@ class Params(_Section):
         if m is None:
             for run_id, run in self.runs.items():
                 if run.mask > 0:
-                    raise _keyed(
+                    raise keyed(
                         f"runs.{run_id}.mask = {run.mask}: masking needs synthesize.mask "
                         "(the class and the concept to mask)"
                     )
             return self
         concepts = self.grid.concepts
         if m.concept not in concepts:
-            raise _keyed(
-                f"synthesize.mask.concept = {m.concept!r}: not in grid.concepts {concepts}"
-            )
+            raise keyed(f"synthesize.mask.concept = {m.concept!r}: not in grid.concepts {concepts}")
         grid = self.grid_for(self.run_ids[0])
         try:
             k = grid.class_of(m.class_)
         except ValueError as e:
-            raise _keyed(f"synthesize.mask.class = {m.class_}: {e}") from None
+            raise keyed(f"synthesize.mask.class = {m.class_}: {e}") from None
         if grid.is_held_out(k):
-            raise _keyed(
+            raise keyed(
                 f"synthesize.mask.class = {m.class_}: {grid.class_name(k)!r} is a held-out "
                 f"class; mask a training class {[grid.class_name(i) for i in grid.train_classes]}"
             )
@@ -464,24 +229,22 @@ class Params(_Section):
         for i, seps in enumerate(self.fit_classifier.separations or []):
             for c in [c for c in self.grid.concepts if c in SEPARATED]:
                 if c not in seps.as_dict():
-                    raise _keyed(
-                        f"fit_classifier.separations[{i}]: no separation for concept {c!r}"
-                    )
+                    raise keyed(f"fit_classifier.separations[{i}]: no separation for concept {c!r}")
             for c, v in seps.as_dict().items():
                 if c not in self.grid.concepts:
-                    raise _keyed(
+                    raise keyed(
                         f"fit_classifier.separations[{i}].{c} = {v}: concept {c!r} is not "
                         "in grid.concepts"
                     )
         for name in ("overprompt", "linear"):
             push = getattr(self.intervene, name)
             if push.concept not in self.grid.concepts:
-                raise _keyed(
+                raise keyed(
                     f"intervene.{name}.concept = {push.concept!r}: not in "
                     f"grid.concepts {self.grid.concepts}"
                 )
         if "guidance" in self.intervene.methods and self.train.p_uncond == 0:
-            raise _keyed(
+            raise keyed(
                 "intervene.methods = [..., 'guidance']: classifier-free guidance needs a "
                 "model trained with train.p_uncond > 0"
             )
@@ -498,7 +261,7 @@ class Params(_Section):
     def _image_size_fits_net(self) -> Params:
         levels = len(self.train.net.channels) - 1
         if self.synthesize.image_size % 2**levels:
-            raise _keyed(
+            raise keyed(
                 f"synthesize.image_size = {self.synthesize.image_size}: must be "
                 f"divisible by 2**{levels} for train.net.channels = "
                 f"{self.train.net.channels}"
@@ -554,7 +317,8 @@ def _lookup(doc: Any, loc) -> Any:
 
 
 SCHEMA_HEADER = """\
-# GENERATED from the pydantic model conceptspace/params.py; do not edit by hand. Regenerate with
+# GENERATED from the pydantic models conceptspace/params.py and conceptspace/sections.py; do not
+# edit by hand. Regenerate with
 #   python -c "from conceptspace.params import write_schema; write_schema()"
 # (tests/test_params.py fails while this file is stale). Snakemake validates its config with it.
 """

@@ -59,16 +59,7 @@ def run(argv=None) -> None:
 
     fp, syn = params.fit_classifier, params.synthesize
     concepts = tuple(params.grid.concepts)
-    cfg = classifier.ProbeConfig(
-        width=fp.width,
-        steps=fp.steps,
-        batch_size=fp.batch_size,
-        lr=fp.lr,
-        noise_max=fp.noise_max,
-        n_per_class=fp.n_per_class,
-        n_test=fp.n_test,
-        seed=fp.seed,
-    )
+    cfg = classifier.ClassifierConfig.from_section(fp)
     if syn.source == "folder":
         return fit_on_folder(params, cfg, args, device)
     grids = [ConceptGrid(concepts, s.as_dict()) for s in fp.separations]
@@ -87,7 +78,9 @@ def run(argv=None) -> None:
         n_per_class=fp.n_test,
         blur_px=syn.blur_px,
     )
-    write_outputs(args, probe, classifier.probe_meta(grids, syn.image_size, cfg), rows, history)
+    write_outputs(
+        args, probe, classifier.classifier_meta(grids, syn.image_size, cfg), rows, history
+    )
 
 
 def fit_on_folder(params, cfg, args, device: str = "cpu") -> None:
@@ -121,7 +114,7 @@ def fit_on_folder(params, cfg, args, device: str = "cpu") -> None:
                 probe, x_test[sel], values[test][sel], grid.concepts, noise_levels=(0.0,)
             )
         }
-    meta = classifier.probe_meta(
+    meta = classifier.classifier_meta(
         [grid], size, cfg, source="folder", n_train=int(len(train)), n_test=int(len(test))
     )
     write_outputs(args, probe, meta, rows, history, counts=counts, accuracy_by_class=by_class)
@@ -139,7 +132,7 @@ def write_outputs(args, probe, meta, rows, history, **extra) -> None:
         "accuracy": rows,
         **extra,
     }
-    classifier.save_probe(args.classifier, probe, meta)
+    classifier.save_classifier(args.classifier, probe, meta)
     write_json(args.metrics, metrics)
     print(
         f"fit_classifier: min held-out accuracy {metrics['min_accuracy']:.4f} over "

@@ -50,18 +50,6 @@ def net_config(params, image_size: int, cond_dim: int = COND_DIM) -> UNetConfig:
     return UNetConfig(image_size=image_size, cond_dim=cond_dim, **params.train.net.model_dump())
 
 
-def train_config(params) -> TrainConfig:
-    t = params.train
-    return TrainConfig(
-        steps=t.steps,
-        batch_size=t.batch_size,
-        lr=t.lr,
-        weight_decay=t.weight_decay,
-        grad_clip=t.grad_clip or None,
-        p_uncond=t.p_uncond,
-    )
-
-
 def group_args(args, params) -> list[dict]:
     """One dict per run of the group; refuses a malformed group before any work."""
     values = [getattr(args, attr) for attr, _ in PER_RUN]
@@ -112,7 +100,7 @@ def run(argv=None) -> None:
             f"{sorted(shapes)}; an ensemble trains one network"
         )
     net_cfg = net_config(params, *shapes.pop())
-    cfg, ckpt_steps = train_config(params), params.checkpoint_steps()
+    cfg, ckpt_steps = TrainConfig.from_section(params.train), params.checkpoint_steps()
     for g in group:
         g["work"] = Path(g["ckpt_dir"]).with_name(Path(g["ckpt_dir"]).name + ".partial")
     members = [

@@ -14,16 +14,16 @@ from conceptspace.data.render import render, sample_attributes
 from conceptspace.io import ArtifactError
 from conceptspace.measure.classifier import (
     FORMAT,
-    ConceptProbe,
-    ProbeConfig,
+    ClassifierConfig,
+    ConceptClassifier,
     check_compatible,
+    classifier_meta,
     evaluate,
     fit,
     load_classifier,
-    make_probe_data,
+    make_classifier_data,
     predict,
-    probe_meta,
-    save_probe,
+    save_classifier,
 )
 
 SIZE = 16
@@ -42,11 +42,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def fitted(one_thread):
     """One probe on color separations {0.15, 0.8}, size 0.4, 16 px, with the default config
     but 1,000 steps instead of 2,000 (about 17 s on one idle core)."""
-    return fit(_grids(TRAIN_COLORS), SIZE, ProbeConfig(steps=1000), progress=False)
+    return fit(_grids(TRAIN_COLORS), SIZE, ClassifierConfig(steps=1000), progress=False)
 
 
 def _tiny_cfg(seed=0):
-    return ProbeConfig(width=8, steps=12, batch_size=16, n_per_class=8, seed=seed)
+    return ClassifierConfig(width=8, steps=12, batch_size=16, n_per_class=8, seed=seed)
 
 
 def _oracle_accuracy(grid, concept, kind, noise, n=512, seed=7):
@@ -73,7 +73,7 @@ def _oracle_accuracy(grid, concept, kind, noise, n=512, seed=7):
 # ---- network and data -----------------------------------------------------------------------
 @pytest.mark.parametrize("size", [8, 16, 32])
 def test_shapes(size):
-    probe = ConceptProbe(3, width=8)
+    probe = ConceptClassifier(3, width=8)
     x = torch.rand(5, 3, size, size)
     assert probe(x).shape == (5, 3, 2)
     p = predict(probe, x.numpy(), batch_size=2)
@@ -83,17 +83,17 @@ def test_shapes(size):
     assert predict(probe, np.zeros((0, 3, size, size), np.float32)).shape == (0, 3)
 
 
-def test_make_probe_data():
+def test_make_classifier_data():
     grids = _grids(TRAIN_COLORS)
-    images, values, gi = make_probe_data(grids, 8, 3, blur_px=1.0, noise=1e-3, seed=0)
+    images, values, gi = make_classifier_data(grids, 8, 3, blur_px=1.0, noise=1e-3, seed=0)
     assert images.shape == (24, 3, 8, 8) and images.dtype == np.float32
     assert values.dtype == np.int64 and values.shape == (24, 2)
     np.testing.assert_array_equal(gi, np.repeat([0, 1], 12))
     np.testing.assert_array_equal(values[:12], np.repeat(grids[0].all_bits(), 3, axis=0))
-    again = make_probe_data(grids, 8, 3, blur_px=1.0, noise=1e-3, seed=0)[0]
+    again = make_classifier_data(grids, 8, 3, blur_px=1.0, noise=1e-3, seed=0)[0]
     np.testing.assert_array_equal(images, again)
     with pytest.raises(ValueError, match="same concepts"):
-        make_probe_data([grids[0], preset("2x2x2")], 8, 3, blur_px=1.0, noise=1e-3, seed=0)
+        make_classifier_data([grids[0], preset("2x2x2")], 8, 3, blur_px=1.0, noise=1e-3, seed=0)
 
 
 def test_fit_is_deterministic():
@@ -140,7 +140,7 @@ def test_probe_accuracy_on_ground_truth_renders(fitted):
 @pytest.mark.slow
 def test_default_config_accuracy(one_thread):
     """The same requirement for the full default config (2,000 steps, about 33 s on one core)."""
-    probe, _ = fit(_grids(TRAIN_COLORS), SIZE, ProbeConfig(), progress=False)
+    probe, _ = fit(_grids(TRAIN_COLORS), SIZE, ClassifierConfig(), progress=False)
     assert not _accuracy_failures(probe)
 
 
@@ -167,10 +167,10 @@ def test_predictions_do_not_depend_on_position(fitted):
 # ---- artifacts ------------------------------------------------------------------------------
 def _saved(tmp_path):
     grids = _grids(TRAIN_COLORS)
-    probe = ConceptProbe(2, width=8)
-    meta = probe_meta(grids, SIZE, _tiny_cfg(), accuracy=np.float32(0.5))
+    probe = ConceptClassifier(2, width=8)
+    meta = classifier_meta(grids, SIZE, _tiny_cfg(), accuracy=np.float32(0.5))
     path = tmp_path / "classifier.pt"
-    save_probe(path, probe, meta)
+    save_classifier(path, probe, meta)
     return path, probe
 
 
@@ -237,16 +237,38 @@ def test_split_per_class_is_disjoint_capped_and_seeded():
 
 def test_fit_arrays_learns_given_images():
     """A probe fitted on given (non-rendered) arrays reads their two attributes."""
-    from conceptspace.measure.classifier import ProbeConfig, evaluate_arrays, fit_arrays
+    from conceptspace.measure.classifier import ClassifierConfig, evaluate_arrays, fit_arrays
 
     rng = np.random.default_rng(0)
     values = rng.integers(0, 2, size=(256, 2))
     images = rng.uniform(0, 0.2, size=(256, 3, 8, 8)).astype(np.float32)
     images[:, 0] += 0.7 * values[:, 0, None, None]
     images[:, 1, :, 4:] += 0.7 * values[:, 1, None, None]
-    cfg = ProbeConfig(width=8, steps=150, batch_size=32, lr=3e-3, noise_max=0.05, seed=0)
+    cfg = ClassifierConfig(width=8, steps=150, batch_size=32, lr=3e-3, noise_max=0.05, seed=0)
     probe, history = fit_arrays(images[:192], values[:192], 2, cfg, progress=False)
     rows = evaluate_arrays(probe, images[192:], values[192:], ["a", "b"], noise_levels=(0.0,))
     assert [r["concept"] for r in rows] == ["a", "b"] and all(r["n"] == 64 for r in rows)
     assert min(r["accuracy"] for r in rows) >= 0.95, rows
     assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_classifier_config_is_the_params_section():
+    """The library takes the fit_classifier section itself: each shared field once, by name."""
+    from pathlib import Path
+
+    from conceptspace.params import load_params
+
+    fc = load_params(Path(__file__).resolve().parent.parent / "params.yaml").fit_classifier
+    cfg = ClassifierConfig.from_section(fc)
+    for name in (
+        "width",
+        "steps",
+        "batch_size",
+        "lr",
+        "noise_max",
+        "n_per_class",
+        "n_test",
+        "seed",
+    ):
+        assert getattr(cfg, name) == getattr(fc, name), name
+    assert cfg.weight_decay == ClassifierConfig().weight_decay  # not a params key

@@ -204,7 +204,7 @@ def test_sampling_probing_and_intervention_on_cuda_match_cpu(lone_run):
     v1, v0 = interventions.single_concept_vectors(grid, "color")
     scales = torch.linspace(0.0, 2.0, len(cond))
     torch.manual_seed(0)
-    probe = classifier.ConceptProbe(2, width=4).eval()
+    probe = classifier.ConceptClassifier(2, width=4).eval()
     out = {}
     with ieee_fp32():
         for device in ("cpu", DEVICE):
@@ -223,7 +223,7 @@ def test_sampling_probing_and_intervention_on_cuda_match_cpu(lone_run):
 
 def test_probe_fits_on_cuda_as_on_cpu():
     grids = [preset("2x2", color=c, size=0.4) for c in (0.2, 0.8)]
-    cfg = classifier.ProbeConfig(width=4, steps=20, batch_size=16, n_per_class=16, n_test=8)
+    cfg = classifier.ClassifierConfig(width=4, steps=20, batch_size=16, n_per_class=16, n_test=8)
     with ieee_fp32():
         cpu, h_cpu = classifier.fit(grids, 8, cfg, progress=False)
         gpu, h_gpu = classifier.fit(grids, 8, cfg, progress=False, device=DEVICE)

@@ -18,7 +18,8 @@ from conceptspace.data.concepts import ConceptGrid
 from conceptspace.data.folder import ImageFolder, read_attribute_table
 from conceptspace.io import ArtifactError
 from conceptspace.measure.classifier import load_classifier
-from conceptspace.params import ParamsError, Synthesize, schema_errors, validate
+from conceptspace.params import ParamsError, schema_errors, validate
+from conceptspace.sections import Synthesize
 from tests.conftest import copy_project
 
 ATTRS = ("5_o_Clock_Shadow", "Male", "Young", "Smiling", "Bald")  # CelebA-like, extra columns

@@ -10,7 +10,8 @@ import pytest
 
 import conceptspace.data.dataset as dataset
 from conceptspace.data.concepts import COND_SLICES, ConceptGrid
-from conceptspace.params import ParamsError, Synthesize, schema_errors, validate
+from conceptspace.params import ParamsError, schema_errors, validate
+from conceptspace.sections import Synthesize
 
 GRID = ConceptGrid(("color", "size"), {"color": 0.6, "size": 0.32})
 RED_SMALL = GRID.class_of({"color": "red", "size": "small"})

@@ -248,3 +248,20 @@ def test_fast_clip_and_adamw_match_torch_bit_for_bit():
     for k, state in s0["state"].items():
         assert all(torch.equal(v, s1["state"][k][name]) for name, v in state.items())
     assert s0["param_groups"] == s1["param_groups"]
+
+
+def test_train_config_is_the_params_section():
+    """The library takes the train section itself: each shared field once, by name."""
+    from conceptspace.params import load_params
+
+    t = load_params(Path(__file__).resolve().parent.parent / "params.yaml").train
+    cfg = TrainConfig.from_section(t)
+    assert (cfg.steps, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.grad_clip, cfg.p_uncond) == (
+        t.steps,
+        t.batch_size,
+        t.lr,
+        t.weight_decay,
+        t.grad_clip,
+        t.p_uncond,
+    )
+    assert TrainConfig.from_section(t.model_copy(update={"grad_clip": 0.0})).grad_clip is None

@@ -37,7 +37,7 @@ from conceptspace.data.concepts import ConceptGrid
 from conceptspace.data.folder import ImageFolder, mean_image_signal, select
 from conceptspace.data.render import class_pair_mse, concept_signal, render_classes
 from conceptspace.io import ArtifactError, read_json, read_npz
-from conceptspace.params import Mask, Synthesize
+from conceptspace.sections import Mask, Synthesize
 
 ARRAYS = ("images", "cond", "values", "class_id", "split", "masked")
 REQUIRED = ARRAYS[:-1]  # datasets written before masking existed have no ``masked``

@@ -20,7 +20,7 @@ Pool grids that span the sweep: between its training separations the probe inter
 that is not guaranteed (a width-16 probe fitted on color separations {0.15, 0.8} classified
 size at color 0.4 only 93% right; width 32 is at >= 99.4% over four seeds).
 
-Artifacts: :func:`save_probe` writes a plain dict that loads with ``weights_only=True``;
+Artifacts: :func:`save_classifier` writes a plain dict that loads with ``weights_only=True``;
 :func:`check_compatible` refuses to apply a probe to another concept grid, another image size,
 or a separation outside the range it was trained on.
 """
@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ _EVAL_STREAM = 0x5EE7  # mixes evaluate()'s seed so its renders differ from fit(
 _SEP_TOL = 1e-9
 
 
-class ConceptProbe(nn.Module):
+class ConceptClassifier(nn.Module):
     """Small CNN with one 2-way head per concept.
 
     conv3x3 3->w, conv3x3 w->w stride 2, conv3x3 w->2w, conv3x3 2w->2w stride 2 (GELU after
@@ -92,8 +92,9 @@ class ConceptProbe(nn.Module):
 
 
 @dataclass(frozen=True)
-class ProbeConfig:
-    """Probe training settings; ``n_test`` is for callers that report held-out accuracy."""
+class ClassifierConfig:
+    """Concept classifier training settings; ``n_test`` is for callers that report held-out
+    accuracy."""
 
     width: int = 32
     steps: int = 2000
@@ -104,6 +105,14 @@ class ProbeConfig:
     n_per_class: int = 1024  # training renders per class per grid
     n_test: int = 256  # test renders per class per grid
     seed: int = 0
+
+    @classmethod
+    def from_section(cls, section: object) -> ClassifierConfig:
+        """The config of a ``fit_classifier`` params section: every field the section has by
+        the same name; the others keep their defaults."""
+        return cls(
+            **{f.name: getattr(section, f.name) for f in fields(cls) if hasattr(section, f.name)}
+        )
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -119,7 +128,7 @@ def _same_concepts(grids: Sequence[ConceptGrid]) -> tuple[str, ...]:
     return concepts
 
 
-def make_probe_data(
+def make_classifier_data(
     grids: list[ConceptGrid],
     image_size: int,
     n_per_class: int,
@@ -152,13 +161,13 @@ def make_probe_data(
 def fit(
     grids: list[ConceptGrid],
     image_size: int,
-    cfg: ProbeConfig,
+    cfg: ClassifierConfig,
     *,
     blur_px: float = 1.0,
     noise: float = 1e-3,
     progress: bool = True,
     device: str | torch.device = "cpu",
-) -> tuple[ConceptProbe, list[dict]]:
+) -> tuple[ConceptClassifier, list[dict]]:
     """Train a probe on renders of all classes of ``grids`` (pooled).
 
     AdamW with cosine learning-rate decay to 0 (it makes the noise-free accuracy reach 100%
@@ -174,7 +183,7 @@ def fit(
     ``[{"step", "loss", "seconds"}]`` with the mean training loss of each 100-step window.
     """
     concepts = _same_concepts(grids)
-    images, values, _ = make_probe_data(
+    images, values, _ = make_classifier_data(
         grids, image_size, cfg.n_per_class, blur_px=blur_px, noise=noise, seed=cfg.seed
     )
     return fit_arrays(images, values, len(concepts), cfg, progress=progress, device=device)
@@ -184,11 +193,11 @@ def fit_arrays(
     images: np.ndarray,
     values: np.ndarray,
     n_concepts: int,
-    cfg: ProbeConfig,
+    cfg: ClassifierConfig,
     *,
     progress: bool = True,
     device: str | torch.device = "cpu",
-) -> tuple[ConceptProbe, list[dict]]:
+) -> tuple[ConceptClassifier, list[dict]]:
     """Train a probe on given images ``[N, 3, S, S]`` with value indices ``[N, n_concepts]``
     (e.g. real images of a folder); the training procedure of :func:`fit`."""
     from tqdm.auto import tqdm
@@ -198,7 +207,7 @@ def fit_arrays(
     y_all = torch.from_numpy(values)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        probe = ConceptProbe(n_concepts, cfg.width).to(device)
+        probe = ConceptClassifier(n_concepts, cfg.width).to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(probe.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -234,7 +243,9 @@ def fit_arrays(
 
 # ---- inference and evaluation ---------------------------------------------------------------
 @torch.no_grad()
-def predict(probe: ConceptProbe, images: np.ndarray | Tensor, batch_size: int = 1024) -> np.ndarray:
+def predict(
+    probe: ConceptClassifier, images: np.ndarray | Tensor, batch_size: int = 1024
+) -> np.ndarray:
     """P(concept value index 1) per image and concept, ``[N, n_concepts]`` float32 (numpy).
 
     Images are used as given (no clipping), e.g. the sampler's raw ``z_0``; they are classified
@@ -256,7 +267,7 @@ def predict(probe: ConceptProbe, images: np.ndarray | Tensor, batch_size: int = 
 
 
 def evaluate(
-    probe: ConceptProbe,
+    probe: ConceptClassifier,
     grids: list[ConceptGrid],
     image_size: int,
     *,
@@ -281,7 +292,7 @@ def evaluate(
         for k, kind in enumerate(RENDER_KINDS):
             stream = np.random.SeedSequence([seed, _EVAL_STREAM, g, k])
             render_seed = int(stream.generate_state(1)[0])
-            images, values, _ = make_probe_data(
+            images, values, _ = make_classifier_data(
                 [grid],
                 image_size,
                 n_per_class,
@@ -318,7 +329,7 @@ def _accuracy_rows(probe, images, values, eps, noise_levels, concepts, separatio
 
 
 def evaluate_arrays(
-    probe: ConceptProbe,
+    probe: ConceptClassifier,
     images: np.ndarray,
     values: np.ndarray,
     concepts: Sequence[str],
@@ -352,10 +363,10 @@ def split_per_class(
 
 
 # ---- artifacts ---------------------------------------------------------------------------
-def probe_meta(
-    grids: list[ConceptGrid], image_size: int, cfg: ProbeConfig | None = None, **extra: Any
+def classifier_meta(
+    grids: list[ConceptGrid], image_size: int, cfg: ClassifierConfig | None = None, **extra: Any
 ) -> dict:
-    """The ``meta`` dict that :func:`save_probe` stores and :func:`check_compatible` reads.
+    """The ``meta`` dict that :func:`save_classifier` stores and :func:`check_compatible` reads.
 
     Keys: ``concepts``, ``image_size``, ``train_separations`` (one dict per grid),
     ``separation_range`` (``{concept: [min, max]}``), ``config`` (when ``cfg`` is given), and
@@ -393,16 +404,16 @@ def _plain(obj: Any, where: str = "meta") -> Any:
     raise TypeError(f"{where}: cannot store a {type(obj).__name__} in a probe file")
 
 
-def save_probe(path: str | Path, probe: ConceptProbe, meta: dict) -> None:
+def save_classifier(path: str | Path, probe: ConceptClassifier, meta: dict) -> None:
     """Atomically write ``{"format", "n_concepts", "width", "state_dict", "meta"}``.
 
-    ``meta`` (see :func:`probe_meta`) must hold ``concepts``, ``image_size``,
+    ``meta`` (see :func:`classifier_meta`) must hold ``concepts``, ``image_size``,
     ``train_separations`` and ``separation_range``; numpy scalars/arrays and tuples are
     converted to plain Python so the file loads with ``weights_only=True``.
     """
     missing = [k for k in ("concepts", "image_size", "separation_range") if k not in meta]
     if missing:
-        raise ValueError(f"probe meta lacks {missing}; build it with probe_meta()")
+        raise ValueError(f"probe meta lacks {missing}; build it with classifier_meta()")
     obj = {
         "format": FORMAT,
         "n_concepts": probe.n_concepts,
@@ -418,7 +429,7 @@ def save_probe(path: str | Path, probe: ConceptProbe, meta: dict) -> None:
             torch.save(obj, tmp)
 
 
-def load_classifier(path: str | Path) -> tuple[ConceptProbe, dict]:
+def load_classifier(path: str | Path) -> tuple[ConceptClassifier, dict]:
     """Rebuild a probe (eval mode, CPU) from its file; returns ``(probe, meta)``.
 
     ``meta["file"]`` is set to ``path`` so that :func:`check_compatible` can name it. Any
@@ -431,7 +442,7 @@ def load_classifier(path: str | Path) -> tuple[ConceptProbe, dict]:
         found = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise ArtifactError(f"probe {path}: format {found!r}, expected {FORMAT!r}")
     try:
-        probe = ConceptProbe(int(obj["n_concepts"]), int(obj["width"]))
+        probe = ConceptClassifier(int(obj["n_concepts"]), int(obj["width"]))
         probe.load_state_dict(obj["state_dict"])
         meta = dict(obj["meta"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:

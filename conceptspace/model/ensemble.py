@@ -51,7 +51,7 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import functional_call, vmap
 from tqdm import tqdm
 
@@ -62,7 +62,7 @@ from conceptspace.model.checkpoints import (
     checkpoint_path,
     remove_stale_temporaries,
 )
-from conceptspace.model.diffusion import uncond_dropout, vdm_loss_from_noise, vdm_noise
+from conceptspace.model.diffusion import uncond_dropout, vdm_noise
 from conceptspace.model.schedule import LogSNRSchedule
 from conceptspace.model.training import (
     CKPT_LOG,
@@ -80,6 +80,7 @@ from conceptspace.model.training import (
     evaluate_loss,
 )
 from conceptspace.model.unet import UNet, UNetConfig
+from conceptspace.model.vectorised import MaskDropout, MemberLoss, dropout_sites
 
 T = TypeVar("T")
 
@@ -107,70 +108,6 @@ def train_groups(runs: Sequence[T], size: int) -> list[list[T]]:
         raise ValueError(f"group size must be >= 1, got {size}")
     runs = list(runs)
     return [runs[i : i + size] for i in range(0, len(runs), size)]
-
-
-# ---- the vectorised loss ------------------------------------------------------------------
-
-
-class _MaskDropout(nn.Module):
-    """Stands in for an ``nn.Dropout`` in the vectorised forward pass: multiplies by ``mask``, a
-    buffer that each call replaces (``functional_call``) by the member's own mask."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-        self.register_buffer("mask", torch.empty(0), persistent=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x if self.p == 0 else x * self.mask  # F.dropout draws nothing for p = 0
-
-
-class _Loss(nn.Module):
-    """The batch loss of one member given its random inputs (a pure function for ``vmap``)."""
-
-    def __init__(self, net: nn.Module, schedule: nn.Module, data_noise: float) -> None:
-        super().__init__()
-        self.net, self.schedule, self.data_noise = net, schedule, data_noise
-
-    def forward(self, x: Tensor, cond: Tensor, t: Tensor, eps: Tensor, eps_0: Tensor) -> Tensor:
-        terms = vdm_loss_from_noise(
-            self.net, self.schedule, x, cond, t, eps, eps_0, data_noise=self.data_noise
-        )
-        return terms["total"].mean()
-
-
-def dropout_sites(net: UNet) -> list[tuple[str, float, tuple[int, ...]]]:
-    """``(module name, p, per-image input shape)`` of every dropout of ``net``, in the order a
-    forward pass calls them (found by running one, in eval mode, on one blank image)."""
-    calls: list[tuple[str, float, tuple[int, ...]]] = []
-    handles = []
-    for name, m in net.named_modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
-            if not isinstance(m, nn.Dropout):  # unet.Dropout draws the same masks
-                raise NotImplementedError(f"{name}: ensembles support nn.Dropout only, not {m}")
-
-            def record(mod, args, name=name):
-                calls.append((name, float(mod.p), tuple(args[0].shape[1:])))
-
-            handles.append(m.register_forward_pre_hook(record))
-    cfg, was_training = net.cfg, net.training
-    dev = next(net.parameters()).device
-    try:
-        net.eval()
-        with torch.no_grad():
-            net(
-                torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size, device=dev),
-                torch.zeros(1, device=dev),
-                torch.zeros(1, cfg.cond_dim, device=dev),
-            )
-    finally:
-        for h in handles:
-            h.remove()
-        net.train(was_training)
-    names = [c[0] for c in calls]
-    if len(set(names)) != len(names):
-        raise NotImplementedError("a dropout module is called more than once per forward pass")
-    return calls
 
 
 # ---- the trainer --------------------------------------------------------------------------
@@ -268,10 +205,10 @@ class EnsembleTrainer:
         # The function vmap runs: a template whose tensors functional_call replaces.
         self.sites = dropout_sites(nets[0])
         schedule = LogSNRSchedule(cfg.gamma_min, cfg.gamma_max)
-        template = _Loss(copy.deepcopy(nets[0]), schedule, cfg.data_noise)
+        template = MemberLoss(copy.deepcopy(nets[0]), schedule, cfg.data_noise)
         for name, p, _ in self.sites:
             parent, _, child = name.rpartition(".")
-            setattr(template.net.get_submodule(parent), child, _MaskDropout(p))
+            setattr(template.net.get_submodule(parent), child, MaskDropout(p))
         self.template = template.to("meta")
         self._loss = vmap(self._member_loss, randomness="error")
 

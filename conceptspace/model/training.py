@@ -3,7 +3,7 @@
 docs/method.md §3.3.
 
 ``train`` runs AdamW on the U-Net and the learned noise schedule, and at every scheduled step
-records validation and held-out (OOD) losses and writes a checkpoint. A killed run started again
+records validation and held-out losses and writes a checkpoint. A killed run started again
 with the same arguments continues from its last checkpoint and ends with files that are
 byte-identical to an uninterrupted run on the same machine and thread count: every source of
 randomness has its own generator whose state is saved in the checkpoint.
@@ -31,7 +31,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +95,15 @@ class TrainConfig:
             raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
         if self.grad_clip is not None and self.grad_clip < 0:
             raise ValueError(f"grad_clip must be None or >= 0, got {self.grad_clip}")
+
+    @classmethod
+    def from_section(cls, section: object) -> TrainConfig:
+        """The config of a ``train`` params section: every field the section has by the same
+        name (``grad_clip: 0`` disables the clip); the others keep their defaults."""
+        shared = {f.name: getattr(section, f.name) for f in fields(cls) if hasattr(section, f.name)}
+        if "grad_clip" in shared:
+            shared["grad_clip"] = shared["grad_clip"] or None
+        return cls(**shared)
 
 
 def _derived_seed(seed: int, stream: str) -> int:

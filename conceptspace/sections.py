@@ -1,0 +1,269 @@
+"""The sections of ``params.yaml``: one typed model per section (the sweep's entries, the grid,
+one per stage), each checking its own keys. :class:`conceptspace.params.Params` assembles them
+and checks the relations between sections; it is what the pipeline loads.
+
+A section is the one statement of its settings: the library takes it as it is
+(``TrainConfig.from_section(params.train)``, ``UNetConfig(**params.train.net.model_dump())``),
+and the JSON schema is generated from these models (:func:`conceptspace.params.write_schema`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from conceptspace.data.concepts import MAX_SEPARATION, SEPARATED
+
+RUN_ID = r"^[a-z][a-z0-9_]*$"
+CONCEPT_NAME = r"^[A-Za-z0-9_]+$"  # shapes concepts, or attribute names of a folder's table
+VALUE_NAME = r"^[a-z0-9]+$"  # value names of a folder grid (joined by "_" in class names)
+
+
+class ParamsError(ValueError):
+    """Invalid parameters; the message names the key and the value."""
+
+
+def keyed(message: str) -> PydanticCustomError:
+    """An error whose message already names its key (relative to the validated model)."""
+    return PydanticCustomError("keyed", "{message}", {"message": message})
+
+
+def _real(v: Any) -> Any:
+    # Accept ints and floats, but not bools or strings (YAML 1.1 vs 1.2 disagree on those).
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError("must be a number")
+    return float(v)
+
+
+Real = Annotated[float, BeforeValidator(_real)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- the sweep ------------------------------------------------------------------------------
+class Separations(Section):
+    """Separation of the class means per concept (the concept-signal knob)."""
+
+    color: Annotated[Real, Field(gt=0, le=MAX_SEPARATION["color"])] | None = None
+    size: Annotated[Real, Field(gt=0, le=MAX_SEPARATION["size"])] | None = None
+    background: Annotated[Real, Field(gt=0, le=MAX_SEPARATION["background"])] | None = None
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in SEPARATED if getattr(self, k) is not None}
+
+
+class Run(Separations):
+    """One sweep point: separations (shapes data) and the masked fraction (§7.6)."""
+
+    mask: Real = Field(0.0, ge=0, le=1)  # share of synthesize.mask.class's training images
+
+
+ConceptName = Annotated[str, Field(pattern=CONCEPT_NAME)]
+ValueName = Annotated[str, Field(pattern=VALUE_NAME)]
+
+
+class Grid(Section):
+    concepts: list[ConceptName] = Field(min_length=1)
+    held_out: list[dict[str, str]] | None = None
+    values: dict[str, Annotated[list[ValueName], Field(min_length=2, max_length=2)]] | None = None
+
+    @field_validator("concepts")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("concepts must be unique")
+        return v
+
+
+def default_value_names(attribute: str) -> tuple[str, str]:
+    """Value names of a folder attribute without ``grid.values``: ``Male`` -> (nomale, male)."""
+    name = attribute.lower().replace("_", "")
+    return f"no{name}", name
+
+
+# ---- one section per stage ----------------------------------------------------------------
+class Folder(Section):
+    """A CelebA-style folder: ``<root>/<images>/*.jpg|png`` and ``<root>/<attributes>``."""
+
+    root: str = Field(min_length=1)
+    images: str = Field("img_align_celeba", min_length=1)
+    attributes: str = Field("list_attr_celeba.txt", min_length=1)
+
+
+class Mask(Section):
+    """Underspecified prompts: which class's training images lose which concept's entries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    class_: dict[str, str] = Field(alias="class", min_length=1)
+    concept: ConceptName
+
+
+class Synthesize(Section):
+    image_size: StrictInt = Field(ge=8, le=128)
+    n_per_class: StrictInt = Field(ge=1)  # training images per training class
+    val_fraction: Real = Field(ge=0, lt=1)
+    n_held_out: StrictInt = Field(ge=1)  # class-mean images per held-out class (held-out loss)
+    blur_px: Real = Field(ge=0, le=4)  # shapes only (ignored for folder data)
+    noise: Real = Field(ge=0, le=0.1)  # shapes only
+    signal_samples: StrictInt = Field(ge=1)  # shapes only: pairs for the concept signal
+    source: Literal["shapes", "folder"] = "shapes"
+    folder: Folder | None = None  # required with source = folder
+    mask: Mask | None = None  # what runs.<id>.mask > 0 masks
+
+
+class Net(Section):
+    """U-Net architecture (conceptspace.model.unet.UNetConfig); image size comes from the data."""
+
+    channels: list[StrictInt] = Field(min_length=1, max_length=5)
+    blocks_per_level: StrictInt = Field(ge=1, le=4)
+    attention: StrictBool
+    heads: StrictInt = Field(ge=1)
+    groups: StrictInt = Field(ge=1)
+    dropout: Real = Field(ge=0, lt=1)
+    time_dim: StrictInt = Field(ge=2)
+    init_scale: Real = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _divisible(self) -> Net:
+        for c in self.channels:
+            if c < 1 or c % self.groups:
+                raise keyed(
+                    f"channels = {self.channels}: every channel count must be a "
+                    f"positive multiple of groups = {self.groups}"
+                )
+        if self.attention and self.channels[-1] % self.heads:
+            raise keyed(f"heads = {self.heads}: must divide channels[-1] = {self.channels[-1]}")
+        if self.time_dim % 2:
+            raise keyed(f"time_dim = {self.time_dim}: must be even")
+        return self
+
+
+class Checkpoints(Section):
+    first: StrictInt = Field(ge=1)  # first checkpoint step; the last is train.steps
+    count: StrictInt = Field(ge=2, le=1000)  # square-root spaced checkpoints
+
+
+class Train(Section):
+    net: Net
+    steps: StrictInt = Field(ge=1)
+    batch_size: StrictInt = Field(ge=1)
+    lr: Real = Field(gt=0, le=1)
+    weight_decay: Real = Field(ge=0)
+    grad_clip: Real = Field(ge=0)  # global gradient-norm clip; 0 disables (paper: 0.01)
+    p_uncond: Real = Field(ge=0, lt=1)  # classifier-free guidance: null-prompt probability
+    checkpoints: Checkpoints
+    device: Literal["auto", "cpu", "cuda"]
+    threads: StrictInt = Field(ge=1, le=256)
+    # Runs trained together as one batched model (conceptspace.model.ensemble); 1 = one per job.
+    ensemble: StrictInt = Field(1, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _schedule(self) -> Train:
+        if self.checkpoints.first > self.steps:
+            raise keyed(
+                f"checkpoints.first = {self.checkpoints.first}: must not exceed "
+                f"steps = {self.steps}"
+            )
+        return self
+
+
+class FitClassifier(Section):
+    """The concept probe: trained on renders of all classes pooled over these grids (shapes),
+    or on the folder's images of all classes (folder; ``separations`` then absent)."""
+
+    separations: list[Separations] | None = Field(None, min_length=1)
+    n_per_class: StrictInt = Field(ge=1)  # renders per class per grid
+    n_test: StrictInt = Field(ge=1)  # held-out renders per class per grid for metrics
+    steps: StrictInt = Field(ge=1)
+    batch_size: StrictInt = Field(ge=1)
+    lr: Real = Field(gt=0, le=1)
+    noise_max: Real = Field(ge=0, le=0.5)  # augmentation noise std ~ U[0, noise_max]
+    width: StrictInt = Field(ge=1)
+    seed: StrictInt = Field(ge=0)
+    threads: StrictInt = Field(ge=1, le=256)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class Probe(Section):
+    n_train: StrictInt = Field(ge=1)  # prompts per training class (sampled within its ranges)
+    n_held_out: StrictInt = Field(ge=1)  # class-mean prompts per held-out class
+    sampler_steps: StrictInt = Field(ge=1, le=1000)
+    threads: StrictInt = Field(ge=1, le=256)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where checkpoints are sampled
+
+
+class ConceptPush(Section):
+    concept: ConceptName
+    settings: list[Real] = Field(min_length=1)
+
+
+class Intervene(Section):
+    methods: list[Literal["naive", "overprompt", "linear", "guidance"]] = Field(min_length=1)
+    n: StrictInt = Field(ge=1)  # images per (held-out class, method, setting, checkpoint)
+    sampler_steps: StrictInt = Field(ge=1, le=1000)
+    overprompt: ConceptPush  # settings: k in mean + k * (mean_value - mean_other_value)
+    linear: ConceptPush  # settings: s in e(h) + s * (e(v_value) - e(v_other))
+    guidance: list[Real] = Field(min_length=1)  # guidance weights w (train.p_uncond > 0)
+    threads: StrictInt = Field(ge=1, le=256)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_methods(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("methods must be unique")
+        if "naive" not in v:  # the table would hold no baseline (and the stage no batch)
+            raise ValueError("must include 'naive', the baseline every lead is measured from")
+        return v
+
+
+class Analyze(Section):
+    sigma: Real = Field(ge=0)  # trajectory smoothing along checkpoints (paper: 2)
+    lt_sigma: Real = Field(ge=0)  # smoothing before learning times (paper: 1.5)
+    thresholds: list[Real] = Field(min_length=1)  # learning-time thresholds (0.8 and 0.9)
+    persistence: StrictInt = Field(ge=1)  # consecutive checkpoints above the threshold
+    saturation_tol: Real = Field(gt=0)  # training saturation: mean squared distance below
+    capability_threshold: Real = Field(gt=0, le=1)  # hidden-capability emergence threshold
+    ready_acc: Real = Field(
+        gt=0,
+        le=1,
+        description="memorization is read from the first checkpoint at which the training "
+        "classes are recognisable: smoothed mean per-image accuracy >= ready_acc",
+    )
+    turn_margin: Real = Field(
+        ge=0,
+        description="a held-out trajectory turns when it ends at least this much closer to its "
+        "own corner than its mean distance during memorization (corners are 1 apart)",
+    )
+    convergence_acc: Real = Field(
+        gt=0,
+        le=1,
+        description="training has converged once every training class has at least this "
+        "smoothed accuracy on every concept (distance at convergence, docs/method.md §7.1)",
+    )
+    emergence_sigma: Real = Field(
+        ge=0, description="smoothing of capability curves before emergence (checkpoints)"
+    )
+    emergence_persistence: StrictInt = Field(
+        ge=1, description="consecutive checkpoints a capability curve must stay above threshold"
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit(cls, v: list[float]) -> list[float]:
+        if any(not 0 < t <= 1 for t in v):
+            raise ValueError("thresholds must lie in (0, 1]")
+        return v
