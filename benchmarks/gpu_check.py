@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_check.py [--wheels build/wheels] [--json gpu_check.json]
     python benchmarks/gpu_check.py --tiny --device cpu    # the same at a tiny size (a test)
+    python benchmarks/gpu_check.py --replay benchmarks/gpu_check_h200.json   # a saved record
 
 1. Makes the packages it needs that a GPU image lacks (pydantic, jsonschema, pytest and their
    dependencies; the image has torch, numpy, pandas, scipy, matplotlib, tqdm and PyYAML)
@@ -586,10 +587,15 @@ def training_seconds(n_runs: int, steps: int, k: int, rates: dict[int, float]) -
     return total
 
 
-def best_arrangement(table: dict[str, dict[int, float]]) -> tuple[str, int]:
+def best_arrangement(
+    table: dict[str, dict[int, float]], n_runs: int | None = None
+) -> tuple[str, int]:
     """(arrangement, K) with the highest aggregate rate; among those within NEAR_BEST of it,
-    the smallest K (less memory, finer scheduling), an ensemble before processes."""
+    the smallest K (less memory, finer scheduling), an ensemble before processes. With
+    ``n_runs``, only K up to the study's number of runs count (4 runs make no 16-model group)."""
     cells = [(r, a, k) for a, row in table.items() for k, r in row.items() if r]
+    if n_runs is not None:
+        cells = [c for c in cells if c[2] <= max(n_runs, 1)]
     if not cells:
         raise ValueError("no measured arrangement")
     best = max(r for r, _, _ in cells)
@@ -610,7 +616,7 @@ def project(counts: dict, table: dict[str, dict[int, float]], costs: dict) -> di
     common = n * c * (per_ckpt_train + per_ckpt_eval)
     common += counts["fit_classifier_steps"] * costs["fit_classifier"]["s_per_step"]
     out = {"eval_and_checkpoints_s": common}
-    arrangement, k = best_arrangement(table)
+    arrangement, k = best_arrangement(table, n)
     for name, (a, kk) in (("best", (arrangement, k)), ("one_run_per_process", ("processes", 1))):
         if not table.get(a, {}).get(kk):
             continue
@@ -678,10 +684,19 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=480.0, help="seconds for the whole check")
     p.add_argument("--json", type=Path, help="also write every measurement here")
     p.add_argument("--skip-tests", action="store_true")
+    p.add_argument(
+        "--replay",
+        type=Path,
+        help="print the table, projection and settings of a record saved with --json (no device)",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker is not None:
         worker(int(args.worker))
+        return 0
+
+    if args.replay is not None:
+        replay(args.replay)
         return 0
 
     budget = Budget(args.budget)
@@ -815,6 +830,23 @@ def main(argv=None) -> int:
         if pool is not None:
             pool.close()
 
+    record["counts"] = counts
+    record["variants"], record["ks"] = list(variants), list(ks)
+    report(record)
+
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=1, default=str))
+    skipped = [k for k, v in record["cells"].items() if isinstance(v, str)]
+    if skipped:
+        print(f"\nnot measured: {', '.join(skipped)}")
+    return 0 if tests["ok"] and not skipped else 1
+
+
+def report(record: dict) -> None:
+    """Print the table, then the projected wall times and the recommended settings, from a
+    measurement record (a fresh one, or one saved with --json and read back with --replay)."""
+    studies, variants, ks = record["nets"], record["variants"], record["ks"]
     print_table(record, studies, variants, ks)
 
     # 4. projection and recommendation
@@ -831,8 +863,8 @@ def main(argv=None) -> int:
         if not any(r for row in table.values() for r in row.values()):
             print(f"\nno runs-at-once measurement of the {key} network: no projection")
             continue
-        arrangement, k = best_arrangement(table)
-        c = counts[key]
+        c = record["counts"][key]
+        arrangement, k = best_arrangement(table, c["runs"])
         label = "paper's colour sweep" if key == "paper" else "default study"
         if all(isinstance(v, dict) for v in costs.values()):
             proj = project(c, table, costs)
@@ -853,19 +885,29 @@ def main(argv=None) -> int:
                 f"  (checkpoints, probe, intervene and fit_classifier: "
                 f"{_hms(proj['eval_and_checkpoints_s'])} of each total)"
             )
-        rec = profile_lines(arrangement, k)
         record.setdefault("recommended", {})[key] = {"arrangement": arrangement, "k": k}
         print(f"recommended for the {key} network: {_arrangement_text(arrangement, k)}")
-        for line in rec:
+        for line in profile_lines(arrangement, k):
             print(f"  {line}")
 
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1, default=str))
-    skipped = [k for k, v in record["cells"].items() if isinstance(v, str)]
-    if skipped:
-        print(f"\nnot measured: {', '.join(skipped)}")
-    return 0 if tests["ok"] and not skipped else 1
+
+def replay(path: Path) -> None:
+    """:func:`report` of a saved record; what an older record lacks (study counts, variants,
+    K) is taken from today's study files and defaults."""
+    record = json.loads(path.read_text())
+    if "counts" not in record:
+        record["counts"] = {
+            "default": study_counts(load_study(ROOT / "params.yaml")),
+            "paper": study_counts(load_study(ROOT / "configs" / "paper.yaml")),
+        }
+    record.setdefault("variants", list(VARIANTS))
+    record.setdefault("ks", list(TINY_KS if record.get("tiny") else KS))
+    for key in ("projection", "recommended"):
+        record.pop(key, None)  # recomputed
+    print(f"== conceptspace GPU check, replayed from {path}: torch {record['torch']}, "
+          f"{record['device']} ==")  # fmt: skip
+    print(f"tests/test_cuda.py: {record['tests']['summary']}")
+    report(record)
 
 
 def _arrangement_text(arrangement: str, k: int) -> str:

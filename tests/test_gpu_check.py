@@ -103,3 +103,29 @@ def test_missing_packages_get_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(G, "NEEDED", {"no_such_module_xyz": "no-such-dist"})
     with pytest.raises(SystemExit, match="holds no wheels"):
         G.ensure_packages(tmp_path)
+
+
+def test_a_study_of_few_runs_is_not_given_a_larger_group():
+    table = {"processes": {1: 40.0, 4: 150.0, 16: 230.0}, "ensemble": {1: 20.0, 4: 70.0, 16: 255.0}}
+    assert G.best_arrangement(table) == ("ensemble", 16)
+    assert G.best_arrangement(table, n_runs=4) == ("processes", 4)  # 4 runs: K <= 4
+    assert G.best_arrangement(table, n_runs=1) == ("processes", 1)
+
+
+def test_a_saved_record_replays_to_the_same_report(tmp_path):
+    """The committed H200 record (README, "One GPU, many runs") prints its table, projection
+    and settings again without a device."""
+    saved = ROOT / "benchmarks" / "gpu_check_h200.json"
+    cmd = [sys.executable, "benchmarks/gpu_check.py", "--replay", str(saved)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "NVIDIA H200" in r.stdout and "6 passed" in r.stdout
+    assert "projected wall time, paper's colour sweep (100 runs x 20,000 steps" in r.stdout
+    assert "recommended for the paper network: one 16-model ensemble per process" in r.stdout
+    assert "recommended for the default network: 4 processes sharing the device" in r.stdout
+    # the record's numbers, recomputed: 100 runs, 16 at a time at the K = 16 rate, the last 4
+    # at the K = 4 rate
+    rec = json.loads(saved.read_text())
+    rate = {k: rec["cells"][f"runs/paper/ensemble/{k}"]["model_steps_per_s"] for k in (4, 16)}
+    train_h = (6 * 16 * 20_000 / rate[16] + 4 * 20_000 / rate[4]) / 3600
+    assert f"training {int(train_h)} h {round((train_h % 1) * 60):02d} min" in r.stdout
