@@ -48,9 +48,13 @@ else:
                 provenance=members(TRAINED["provenance"], group),
             log:
                 f"logs/{STUDY.name}/train/{group.id}.log",
+            params:
+                # bound now: a shell directive's expression is evaluated when the job runs,
+                # by which time the loop variable names the last group
+                command=pipeline.train_command(S, PARAMS_FILE, group.members),
             threads: DOC["train"]["threads"]
             priority: 10
             resources:
                 **train_resources(TRAIN_RESOURCES),
             shell:
-                pipeline.train_command(S, PARAMS_FILE, group.members) + " > {log} 2>&1"
+                "{params.command} > {log} 2>&1"
