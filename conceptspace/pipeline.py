@@ -9,6 +9,20 @@ on, and the code each runs (README "Studies"). Both tools are built from it:
   one is rerun, in a used workspace or a fresh clone alike.
 
 A *study* is one params document; its artifacts live under ``results/<study>/``.
+
+Training groups. With ``train.ensemble: K > 1`` the study's (run, seed) training jobs, in their
+usual order (``jobs(doc, "train")``), are cut into consecutive groups of K (the last may be
+smaller), each trained as one batched model in one process (conceptspace/model/ensemble.py).
+Group ``i`` has the id ``g<i>``; its job is the Snakemake rule and the DVC stage
+``train_g<i>`` (:attr:`Group.name`: Snakemake rules cannot share a name, and a group's outputs
+are its members' per-run paths, so one rule with a wildcard cannot hold them). Its command is
+the train command with ``--run/--seed/--dataset/--ckpt-dir/--log-dir/--provenance`` once per
+member (:func:`train_command`); every member keeps its per-run outputs and its own provenance
+record, the one a lone job of that run writes, so probe, intervene and analyze read members as
+they read lone runs. A group is stale when any member's record is. The groups follow the sweep:
+after changing ``runs``, ``seeds`` or ``train.ensemble``, regenerate the study's ``dvc.yaml``
+(``python -m stages.study``). With ``train.ensemble: 1`` there are no groups in either tool:
+one ``train`` job per run, as for every other per-run stage.
 """
 
 from __future__ import annotations
@@ -16,10 +30,14 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from conceptspace.params import ParamsError
+from conceptspace.sections import Train
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("conceptspace", "stages")
@@ -185,6 +203,58 @@ def recorded_key(path: str | Path) -> str | None:
         return None
 
 
+# ---- training groups ----------------------------------------------------------------------
+ENSEMBLE_DEFAULT = Train.model_fields["ensemble"].default
+
+
+@dataclass(frozen=True)
+class Group:
+    """Training jobs trained together as one job: the ``index``-th group of a study's (run,
+    seed) training jobs, cut in their usual order (:func:`train_groups`)."""
+
+    index: int
+    members: tuple[tuple[str, int], ...]  # (run, seed), in job order
+
+    @property
+    def id(self) -> str:
+        """``g<index>``: usable as a Snakemake wildcard value, a DVC stage-name part and a
+        file name (the group's log, ``logs/<study>/train/g<index>.log``)."""
+        return f"g{self.index}"
+
+    @property
+    def name(self) -> str:
+        """The group's job: its Snakemake rule and its DVC stage, ``train_g<index>``."""
+        return f"train_{self.id}"
+
+
+def ensemble_size(doc: dict) -> int:
+    """``train.ensemble`` of a params document: runs per training job (its default when
+    absent)."""
+    k = (doc.get("train") or {}).get("ensemble", ENSEMBLE_DEFAULT)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ParamsError(f"train.ensemble = {k!r}: must be a whole number >= 1")
+    return k
+
+
+def grouped(doc: dict) -> bool:
+    """Whether the study trains in groups (``train.ensemble`` > 1): one job per group, named
+    :attr:`Group.name`; otherwise one ``train`` job per run, like every per-run stage."""
+    return ensemble_size(doc) > 1
+
+
+def train_groups(doc: dict) -> list[Group]:
+    """The study's training jobs (``jobs(doc, "train")``) cut into consecutive groups of
+    ``train.ensemble`` (the last may be smaller); with ``train.ensemble: 1``, one per job."""
+    k, todo = ensemble_size(doc), jobs(doc, "train")
+    return [Group(i, tuple(todo[j : j + k])) for i, j in enumerate(range(0, len(todo), k))]
+
+
+def group_params(group: Group) -> list[str]:
+    """The params keys a group's job reads: the train keys of every member, each once."""
+    keys = [k.format(run=r) for k in STAGES["train"].params for r, _ in group.members]
+    return list(dict.fromkeys(keys))
+
+
 # ---- the DVC pipeline of a study ----------------------------------------------------------
 # Files each stage writes, relative to its job folder; ``cache: false`` ones are small and
 # committed to git (tables, cards, records), the rest live in DVC's cache.
@@ -213,6 +283,8 @@ METRICS = {"fit_classifier": "metrics.json", "analyze": "metrics.json"}
 
 def command(stage: str, study_dir: str, params_file: str, run: str, seed: str) -> str:
     """The shell command of a job; ``run`` and ``seed`` are the tool's placeholders."""
+    if stage == "train":
+        return train_command(study_dir, params_file, [(run, seed)])
     j = job_dir(study_dir, stage, run, seed) if STAGES[stage].per_run else job_dir(study_dir, stage)
 
     def up(stage: str) -> str:
@@ -222,7 +294,6 @@ def command(stage: str, study_dir: str, params_file: str, run: str, seed: str) -
     head = f"python -m stages.{stage} --params {params_file}{ident}"
     args = {
         "synthesize": f"--dataset {j}/dataset.npz --card {j}/card.json --samples {j}/samples.png",
-        "train": f"--dataset {up('synthesize')}/dataset.npz --ckpt-dir {j}/ckpt --log-dir {j}/log",
         "fit_classifier": f"--classifier {j}/classifier.pt --metrics {j}/metrics.json",
         "probe": f"--ckpt-dir {up('train')}/ckpt"
         f" --classifier {study_dir}/fit_classifier/classifier.pt --table {j}/probe.csv"
@@ -236,8 +307,26 @@ def command(stage: str, study_dir: str, params_file: str, run: str, seed: str) -
     return f"{head} {args} --provenance {j}/{RECORD}"
 
 
-def _dvc_deps(stage: str, study_dir: str, run: str, seed: str) -> list[str]:
-    deps = list(code_closure(stage))
+def train_command(study_dir: str, params_file: str, members: Sequence[tuple[str, Any]]) -> str:
+    """The train stage's command for a group of (run, seed) members: a member's options and
+    its ``--provenance``, once per member and in order (stages/train.py). For one member it is
+    the lone job's command."""
+    options = " ".join(_train_options(study_dir, run, seed) for run, seed in members)
+    return f"python -m stages.train --params {params_file} {options}"
+
+
+def _train_options(study_dir: str, run: str, seed: Any) -> str:
+    j = job_dir(study_dir, "train", run, seed)
+    dataset = f"{job_dir(study_dir, 'synthesize', run, seed)}/dataset.npz"
+    return (
+        f"--run {run} --seed {seed} --dataset {dataset} --ckpt-dir {j}/ckpt --log-dir {j}/log"
+        f" --provenance {j}/{RECORD}"
+    )
+
+
+def _upstream_deps(stage: str, study_dir: str, run: str, seed: Any) -> list[str]:
+    """The files of upstream jobs that a job reads, as DVC deps."""
+    deps = []
     for u in STAGES[stage].upstream:
         if not STAGES[stage].per_run:
             deps.append(f"{study_dir}/{u}")
@@ -249,28 +338,58 @@ def _dvc_deps(stage: str, study_dir: str, run: str, seed: str) -> list[str]:
     return deps
 
 
-def dvc_pipeline(study_dir: str, params_file: str, wdir: str | None = None) -> dict:
-    """The ``dvc.yaml`` document of a study: one DVC stage per pipeline stage (a matrix over
-    runs and seeds for per-run stages), with the same commands as the Snakemake rules."""
+def _dvc_outs(stage: str, j: str) -> list[Any]:
+    """The outputs of a job whose folder is ``j``, its provenance record last."""
+    outs: list[Any] = [
+        f"{j}/{f}" if cached else {f"{j}/{f}": {"cache": False}}
+        for f, cached in OUTS[stage].items()
+    ]
+    outs.append({f"{j}/{RECORD}": {"cache": False}})
+    return outs
+
+
+def _dvc_stage(name: str, study_dir: str, params_file: str, wdir: str | None) -> dict:
+    """A pipeline stage as one DVC stage (a matrix over runs and seeds when per run)."""
+    s = STAGES[name]
+    run, seed = ("${item.run}", "${item.seed}") if s.per_run else ("", "")
+    j = job_dir(study_dir, name, run, seed) if s.per_run else job_dir(study_dir, name)
+    st: dict[str, Any] = {}
+    if s.per_run:
+        st["matrix"] = {"run": "${runs}", "seed": "${seeds}"}
+    if wdir:
+        st["wdir"] = wdir
+    st["cmd"] = command(name, study_dir, params_file, run, seed)
+    st["deps"] = list(code_closure(name)) + _upstream_deps(name, study_dir, run, seed)
+    st["params"] = [{params_file: [k.format(run=run) for k in s.params]}]
+    st["outs"] = _dvc_outs(name, j)
+    if name in METRICS:
+        st["metrics"] = [{f"{j}/{METRICS[name]}": {"cache": False}}]
+    return st
+
+
+def _dvc_group_stage(group: Group, study_dir: str, params_file: str, wdir: str | None) -> dict:
+    """A training group as one DVC stage: the train code, every member's dataset, the train
+    params of every member, and every member's outputs."""
+    members = group.members
+    st: dict[str, Any] = {"wdir": wdir} if wdir else {}
+    st["cmd"] = train_command(study_dir, params_file, members)
+    st["deps"] = list(code_closure("train"))
+    st["deps"] += [d for r, s in members for d in _upstream_deps("train", study_dir, r, s)]
+    st["params"] = [{params_file: group_params(group)}]
+    dirs = [job_dir(study_dir, "train", r, s) for r, s in members]
+    st["outs"] = [o for j in dirs for o in _dvc_outs("train", j)]
+    return st
+
+
+def dvc_pipeline(doc: dict, study_dir: str, params_file: str, wdir: str | None = None) -> dict:
+    """The ``dvc.yaml`` document of the study ``doc``: one DVC stage per pipeline stage (a
+    matrix over runs and seeds for per-run stages), with the same commands as the Snakemake
+    rules; with ``train.ensemble`` > 1, one stage per training group instead of ``train``."""
     stages = {}
-    for name, s in STAGES.items():
-        run, seed = ("${item.run}", "${item.seed}") if s.per_run else ("", "")
-        j = job_dir(study_dir, name, run, seed) if s.per_run else job_dir(study_dir, name)
-        st: dict[str, Any] = {}
-        if s.per_run:
-            st["matrix"] = {"run": "${runs}", "seed": "${seeds}"}
-        if wdir:
-            st["wdir"] = wdir
-        st["cmd"] = command(name, study_dir, params_file, run, seed)
-        st["deps"] = _dvc_deps(name, study_dir, run, seed)
-        st["params"] = [{params_file: [k.format(run=run) for k in s.params]}]
-        outs: list[Any] = [
-            f"{j}/{f}" if cached else {f"{j}/{f}": {"cache": False}}
-            for f, cached in OUTS[name].items()
-        ]
-        outs.append({f"{j}/{RECORD}": {"cache": False}})
-        st["outs"] = outs
-        if name in METRICS:
-            st["metrics"] = [{f"{j}/{METRICS[name]}": {"cache": False}}]
-        stages[name] = st
+    for name in STAGES:
+        if name == "train" and grouped(doc):
+            for g in train_groups(doc):
+                stages[g.name] = _dvc_group_stage(g, study_dir, params_file, wdir)
+        else:
+            stages[name] = _dvc_stage(name, study_dir, params_file, wdir)
     return {"stages": stages}

@@ -15,13 +15,20 @@ from conceptspace.params import Params, ParamsError
 PARAMS_FILE = studies.BASE
 
 
-def parser(doc: str | None, *, identity: bool = True) -> argparse.ArgumentParser:
-    """An argument parser with ``--params`` and, for per-run stages, ``--run`` and ``--seed``."""
+def parser(
+    doc: str | None, *, identity: bool = True, group: bool = False
+) -> argparse.ArgumentParser:
+    """An argument parser with ``--params`` and ``--provenance`` and, for per-run stages,
+    ``--run`` and ``--seed``. A stage that takes a group of runs (``group``: stages/train.py,
+    which adds its own repeated ``--run`` and ``--seed``) takes ``--provenance`` once per run."""
     p = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
     p.add_argument("--params", default=PARAMS_FILE, help="the study's params (default params.yaml)")
+    what = "the job's provenance record (params, code digests, key)"
+    once = "; once per run of the group, in order, or not at all" if group else ""
     p.add_argument(
         "--provenance",
-        help="write the job's provenance record (params, code digests, key) here at the end",
+        action="append" if group else "store",
+        help=f"write {what} here at the end{once}",
     )
     if identity:
         p.add_argument("--run", required=True, help="run id (a key of `runs` in params.yaml)")
@@ -42,16 +49,26 @@ def load(args: argparse.Namespace) -> Params:
 _LOADED: list[tuple[argparse.Namespace, dict]] = []
 
 
+def _records(args: argparse.Namespace) -> list[tuple[str | None, int | None, str]]:
+    """(run, seed, path) of each provenance record asked for: one per run of a group (the
+    train stage: ``--provenance`` repeated, in the order of ``--run``/``--seed``), else the
+    job's own ((None, None, path) for a per-study stage)."""
+    paths = getattr(args, "provenance", None)
+    if not paths:
+        return []
+    if isinstance(paths, list):
+        return list(zip(args.runs, args.seeds, paths, strict=True))
+    run = getattr(args, "run", None)
+    return [(run, getattr(args, "seed", None) if run is not None else None, paths)]
+
+
 def _record(stage: str) -> None:
-    """Write the job's provenance record beside its outputs, once they are all in place: the
-    params it read, the digests of its code and the keys of the jobs it built on."""
+    """Write the job's provenance records beside its outputs, once they are all in place: the
+    params it read, the digests of its code and the keys of the jobs it built on. Each run of
+    a group gets the record a lone job of that run writes (``pipeline.job_record``)."""
     for args, doc in _LOADED:
-        if getattr(args, "provenance", None):
-            run, seed = getattr(args, "run", None), getattr(args, "seed", None)
-            if getattr(args, "runs", None):  # the train stage takes a group; a job is one run
-                run, seed = args.runs[0], args.seeds[0]
-            rec = pipeline.job_record(doc, stage, run, seed if run is not None else None)
-            write_json(Path(args.provenance), rec)
+        for run, seed, path in _records(args):
+            write_json(Path(path), pipeline.job_record(doc, stage, run, seed))
 
 
 def entry(run: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[str] | None], int]:

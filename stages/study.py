@@ -26,14 +26,22 @@ HEADER = """\
 # conceptspace/pipeline.py (the same stages, commands and paths as the Snakemake rules; code
 # dependencies are each stage's import closure). Do not edit: regenerate.
 """
+GROUPS = """\
+# train.ensemble = {k}: one train stage per group of up to {k} runs (train_g0, train_g1, ...);
+# the groups follow runs and seeds: regenerate after changing them.
+"""
 
 
 def dvc_text(study: studies.Study) -> str:
+    params = study.document()
     doc = pipeline.dvc_pipeline(
-        study.dir, study.params_file, wdir=None if study.overlay is None else "../.."
+        params, study.dir, study.params_file, wdir=None if study.overlay is None else "../.."
     )
     arg = "" if study.overlay is None else f" {study.overlay}"
-    return HEADER.format(name=study.name, arg=arg) + yaml.safe_dump(doc, sort_keys=False, width=100)
+    header = HEADER.format(name=study.name, arg=arg)
+    if pipeline.grouped(params):
+        header += GROUPS.format(k=pipeline.ensemble_size(params), arg=arg)
+    return header + yaml.safe_dump(doc, sort_keys=False, width=100)
 
 
 def write_study(study: studies.Study) -> list[str]:

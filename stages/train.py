@@ -13,15 +13,20 @@ started again, resumes from its last checkpoint there.
 
 A group of up to ``train.ensemble`` runs of the study is trained together as one batched model
 (conceptspace/model/ensemble.py) when the five options are repeated, once per run and in the
-same order; every run still gets its own outputs, in the same format:
+same order (``--provenance`` too, if given); every run still gets its own outputs, in the same
+format, and its own provenance record, the one a lone job of that run writes:
 
     python -m stages.train \
         --run c040 --seed 0 --dataset .../c040/seed0/dataset.npz \
             --ckpt-dir .../c040/seed0/ckpt --log-dir .../c040/seed0/log \
+            --provenance .../c040/seed0/provenance.json \
         --run c080 --seed 0 --dataset .../c080/seed0/dataset.npz \
-            --ckpt-dir .../c080/seed0/ckpt --log-dir .../c080/seed0/log
+            --ckpt-dir .../c080/seed0/ckpt --log-dir .../c080/seed0/log \
+            --provenance .../c080/seed0/provenance.json
 
-A group of one is a lone run, bit for bit.
+A group of one is a lone run, bit for bit. Both tools run such groups when ``train.ensemble``
+is above 1: the study's training jobs are cut into consecutive groups of that size, each one
+job (``train_g0``, ``train_g1``, ...; conceptspace/pipeline.py, "Training groups").
 """
 
 from __future__ import annotations
@@ -70,6 +75,11 @@ def group_args(args, params) -> list[dict]:
     ids = [(g["run"], g["seed"]) for g in group]
     if len(set(ids)) != len(ids):
         raise ParamsError(f"the group names a run twice: {ids}")
+    if args.provenance and len(args.provenance) != len(group):
+        raise ParamsError(
+            f"give --provenance once per run of the group, in order, or not at all: got "
+            f"{len(args.provenance)} for {len(group)} run(s)"
+        )
     if len(group) > params.train.ensemble:
         raise ParamsError(
             f"train.ensemble = {params.train.ensemble}: a group of {len(group)} runs was given; "
@@ -78,15 +88,21 @@ def group_args(args, params) -> list[dict]:
     return group
 
 
-def run(argv=None) -> None:
-    p = parser(__doc__, identity=False)
+def arg_parser():
+    """The stage's options: ``--run/--seed/--dataset/--ckpt-dir/--log-dir`` (and
+    ``--provenance``) once per run of the group."""
+    p = parser(__doc__, identity=False, group=True)
     # One value per run (load() below checks a single --run/--seed; group_args the group's).
     p.add_argument("--run", dest="runs", action="append", required=True, help="run id")
     p.add_argument("--seed", dest="seeds", action="append", type=int, required=True, help="seed")
     p.add_argument("--dataset", action="append", required=True, help="the run's dataset.npz")
     p.add_argument("--ckpt-dir", action="append", required=True, help="the run's checkpoints")
     p.add_argument("--log-dir", action="append", required=True, help="the run's logs")
-    args = p.parse_args(argv)
+    return p
+
+
+def run(argv=None) -> None:
+    args = arg_parser().parse_args(argv)
     params = load(args)
     group = group_args(args, params)
     device = pick_device(params.train.device)

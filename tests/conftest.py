@@ -46,6 +46,22 @@ def tiny_doc() -> dict:
     return yaml.safe_load((ROOT / "tests" / "params.tiny.yaml").read_text())
 
 
+# A third run between the tiny study's two, so that train.ensemble: 2 cuts its training jobs
+# into a full group and a smaller last one.
+THIRD_RUN = {"c050": {"color": 0.5, "size": 0.4}}
+
+
+@pytest.fixture(scope="session")
+def grouped_doc(tiny_doc) -> dict:
+    """The tiny study with three runs trained in groups of two: train_g0 = c020 and c050,
+    train_g1 = c080 (conceptspace/pipeline.py, "Training groups")."""
+    doc = copy.deepcopy(tiny_doc)
+    runs = {**doc["runs"], **THIRD_RUN}
+    doc["runs"] = {r: runs[r] for r in sorted(runs)}
+    doc["train"]["ensemble"] = 2
+    return doc
+
+
 def copy_project(dest: Path, params: dict | None = None) -> Path:
     """Copy the tracked project files into ``dest`` (a git repo with one commit), optionally
     replacing params.yaml, for tests that run snakemake or dvc end to end."""

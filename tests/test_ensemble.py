@@ -23,7 +23,6 @@ from conceptspace.model.ensemble import (
     Member,
     dropout_sites,
     train_ensemble,
-    train_groups,
 )
 from conceptspace.model.training import TrainConfig, train
 from conceptspace.model.unet import UNet, UNetConfig
@@ -251,14 +250,6 @@ def test_bad_groups_are_refused_before_work(trained, tmp_path):
         train_ensemble(ms, NET, cfg, ckpt_steps=CKPTS, progress=False)
     assert not (ms[0].log_dir / "train_log.csv").exists()
     assert not ms[0].ckpt_dir.exists() or not any(ms[0].ckpt_dir.iterdir())
-
-
-def test_train_groups():
-    pairs = [(r, s) for r in ("a", "b", "c") for s in (0, 1)]
-    assert train_groups(pairs, 4) == [pairs[:4], pairs[4:]]
-    assert train_groups(pairs, 1) == [[p] for p in pairs]
-    with pytest.raises(ValueError):
-        train_groups(pairs, 0)
 
 
 def _stage(*args: str) -> subprocess.CompletedProcess:

@@ -47,7 +47,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -82,8 +81,6 @@ from conceptspace.model.training import (
 from conceptspace.model.unet import UNet, UNetConfig
 from conceptspace.model.vectorised import MaskDropout, MemberLoss, dropout_sites
 
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
 class Member:
@@ -99,15 +96,6 @@ class Member:
     @property
     def label(self) -> str:
         return self.name or f"seed {self.seed} ({self.ckpt_dir})"
-
-
-def train_groups(runs: Sequence[T], size: int) -> list[list[T]]:
-    """Consecutive groups of at most ``size`` runs, in the given order (the last may be
-    smaller): how ``train.ensemble`` batches a study's (run, seed) pairs."""
-    if size < 1:
-        raise ValueError(f"group size must be >= 1, got {size}")
-    runs = list(runs)
-    return [runs[i : i + size] for i in range(0, len(runs), size)]
 
 
 # ---- the trainer --------------------------------------------------------------------------

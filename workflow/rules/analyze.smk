@@ -1,7 +1,7 @@
 rule analyze:
     input:
         synthesize=per_run(rules.synthesize.output),
-        train=per_run(rules.train.output),
+        train=per_run(list(TRAINED.values())),
         probe=per_run(rules.probe.output),
         intervene=per_run(rules.intervene.output),
         stamp=stamp("analyze"),

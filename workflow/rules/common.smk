@@ -71,16 +71,48 @@ def stamp(stage):
         run = wildcards.get("run")
         seed = int(wildcards.seed) if run is not None else None
         job = pipeline.job_dir(S, stage, run, seed)
-        path = STAMPS / (job.replace("/", "__") + ".stamp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if job in CURRENT:
-            if not path.exists():
-                path.touch()
-            return ancient(str(path))
-        path.touch()
-        return str(path)
+        return _stamp(job, job in CURRENT)
 
     return f
+
+
+def group_stamp(group):
+    """The stamp input of a training group's job (train.ensemble > 1), as :func:`stamp`: it
+    is current only when every member's record holds today's key, so the group reruns when
+    any member's key differs."""
+    members = [pipeline.job_dir(S, "train", run, seed) for run, seed in group.members]
+
+    def f(wildcards):
+        return _stamp(f"{S}/train/{group.id}", all(m in CURRENT for m in members))
+
+    return f
+
+
+def _stamp(job, current):
+    """The stamp file of ``job`` (a job folder, or a group's name under its stage's folder):
+    ancient when the job is current, touched now when it is not."""
+    path = STAMPS / (job.replace("/", "__") + ".stamp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if current:
+        if not path.exists():
+            path.touch()
+        return ancient(str(path))
+    path.touch()
+    return str(path)
+
+
+def members(pattern, group):
+    """A per-run pattern ({run}, {seed}) expanded over a training group's members, in order."""
+    runs, seeds = zip(*group.members)
+    return expand(pattern, zip, run=runs, seed=seeds)
+
+
+def train_resources(defaults):
+    """The resources of a training group's rule: ``defaults`` with the profile's
+    ``set-resources: train:`` laid over them (Snakemake applies set-resources by rule name,
+    and a group's rule is train_g<i>, so the settings for `train` reach every training job)."""
+    settings = dict(workflow.resource_settings.overwrite_resources).get("train", {})
+    return {**defaults, **{name: r.raw for name, r in settings.items()}}
 
 
 def _current_jobs():

@@ -1,7 +1,7 @@
 rule intervene:
     input:
-        ckpt=rules.train.output.ckpt,
-        log=rules.train.output.log,  # read by nothing here; DVC lists all of train's cached outputs
+        ckpt=TRAINED["ckpt"],
+        log=TRAINED["log"],  # read by nothing here; DVC lists all of train's cached outputs
         classifier=rules.fit_classifier.output.classifier,
         stamp=stamp("intervene"),
     output:
