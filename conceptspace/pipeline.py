@@ -185,6 +185,10 @@ def job_record(
         "code": code_digests(stage, root),
         "upstream": upstream,
     }
+    if stage == "train" and grouped(doc):
+        # a member's rounding depends on the batched model it was trained in: its partners
+        # are part of what its checkpoints depend on
+        record["group"] = [f"{r}/seed{s}" for r, s in group_of(doc, run, seed).members]
     return {"key": _key(record), **record}
 
 
@@ -247,6 +251,14 @@ def train_groups(doc: dict) -> list[Group]:
     ``train.ensemble`` (the last may be smaller); with ``train.ensemble: 1``, one per job."""
     k, todo = ensemble_size(doc), jobs(doc, "train")
     return [Group(i, tuple(todo[j : j + k])) for i, j in enumerate(range(0, len(todo), k))]
+
+
+def group_of(doc: dict, run: str, seed: int) -> Group:
+    """The training group that holds ``(run, seed)``."""
+    for g in train_groups(doc):
+        if (run, seed) in g.members:
+            return g
+    raise ParamsError(f"{run}/seed{seed} is not a training job of this study")
 
 
 def group_params(group: Group) -> list[str]:

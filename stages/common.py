@@ -49,6 +49,11 @@ def load(args: argparse.Namespace) -> Params:
 _LOADED: list[tuple[argparse.Namespace, dict]] = []
 
 
+def document(args: argparse.Namespace) -> dict:
+    """The merged params document that :func:`load` read for ``args``."""
+    return next(doc for a, doc in _LOADED if a is args)
+
+
 def _records(args: argparse.Namespace) -> list[tuple[str | None, int | None, str]]:
     """(run, seed, path) of each provenance record asked for: one per run of a group (the
     train stage: ``--provenance`` repeated, in the order of ``--run``/``--seed``), else the

@@ -35,6 +35,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from conceptspace import pipeline
 from conceptspace.data.concepts import COND_DIM
 from conceptspace.data.dataset import load_dataset, split_arrays
 from conceptspace.io import ArtifactError
@@ -42,7 +43,7 @@ from conceptspace.model.ensemble import Member, check_members, train_ensemble
 from conceptspace.model.training import TrainConfig, train
 from conceptspace.model.unet import UNetConfig
 from conceptspace.params import ParamsError
-from stages.common import entry, load, parser, pick_device, set_threads
+from stages.common import document, entry, load, parser, pick_device, set_threads
 
 # Repeated options, one value per run of the group: (attribute of the parsed args, key).
 PER_RUN = (("runs", "run"), ("seeds", "seed"), ("dataset", "dataset"), ("ckpt_dir", "ckpt_dir"))
@@ -55,8 +56,9 @@ def net_config(params, image_size: int, cond_dim: int = COND_DIM) -> UNetConfig:
     return UNetConfig(image_size=image_size, cond_dim=cond_dim, **params.train.net.model_dump())
 
 
-def group_args(args, params) -> list[dict]:
-    """One dict per run of the group; refuses a malformed group before any work."""
+def group_args(args, params, doc: dict) -> list[dict]:
+    """One dict per run of the group; refuses a malformed group before any work (``doc``: the
+    study's params document, whose training groups a job that writes records must follow)."""
     values = [getattr(args, attr) for attr, _ in PER_RUN]
     if len({len(v) for v in values}) != 1:
         given = ", ".join(
@@ -85,7 +87,23 @@ def group_args(args, params) -> list[dict]:
             f"train.ensemble = {params.train.ensemble}: a group of {len(group)} runs was given; "
             "raise train.ensemble or train the runs in smaller groups"
         )
+    if args.provenance:
+        _check_pipeline_group(ids, doc)
     return group
+
+
+def _check_pipeline_group(ids: list[tuple[str, int]], doc: dict) -> None:
+    """A job that writes provenance records trains exactly one of the study's training groups
+    (conceptspace/pipeline.py, "Training groups"), so that each record names the batched model
+    its run was trained in; a pipeline file cut for another ``train.ensemble`` is refused."""
+    expected = pipeline.group_of(doc, *ids[0])
+    if list(expected.members) != ids:
+        want = " ".join(f"{r}/seed{s}" for r, s in expected.members)
+        raise ParamsError(
+            f"train.ensemble = {pipeline.ensemble_size(doc)}: {ids[0][0]}/seed{ids[0][1]} is "
+            f"trained in the group {expected.name} ({want}), not as given; the pipeline file "
+            "is out of date: regenerate it with `python -m stages.study` (DVC), or run snakemake"
+        )
 
 
 def arg_parser():
@@ -104,7 +122,7 @@ def arg_parser():
 def run(argv=None) -> None:
     args = arg_parser().parse_args(argv)
     params = load(args)
-    group = group_args(args, params)
+    group = group_args(args, params, document(args))
     device = pick_device(params.train.device)
     data = [split_arrays(load_dataset(g["dataset"])) for g in group]
     set_threads(params.train.threads)

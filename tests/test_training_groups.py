@@ -121,9 +121,47 @@ def test_train_stage_refuses_provenance_not_given_once_per_run(grouped_doc):
     params = validate(grouped_doc)
     members = [("c020", 0), ("c050", 0)]
     argv = pipeline.train_command("r", "p.yaml", members).split()[3:]
-    group_args(arg_parser().parse_args(argv), params)  # well formed
+    group_args(arg_parser().parse_args(argv), params, grouped_doc)  # well formed
     with pytest.raises(ParamsError, match="--provenance once per run"):
-        group_args(arg_parser().parse_args(argv[:-2]), params)  # the last --provenance dropped
+        # the last --provenance dropped
+        group_args(arg_parser().parse_args(argv[:-2]), params, grouped_doc)
+
+
+def test_a_job_that_writes_records_trains_one_of_the_studys_groups(grouped_doc):
+    """A pipeline file cut for another train.ensemble (a lone run of a grouped study, or
+    partners other than its group's) is refused before any work: the records would name a
+    batched model the run was not trained in. Without records, any group up to K trains."""
+    params = validate(grouped_doc)
+    g0 = pipeline.train_groups(grouped_doc)[0]
+    for members in ([g0.members[0]], list(reversed(g0.members))):
+        argv = pipeline.train_command("r", "p.yaml", members).split()[3:]
+        with pytest.raises(ParamsError, match=r"train_g0 .*python -m stages.study"):
+            group_args(arg_parser().parse_args(argv), params, grouped_doc)
+        no_records = [a for i, a in enumerate(argv) if "--provenance" not in argv[i - 1 : i + 1]]
+        group_args(arg_parser().parse_args(no_records), params, grouped_doc)
+
+
+def test_a_members_record_names_its_group(grouped_doc, tiny_doc):
+    """A member's checkpoints depend on the batched model it was trained in, so its key
+    does: the group is in the record when grouped, and absent for lone runs."""
+    g0 = pipeline.train_groups(grouped_doc)[0]
+    run, seed = g0.members[0]
+    rec = pipeline.job_record(grouped_doc, "train", run, seed)
+    assert rec["group"] == [f"{r}/seed{s}" for r, s in g0.members]
+    assert "group" not in pipeline.job_record(
+        tiny_doc, "train", *pipeline.jobs(tiny_doc, "train")[0]
+    )
+    # the same run and params with other partners: another key
+    other = copy.deepcopy(grouped_doc)
+    other["runs"] = {
+        run: other["runs"][run],
+        **{r: v for r, v in other["runs"].items() if r != run},
+    }
+    other["runs"] = dict(reversed(list(other["runs"].items())))
+    partners = pipeline.group_of(other, run, seed).members
+    assert partners != g0.members
+    assert pipeline.stage_params(other, "train", run) == rec["params"]
+    assert pipeline.job_record(other, "train", run, seed)["key"] != rec["key"]
 
 
 def test_each_member_writes_its_own_record(grouped_doc, tmp_path, monkeypatch):
