@@ -129,3 +129,16 @@ def test_a_saved_record_replays_to_the_same_report(tmp_path):
     rate = {k: rec["cells"][f"runs/paper/ensemble/{k}"]["model_steps_per_s"] for k in (4, 16)}
     train_h = (6 * 16 * 20_000 / rate[16] + 4 * 20_000 / rate[4]) / 3600
     assert f"training {int(train_h)} h {round((train_h % 1) * 60):02d} min" in r.stdout
+
+
+def test_ensemble_scaling_runs_end_to_end_on_cpu(tmp_path):
+    out = tmp_path / "scaling.json"
+    cmd = [sys.executable, "benchmarks/gpu_scaling.py", "--tiny", "--device", "cpu", "--ks", "1,2"]
+    r = subprocess.run([*cmd, "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    record = json.loads(out.read_text())
+    for net in ("default", "paper"):
+        assert set(record["rates"][net]) == {"1", "2"}
+        assert all(v["model_steps_per_s"] > 0 for v in record["rates"][net].values())
+    assert record["paper_training"]["k"] in (1, 2) and "paper's colour sweep" in r.stdout
