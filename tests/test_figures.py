@@ -366,3 +366,19 @@ def test_pdf_bytes_do_not_depend_on_the_time(tmp_path):
         digests.append((tmp_path / f"f{i}.pdf").read_bytes())
         time.sleep(1.1)
     assert digests[0] == digests[1]
+
+
+def test_runs_are_coloured_by_the_swept_concept():
+    """A size sweep's trajectory figures colour the runs by Δsize (not by a constant Δcolor);
+    a colour sweep, and a grid where several separations vary, by Δcolor."""
+    import pandas as pd
+
+    from conceptspace.figures.study import drawn_concepts
+
+    traj = pd.DataFrame({"run": ["a"], "target_color": [1.0], "target_size": [1.0]})
+    size_sweep = pd.DataFrame({"run": ["a", "b"], "sep_color": [0.4, 0.4], "sep_size": [0.15, 0.6]})
+    color_sweep = pd.DataFrame({"run": ["a", "b"], "sep_color": [0.1, 0.8], "sep_size": [0.3, 0.3]})
+    both = pd.DataFrame({"run": ["a", "b"], "sep_color": [0.1, 0.8], "sep_size": [0.2, 0.3]})
+    assert drawn_concepts(traj, size_sweep) == (("color", "size"), "size")
+    assert drawn_concepts(traj, color_sweep) == (("color", "size"), "color")
+    assert drawn_concepts(traj, both) == (("color", "size"), "color")

@@ -28,11 +28,14 @@ from conceptspace.figures.trajectories import trajectory_animation, trajectory_f
 
 def drawn_concepts(traj: pd.DataFrame, info: pd.DataFrame) -> tuple[tuple[str, str], str]:
     """The two concepts of the 2-D trajectory figures (color x size when the grid has them, else
-    its first two) and the concept whose separation colours the runs (color when present, else
-    the first one whose separation varies)."""
+    its first two) and the concept whose separation colours the runs: the swept concept (the
+    one whose separation varies, as :func:`conceptspace.analysis.verdicts.swept_concept`: size
+    in a size sweep); color when none or several vary, else the first varying one."""
     concepts = concepts_of(traj)
     plane = ("color", "size") if {"color", "size"} <= set(concepts) else tuple(concepts[:2])
     varying = [c for c in concepts if f"sep_{c}" in info and info[f"sep_{c}"].nunique() > 1]
+    if len(varying) == 1:
+        return plane, varying[0]
     color_by = "color" if "color" in concepts else (varying or concepts)[0]
     return plane, color_by
 
