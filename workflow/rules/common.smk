@@ -63,15 +63,18 @@ def provenance(stage):
 
 def stamp(stage):
     """An input that reruns the job exactly when its recorded key (params, code and upstream
-    keys, see conceptspace/pipeline.py) differs from the current one, without Snakemake's
-    metadata, as in a fresh clone: when they agree it is ancient (never newer than anything);
-    when they differ it is touched now, so it is newer than the outputs."""
+    keys, see conceptspace/pipeline.py) differs from the current one, with or without
+    Snakemake's metadata: when they agree it is ancient (never newer than anything); when they
+    differ it is rewritten now, holding the current key, so it is newer than the outputs (what
+    counts in a fresh clone) and its content differs from the one Snakemake recorded when the
+    job last ran (what counts in a used workspace: Snakemake ignores a newer input whose
+    checksum it has on record, so an empty stamp would never rerun a job there)."""
 
     def f(wildcards):
         run = wildcards.get("run")
         seed = int(wildcards.seed) if run is not None else None
         job = pipeline.job_dir(S, stage, run, seed)
-        return _stamp(job, job in CURRENT)
+        return _stamp(job, job in CURRENT, KEYS[job])
 
     return f
 
@@ -83,21 +86,22 @@ def group_stamp(group):
     members = [pipeline.job_dir(S, "train", run, seed) for run, seed in group.members]
 
     def f(wildcards):
-        return _stamp(f"{S}/train/{group.id}", all(m in CURRENT for m in members))
+        key = " ".join(KEYS[m] for m in members)
+        return _stamp(f"{S}/train/{group.id}", all(m in CURRENT for m in members), key)
 
     return f
 
 
-def _stamp(job, current):
-    """The stamp file of ``job`` (a job folder, or a group's name under its stage's folder):
-    ancient when the job is current, touched now when it is not."""
+def _stamp(job, current, key):
+    """The stamp file of ``job`` (a job folder, or a group's name under its stage's folder),
+    holding the job's current key: ancient when the job is current, rewritten now when not."""
     path = STAMPS / (job.replace("/", "__") + ".stamp")
     path.parent.mkdir(parents=True, exist_ok=True)
     if current:
-        if not path.exists():
-            path.touch()
+        if not path.exists() or path.read_text() != key:
+            path.write_text(key)
         return ancient(str(path))
-    path.touch()
+    path.write_text(key)
     return str(path)
 
 
@@ -123,7 +127,7 @@ def _current_jobs():
     for name in pipeline.STAGES:
         for run, seed in pipeline.jobs(DOC, name):
             job = pipeline.job_dir(S, name, run, seed)
-            key = pipeline.job_record(DOC, name, run, seed, root=PROJECT)["key"]
+            KEYS[job] = key = pipeline.job_record(DOC, name, run, seed, root=PROJECT)["key"]
             if pipeline.recorded_key(f"{job}/{pipeline.RECORD}") == key:
                 current.append(job)
     times = [[p.stat().st_mtime for p in Path(j).rglob("*")] or [0.0] for j in current]
@@ -138,4 +142,5 @@ def _current_jobs():
     return set(current)
 
 
+KEYS = {}  # job folder -> its current key
 CURRENT = _current_jobs()
