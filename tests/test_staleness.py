@@ -1,6 +1,7 @@
 """Nothing stale, ever: after an edit to params or code, both tools plan exactly the jobs whose
-params, inputs or code changed, in a fresh clone of committed results (Snakemake) and in a
-used workspace (DVC), and after a rerun every provenance record equals the current params."""
+params, inputs or code changed, in a fresh clone of committed results (Snakemake), in a used
+workspace (Snakemake, with its metadata; DVC), and after a rerun every provenance record equals
+the current params."""
 
 from __future__ import annotations
 
@@ -134,6 +135,39 @@ def test_snakemake_fresh_clone_plans_exactly_the_code_change(fresh_clone, module
         assert snakemake_plan(fresh_clone) == CODE_EDITS[module]
     finally:
         _restore(fresh_clone)
+
+
+@pytest.fixture(scope="module")
+def used_workspace(tmp_path_factory, tiny_doc):
+    """The tiny study run by Snakemake in place: results *with* Snakemake's metadata, where a
+    newer input whose checksum Snakemake has on record does not rerun a job."""
+    work = copy_project(tmp_path_factory.mktemp("used"), tiny_doc)
+    _sh(work, "snakemake", "-j", "2")
+    _commit(work)
+    assert snakemake_plan(work) == {}
+    return work
+
+
+@pytest.mark.parametrize("module", sorted(CODE_EDITS))
+def test_snakemake_used_workspace_plans_exactly_the_code_change(used_workspace, module):
+    path = used_workspace / module
+    path.write_text(path.read_text() + "\n# edited\n")
+    try:
+        assert snakemake_plan(used_workspace) == CODE_EDITS[module]
+    finally:
+        _restore(used_workspace)
+    assert snakemake_plan(used_workspace) == {}
+
+
+@pytest.mark.parametrize("edit", ["separation"])
+def test_snakemake_used_workspace_plans_exactly_the_params_change(used_workspace, edit):
+    change, expected = PARAMS_EDITS[edit]
+    edit_params(used_workspace, change)
+    try:
+        assert snakemake_plan(used_workspace) == expected
+    finally:
+        _restore(used_workspace)
+    assert snakemake_plan(used_workspace) == {}
 
 
 def _records_match(root: Path, keys: bool = True) -> None:
