@@ -116,27 +116,6 @@ def _restore(root: Path) -> None:
     subprocess.run(["git", "checkout", "-q", "--", "."], cwd=root, check=True)
 
 
-@pytest.mark.parametrize("edit", sorted(PARAMS_EDITS))
-def test_snakemake_fresh_clone_plans_exactly_the_params_change(fresh_clone, edit):
-    change, expected = PARAMS_EDITS[edit]
-    edit_params(fresh_clone, change)
-    try:
-        assert snakemake_plan(fresh_clone) == expected
-    finally:
-        _restore(fresh_clone)
-    assert snakemake_plan(fresh_clone) == {}
-
-
-@pytest.mark.parametrize("module", sorted(CODE_EDITS))
-def test_snakemake_fresh_clone_plans_exactly_the_code_change(fresh_clone, module):
-    path = fresh_clone / module
-    path.write_text(path.read_text() + "\n# edited\n")
-    try:
-        assert snakemake_plan(fresh_clone) == CODE_EDITS[module]
-    finally:
-        _restore(fresh_clone)
-
-
 @pytest.fixture(scope="module")
 def used_workspace(tmp_path_factory, tiny_doc):
     """The tiny study run by Snakemake in place: results *with* Snakemake's metadata, where a
@@ -148,26 +127,33 @@ def used_workspace(tmp_path_factory, tiny_doc):
     return work
 
 
+WORKSPACES = ["fresh_clone", "used_workspace"]
+
+
+@pytest.mark.parametrize("workspace", WORKSPACES)
+@pytest.mark.parametrize("edit", sorted(PARAMS_EDITS))
+def test_snakemake_plans_exactly_the_params_change(request, workspace, edit):
+    root = request.getfixturevalue(workspace)
+    change, expected = PARAMS_EDITS[edit]
+    edit_params(root, change)
+    try:
+        assert snakemake_plan(root) == expected
+    finally:
+        _restore(root)
+    assert snakemake_plan(root) == {}
+
+
+@pytest.mark.parametrize("workspace", WORKSPACES)
 @pytest.mark.parametrize("module", sorted(CODE_EDITS))
-def test_snakemake_used_workspace_plans_exactly_the_code_change(used_workspace, module):
-    path = used_workspace / module
+def test_snakemake_plans_exactly_the_code_change(request, workspace, module):
+    root = request.getfixturevalue(workspace)
+    path = root / module
     path.write_text(path.read_text() + "\n# edited\n")
     try:
-        assert snakemake_plan(used_workspace) == CODE_EDITS[module]
+        assert snakemake_plan(root) == CODE_EDITS[module]
     finally:
-        _restore(used_workspace)
-    assert snakemake_plan(used_workspace) == {}
-
-
-@pytest.mark.parametrize("edit", ["separation"])
-def test_snakemake_used_workspace_plans_exactly_the_params_change(used_workspace, edit):
-    change, expected = PARAMS_EDITS[edit]
-    edit_params(used_workspace, change)
-    try:
-        assert snakemake_plan(used_workspace) == expected
-    finally:
-        _restore(used_workspace)
-    assert snakemake_plan(used_workspace) == {}
+        _restore(root)
+    assert snakemake_plan(root) == {}
 
 
 def _records_match(root: Path, keys: bool = True) -> None:
