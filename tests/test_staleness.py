@@ -156,6 +156,18 @@ def test_snakemake_plans_exactly_the_code_change(request, workspace, module):
     assert snakemake_plan(root) == {}
 
 
+def test_snakemake_used_workspace_reruns_a_job_whose_record_was_lost(used_workspace):
+    """A record that no longer holds the job's key (here: emptied) makes the job stale, also
+    when the stamp's current key is the one Snakemake recorded at the job's last run."""
+    record = used_workspace / "results/default/analyze" / pipeline.RECORD
+    record.write_text("{}")
+    try:
+        assert snakemake_plan(used_workspace) == {"analyze": 1}
+    finally:
+        _restore(used_workspace)
+    assert snakemake_plan(used_workspace) == {}
+
+
 def _records_match(root: Path, keys: bool = True) -> None:
     doc = yaml.safe_load((root / "params.yaml").read_text())
     for stage in pipeline.STAGES:

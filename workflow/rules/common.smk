@@ -94,14 +94,16 @@ def group_stamp(group):
 
 def _stamp(job, current, key):
     """The stamp file of ``job`` (a job folder, or a group's name under its stage's folder),
-    holding the job's current key: ancient when the job is current, rewritten now when not."""
+    holding the job's current key: ancient when the job is current; when not, rewritten now
+    with the time beside the key, so its checksum is one Snakemake has never recorded, even
+    when the stale record is one the job itself wrote with today's key and then lost."""
     path = STAMPS / (job.replace("/", "__") + ".stamp")
     path.parent.mkdir(parents=True, exist_ok=True)
     if current:
         if not path.exists() or path.read_text() != key:
             path.write_text(key)
         return ancient(str(path))
-    path.write_text(key)
+    path.write_text(f"{key} stale since {time.time_ns()}")
     return str(path)
 
 
