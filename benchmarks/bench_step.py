@@ -165,15 +165,19 @@ def conv_calls() -> list[tuple[str, tuple[int, ...], tuple[int, ...], int, int, 
     return calls
 
 
+def _out_channels(kind: str, ws: tuple[int, ...]) -> int:
+    """Output channels from the weight shape: [out, in, k, k] (conv) or [in, out, k, k] (convT)."""
+    return ws[0] if kind == "conv" else ws[1]
+
+
 def _gemm_shape(kind: str, xs: tuple[int, ...], ws: tuple[int, ...], stride: int, pad: int):
     """(m, k, n) of the GEMM a convolution lowers to: forward [m, k] @ [k, n]."""
     b, c_in, h, _ = xs
+    c_out, kh = _out_channels(kind, ws), ws[2]
     if kind == "conv":  # im2col: one row per output pixel, one column per (c_in, tap)
-        c_out, kh = ws[0], ws[2]
         h_out = (h + 2 * pad - kh) // stride + 1
         return b * h_out * h_out, c_in * kh * kh, c_out
-    c_out, kh = ws[1], ws[2]  # transposed: each input pixel times [c_in, c_out * taps]
-    return b * h * h, c_in, c_out * kh * kh
+    return b * h * h, c_in, c_out * kh * kh  # transposed: each input pixel @ [c_in, c_out·taps]
 
 
 def time_conv(call: tuple) -> tuple[float, float, float, float]:
@@ -182,7 +186,7 @@ def time_conv(call: tuple) -> tuple[float, float, float, float]:
     kind, xs, ws, stride, pad, needs_grad = call
     x = torch.randn(xs, requires_grad=needs_grad)
     w = torch.randn(ws, requires_grad=True)
-    bias = torch.zeros(ws[0] if kind == "conv" else ws[1], requires_grad=True)
+    bias = torch.zeros(_out_channels(kind, ws), requires_grad=True)
     grads = (x, w, bias) if needs_grad else (w, bias)
     conv = (
         functools.partial(F.conv2d, x, w, bias, stride, pad)
@@ -225,8 +229,7 @@ def conv_roofline(peak: float) -> dict[str, float]:
         total["gemm"] += n * t_gemm
         total["best"] += n * min(t_fb, t_gemm)
         total["peak"] += n * f_fb / peak
-        c_out = ws[0] if kind == "conv" else ws[1]
-        name = f"{kind} {xs[1]}->{c_out} @{xs[2]}px {ws[2]}x{ws[3]}"
+        name = f"{kind} {xs[1]}->{_out_channels(kind, ws)} @{xs[2]}px {ws[2]}x{ws[3]}"
         name += f" s{stride}" if stride > 1 else ""
         print(
             f"{name:<30} {n:>2} {f_fb / 1e6:>6.1f} {1e3 * t_fwd:>7.3f} {flops / t_fwd / 1e9:>5.0f}"
