@@ -22,7 +22,7 @@ try:
             f"--config {', '.join(unknown)}: only `study` is a workflow option; edit params.yaml "
             "or lay an overlay over it (--config study=FILE)"
         )
-    STUDY = studies.resolve(config.get("study"))
+    STUDY = studies.from_config(config)
     studies.materialize(STUDY)
     DOC = STUDY.document()
 except ParamsError as e:
