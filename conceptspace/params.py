@@ -22,6 +22,7 @@ prompts: ``runs.<id>.mask`` (fraction, default 0) of the training images of the 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -291,16 +292,43 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; a missing, binary or non-UTF-8 file or bad YAML raises
+    :class:`ParamsError` naming the file (and the line of an undecodable byte)."""
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: file not found")
+    if path.is_dir():
+        raise ParamsError(f"{path}: a folder, not a YAML file; name the file itself")
+    stream = io.StringIO(_yaml_text(path))
+    stream.name = str(path)  # YAML's error marks name the file
     try:
-        with open(path) as f:
-            return yaml.load(f, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except ParamsError as e:
         raise ParamsError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise ParamsError(f"{path}: not valid YAML: {e}") from None
+
+
+def _yaml_text(path: Path) -> str:
+    """The text of a YAML file: UTF-8 (YAML's own encoding), refusing a binary file (NUL
+    bytes) or an undecodable byte by name rather than with a decoder's traceback."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ParamsError(f"{path}: cannot be read ({e.strerror})") from None
+    if b"\x00" in data:
+        raise ParamsError(
+            f"{path}: a binary file, not YAML text; give a YAML file of params (a mapping of keys)"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ParamsError(
+            f"{path}: byte 0x{data[e.start]:02x} at line {line}, column {column} is not UTF-8; "
+            "save the file as UTF-8 text (YAML files are UTF-8)"
+        ) from None
 
 
 def _loc(parts) -> str:

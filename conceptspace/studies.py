@@ -15,6 +15,7 @@ stale merge.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,37 +119,99 @@ class Study:
 
 def resolve(spec: str | None, root: Path = Path(".")) -> Study:
     """A study from what the user names: nothing or ``default`` (params.yaml), a preset name
-    (``configs/<name>.yaml``) or the path of an overlay file (the study is its file name)."""
-    if spec in (None, "", DEFAULT, BASE):
+    (``configs/<name>.yaml``) or the path of an overlay file inside the repository (the study
+    is its file name). Refused by name: an empty name, a path outside the repository, and a
+    user's overlay whose name is a preset's or that of another overlay's study folder (its
+    results would land in that study's folder)."""
+    if spec is None or spec in (DEFAULT, BASE):
         return Study(DEFAULT, None, root)
+    presets = ", ".join(sorted(p.stem for p in (root / PRESETS).glob("*.yaml")))
+    if not str(spec).strip():
+        raise ParamsError(
+            f"study {spec!r}: the study's name is empty; name a preset "
+            f"({presets}) or an overlay file, or leave `study` out for the default study "
+            f"({BASE})"
+        )
     path = Path(spec)
     if path.suffix not in (".yaml", ".yml"):
+        if not STUDY_NAME.match(str(spec)):
+            raise ParamsError(
+                f"study {spec!r}: not a preset name ({presets}) nor an overlay file "
+                "(a .yaml file in the repository)"
+            )
         path = Path(PRESETS) / f"{spec}.yaml"
-    if not (root / path).is_file():
-        presets = sorted(p.stem for p in (root / PRESETS).glob("*.yaml"))
-        raise ParamsError(
-            f"study {spec!r}: no such overlay file {path} (presets: {', '.join(presets)})"
-        )
-    name = path.stem
+    rel = _inside(spec, path, root)
+    if not (root / rel).is_file():
+        raise ParamsError(f"study {spec!r}: no such overlay file {rel} (presets: {presets})")
+    name = rel.stem
     if not STUDY_NAME.match(name) or name == DEFAULT:
         raise ParamsError(
             f"study {spec!r}: the file name {name!r} is the study's folder name; use lower-case"
             " letters, digits and underscores, not 'default'"
         )
-    return Study(name, str(path), root)
+    preset = Path(PRESETS) / f"{name}.yaml"
+    if rel != preset and (root / preset).is_file():
+        raise ParamsError(
+            f"study {spec!r}: {name!r} is the name of the preset {preset}, whose results are "
+            f"in results/{name}/; rename your file (e.g. to {rel.with_name(f'my_{rel.name}')})"
+        )
+    owner = _owner(root / "results" / name / "params.yaml")
+    if owner is not None and Path(owner) != rel:
+        raise ParamsError(
+            f"study {spec!r}: results/{name}/ holds the study of another overlay, {owner}; "
+            f"rename your file, or remove results/{name}/ if that study is no longer wanted"
+        )
+    return Study(name, rel.as_posix(), root)
 
 
-def materialize(study: Study) -> bool:
-    """Write ``results/<study>/params.yaml`` when its content changes; True when written."""
+def from_config(config: dict) -> Study:
+    """The study of Snakemake's ``--config``: ``study`` left out is the default study;
+    ``--config study=`` (which Snakemake reads as null) is refused as an empty name."""
+    if "study" in config and config["study"] is None:
+        return resolve("")
+    spec = config.get("study")
+    return resolve(None if spec is None else str(spec))
+
+
+def _inside(spec: str, path: Path, root: Path) -> Path:
+    """``path`` relative to the repository ``root``, refusing one outside it (a study's
+    results and its records are kept beside the code that made them)."""
+    full = Path(os.path.normpath(os.path.join(os.path.abspath(root), path)))
+    top = Path(os.path.abspath(root))
+    real_full, real_top = full.resolve(), top.resolve()
+    if not real_full.is_relative_to(real_top) or not full.is_relative_to(top):
+        raise ParamsError(
+            f"study {spec!r}: {path} is outside the repository {real_top}; copy the overlay "
+            "into the repository (e.g. beside params.yaml) and name that file"
+        )
+    return full.relative_to(top)
+
+
+def _owner(params_file: Path) -> str | None:
+    """The overlay recorded in a study's params.yaml (its ``study.overlay``), if readable."""
+    try:
+        doc = read_yaml(params_file) if params_file.is_file() else None
+    except ParamsError:
+        return None
+    rec = doc.get("study") if isinstance(doc, dict) else None
+    overlay = rec.get("overlay") if isinstance(rec, dict) else None
+    return overlay if isinstance(overlay, str) else None
+
+
+def materialize(study: Study, dry_run: bool = False) -> bool:
+    """Write ``results/<study>/params.yaml`` when its content differs from the merge of its
+    sources; True when it differs (and, unless ``dry_run``, was written). A pure function of
+    the sources and that file: an unchanged file is never touched (its time included)."""
     if study.overlay is None:
         study.document()  # validates
         return False
     path = study.root / study.params_file
-    text = study.text()
-    if path.is_file() and path.read_text() == text:
+    data = study.text().encode()
+    if path.is_file() and path.read_bytes() == data:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(path, text.encode())
+    if not dry_run:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(path, data)
     return True
 
 
@@ -159,7 +222,7 @@ def load(path: str | Path, root: Path = Path(".")) -> tuple[Params, dict]:
     if isinstance(doc, dict) and "study" in doc:
         rec = doc.pop("study")
         study = resolve(rec.get("overlay"), root) if isinstance(rec, dict) else None
-        if study is None or (root / path).read_text() != study.text():
+        if study is None or (root / path).read_bytes() != study.text().encode():
             raise ParamsError(
                 f"{path} is out of date with its sources "
                 f"({BASE} + {rec.get('overlay') if isinstance(rec, dict) else '?'}): refresh it "

@@ -12,6 +12,7 @@ writes the merged params itself. Every ``dvc.yaml`` is generated from
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -58,8 +59,25 @@ def write_study(study: studies.Study) -> list[str]:
     return written
 
 
+def arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m stages.study",
+        description="Write a study's merged params and dvc.yaml under results/<study>/ "
+        "(every preset and the root dvc.yaml when no study is named).",
+        epilog="Then: dvc repro results/<study>/dvc.yaml (the default study: dvc repro).",
+    )
+    p.add_argument(
+        "studies",
+        nargs="*",
+        metavar="STUDY",
+        help="a preset name (configs/<name>.yaml), an overlay file in the repository, or "
+        "params.yaml for the default study",
+    )
+    return p
+
+
 def run(argv=None) -> None:
-    specs = list(sys.argv[1:] if argv is None else argv)
+    specs = arg_parser().parse_args(argv).studies
     if not specs:
         specs = [studies.BASE] + sorted(str(p) for p in Path(studies.PRESETS).glob("*.yaml"))
     chosen = [studies.resolve(s) for s in specs]  # every name checked before anything is written
