@@ -3,6 +3,7 @@ write per-run checkpoints the normal loader reads, and resume bit-identically af
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ from conceptspace.model.checkpoints import checkpoint_path, load_checkpoint, loa
 from conceptspace.model.ensemble import (
     EnsembleTrainer,
     Member,
+    StepMode,
+    _check_same_mode,
     dropout_sites,
     train_ensemble,
 )
@@ -312,3 +315,86 @@ def test_train_stage_trains_a_group(tiny_doc, tmp_path):
     assert uneven.returncode == 2 and "once per run" in uneven.stderr
     twice = _stage("stages.train", "--params", str(params), *group[:10], *group[:10])
     assert twice.returncode == 2 and "twice" in twice.stderr
+
+
+# ---- step modes (docs/scaling.md) ---------------------------------------------------------
+def _trainer_after(mode, tmp_path: Path, steps: int = 9):
+    """A trainer of the three members after ``steps`` steps (crossing two epoch ends, each
+    with a partial batch: 50 images in batches of 16), and the stacked per-step stats."""
+    torch.set_num_threads(1)
+    trainer = EnsembleTrainer(members(tmp_path), NET, CFG, "cpu", mode)
+    return trainer, torch.stack([trainer.step() for _ in range(steps)])
+
+
+def test_static_step_equals_the_eager_step_bit_for_bit(tmp_path):
+    """The graph-capturable formulation (draws copied into fixed buffers, the device half
+    run on them, AdamW's fused kernel called directly) gives the default step's bits:
+    the same losses and norms, parameters, AdamW state and random-stream states."""
+    eager, stats_e = _trainer_after(None, tmp_path)
+    static, stats_s = _trainer_after(StepMode(static=True), tmp_path)
+    assert static._static is not None  # the buffers were used
+    assert torch.equal(stats_e, stats_s)
+    for name in eager.names:
+        assert torch.equal(eager.params[name], static.params[name]), name
+    sd_e, sd_s = eager.optimizer.state_dict()["state"], static.optimizer.state_dict()["state"]
+    for i, s in sd_e.items():
+        for key, v in s.items():
+            assert torch.equal(v, sd_s[i][key]), (i, key)
+    for j in range(eager.k):
+        a, b = eager.checkpoint(j), static.checkpoint(j)
+        assert "fast_mode" not in b
+        for key in ("torch", "batch", "noise", "epoch_perm"):
+            assert torch.equal(a["rng"][key], b["rng"][key]), key
+
+
+def test_compute_draws_nothing(tmp_path):
+    """compute() is a pure function of the drawn inputs: run twice from the same parameters
+    and optimizer state on the same inputs, it gives the same bits, and no generator moves."""
+    trainer = EnsembleTrainer(members(tmp_path), NET, CFG, "cpu", StepMode(static=True))
+    trainer.step()  # AdamW's state exists from here on
+    inputs = trainer.draw()
+    gens = trainer.noise_gens + trainer.dropout_gens + trainer.batch_gens
+    before = [g.get_state() for g in gens]
+    params = {k: v.detach().clone() for k, v in trainer.params.items()}
+    state = copy.deepcopy(trainer.optimizer.state_dict())
+    first = trainer.compute(inputs).clone()
+    after_one = {k: v.detach().clone() for k, v in trainer.params.items()}
+    with torch.no_grad():
+        for k, v in trainer.params.items():
+            v.copy_(params[k])
+    trainer.optimizer.load_state_dict(state)
+    assert torch.equal(trainer.compute(inputs), first)
+    assert all(torch.equal(trainer.params[k], after_one[k]) for k in params)
+    assert all(torch.equal(a, g.get_state()) for a, g in zip(before, gens, strict=True))
+
+
+@pytest.mark.parametrize(
+    "mode", [StepMode(precision="bf16"), StepMode(channels_last=True, static=True)]
+)
+def test_fast_modes_train_close_and_say_so(mode, tmp_path):
+    """bf16 autocast and channels-last train (finite, close to the default after 9 steps) and
+    write ``fast_mode`` into each member's checkpoint; resuming across modes is refused."""
+    eager, stats_e = _trainer_after(None, tmp_path)
+    fast, stats_f = _trainer_after(mode, tmp_path / "fast")
+    assert torch.isfinite(stats_f).all()
+    torch.testing.assert_close(stats_f[:, 0], stats_e[:, 0], rtol=1e-2, atol=0)
+    for name in eager.names:
+        torch.testing.assert_close(fast.params[name], eager.params[name], rtol=0.05, atol=2e-3)
+    ckpt = fast.checkpoint(0)
+    assert ckpt["fast_mode"] == {
+        "precision": mode.precision,
+        "channels_last": mode.channels_last,
+        "bitwise": False,
+    }
+    _check_same_mode(ckpt, mode, fast.members[0])  # the same mode resumes
+    with pytest.raises(ValueError, match="fast_mode"):
+        _check_same_mode(ckpt, StepMode(), fast.members[0])
+    with pytest.raises(ValueError, match="fast_mode"):
+        _check_same_mode(eager.checkpoint(0), mode, eager.members[0])
+
+
+def test_bad_step_modes_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="precision"):
+        StepMode(precision="fp16")
+    with pytest.raises(ValueError, match="cuda_graph needs a CUDA device"):
+        EnsembleTrainer(members(tmp_path), NET, CFG, "cpu", StepMode(cuda_graph=True))

@@ -36,6 +36,19 @@ thread count, and agrees with its lone run to rounding.
 Members must share the network, the training config and the checkpoint schedule (one study),
 and have the same number of training images, so that their batches and epochs line up; their
 validation and held-out sets may differ.
+
+Step modes (:class:`StepMode`, docs/scaling.md). A step is two halves: :meth:`EnsembleTrainer.draw`
+makes every random draw and gathers the batch (host and generators), and
+:meth:`EnsembleTrainer.compute` does the device work on what was drawn: forward, backward, clip,
+AdamW, with no random draw and no host read. The default mode runs them one after the other
+(what committed results use). ``static=True`` copies the draws into fixed buffers and runs
+``compute`` on those, the formulation a CUDA graph captures; ``cuda_graph=True`` captures it on
+CUDA after a few eager warm-up steps and replays it (a partial last batch of an epoch, whose
+shape differs, runs eagerly). Both give the default mode's bits. The *fast* options are not
+bitwise: ``precision="bf16"`` (autocast around the vectorised forward; the master weights, the
+gradients and AdamW's state stay fp32) and ``channels_last`` (the batch laid out so that the
+vectorised, grouped convolutions see channels-last tensors); a checkpoint written in a fast mode
+says so under ``fast_mode``, and a run never resumes across modes that differ there.
 """
 
 from __future__ import annotations
@@ -45,6 +58,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,6 +87,7 @@ from conceptspace.model.training import (
     _check_same_run,
     _derived_seed,
     _latest_checkpoint,
+    _optimizer_step,
     _to_tensor,
     _truncate_csv,
     _write_text_atomic,
@@ -96,6 +111,39 @@ class Member:
     @property
     def label(self) -> str:
         return self.name or f"seed {self.seed} ({self.ckpt_dir})"
+
+
+PRECISIONS = ("fp32", "bf16")
+WARMUP_STEPS = 3  # eager steps before a CUDA graph is captured (allocator, cuDNN, AdamW state)
+
+
+@dataclass(frozen=True)
+class StepMode:
+    """How :meth:`EnsembleTrainer.step` runs (module docstring; docs/scaling.md).
+
+    ``static`` and ``cuda_graph`` give the default's bits; ``precision="bf16"`` and
+    ``channels_last`` are fast options that do not, and are recorded in checkpoints.
+    """
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    static: bool = False
+    cuda_graph: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"step precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+    @property
+    def bitwise(self) -> bool:
+        """Whether the mode gives the default mode's bits."""
+        return self.precision == "fp32" and not self.channels_last
+
+    def provenance(self) -> dict | None:
+        """What a checkpoint records of a fast mode (None for a bitwise one: nothing written)."""
+        if self.bitwise:
+            return None
+        return {"precision": self.precision, "channels_last": self.channels_last, "bitwise": False}
 
 
 # ---- the trainer --------------------------------------------------------------------------
@@ -151,8 +199,12 @@ class EnsembleTrainer:
         net_cfg: UNetConfig,
         cfg: TrainConfig,
         device: str | torch.device = "cpu",
+        mode: StepMode | None = None,
     ) -> None:
         check_members(members, net_cfg)
+        self.mode = mode = mode or StepMode()
+        if mode.cuda_graph and torch.device(device).type != "cuda":
+            raise ValueError(f"cuda_graph needs a CUDA device, not {device!r}; use static=True")
         self.members, self.k = list(members), len(members)
         self.net_cfg, self.cfg = net_cfg, cfg
         self.dev = dev = torch.device(device)
@@ -230,6 +282,10 @@ class EnsembleTrainer:
         self.perm_pos = 0
         self._perms_dev: Tensor | None = None
         self.step_count = 0
+        self._static: dict[str, Tensor] | None = None  # the buffers compute() reads when static
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_out: Tensor | None = None
+        self._eager_steps = 0  # eager full-batch steps since the graph was last dropped
 
     # ---- one step ---------------------------------------------------------------------------
     def _member_loss(self, params, masks, x, cond, t, eps, eps_0) -> Tensor:
@@ -265,9 +321,10 @@ class EnsembleTrainer:
                 g.mul_(coef.reshape(self.k, *([1] * (g.ndim - 1))))
         return norms
 
-    def step(self) -> Tensor:
-        """One training step of every member. Returns ``[2, K]`` on the device: each member's
-        batch loss and pre-clip gradient norm (not synchronised, so the host runs ahead)."""
+    def draw(self) -> dict[str, Tensor]:
+        """Every random input of one step, drawn from the members' generators in a lone run's
+        order, and the batch: ``x``, ``cond`` (after CFG dropout), ``t``, ``eps``, ``eps_0``
+        stacked over members, and one mask per dropout site. Advances the epoch position."""
         cfg = self.cfg
         if self.perm_pos >= self.n_train:  # a new epoch; the last, partial batch was kept
             self.perms = [torch.randperm(self.n_train, generator=g) for g in self.batch_gens]
@@ -285,14 +342,78 @@ class EnsembleTrainer:
                 out.append(v)
         masks = self._dropout_masks(idx.shape[1])
         stacked = [torch.stack(v) for v in (h, t, eps, eps_0)]
-        losses = self._loss(self.params, masks, x, *stacked)
+        return dict(zip(("x", "cond", "t", "eps", "eps_0"), [x, *stacked], strict=True)) | masks
+
+    def _layout(self, v: Tensor) -> Tensor:
+        """[K, B, C, H, W] laid out so that vmap's grouped convolution input [B, K*C, H, W] is
+        channels-last in memory (memory order B, H, W, K, C); other tensors as they are."""
+        if not self.mode.channels_last or v.ndim != 5:
+            return v
+        return v.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)
+
+    def compute(self, inputs: dict[str, Tensor]) -> Tensor:
+        """The device half of a step on drawn ``inputs``: loss, backward, per-member clip,
+        AdamW. No random draw and no host read, so a CUDA graph can capture it. Returns
+        ``[2, K]``: each member's batch loss and pre-clip gradient norm."""
+        masks = {k: v for k, v in inputs.items() if k.startswith("net.")}
+        args = [self._layout(inputs[k]) for k in ("x", "cond", "t", "eps", "eps_0")]
+        autocast = (
+            torch.autocast(self.dev.type, dtype=torch.bfloat16)
+            if self.mode.precision == "bf16"
+            else nullcontext()
+        )
+        with autocast:
+            losses = self._loss(self.params, masks, *args)
+        losses = losses.float()
 
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # member j's loss reaches member j's parameters only
         norms = self._clip()
-        self.optimizer.step()
-        self.step_count += 1
+        if self.mode.static or self.mode.cuda_graph:
+            # The fused kernel without Optimizer.step's bookkeeping (the same bits,
+            # training._optimizer_step), which also refuses capture when not "capturable".
+            _optimizer_step(self.optimizer)
+        else:
+            self.optimizer.step()
         return torch.stack([losses.detach(), norms])
+
+    def step(self) -> Tensor:
+        """One training step of every member. Returns ``[2, K]`` on the device: each member's
+        batch loss and pre-clip gradient norm (not synchronised, so the host runs ahead)."""
+        inputs = self.draw()
+        mode = self.mode
+        full = inputs["x"].shape[1] == self.cfg.batch_size
+        if not (mode.static or mode.cuda_graph) or not full:
+            out = self.compute(inputs)
+        elif mode.cuda_graph and self._graph is not None:
+            for k, v in inputs.items():
+                self._static[k].copy_(v)
+            self._graph.replay()
+            out = self._graph_out.clone()
+        else:
+            if self._static is None:
+                self._static = {k: v.clone() for k, v in inputs.items()}
+            else:
+                for k, v in inputs.items():
+                    self._static[k].copy_(v)
+            out = self.compute(self._static).clone()
+            self._eager_steps += 1
+            if mode.cuda_graph and self._eager_steps >= WARMUP_STEPS:
+                self._capture()
+        self.step_count += 1
+        return out
+
+    def _capture(self) -> None:
+        """Capture :meth:`compute` on the static buffers as a CUDA graph (nothing runs)."""
+        torch.cuda.synchronize(self.dev)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = self.compute(self._static)
+        self._graph, self._graph_out = graph, out
+
+    def _drop_graph(self) -> None:
+        """Forget the captured graph (optimizer state replaced): recaptured after warm-up."""
+        self._graph, self._graph_out, self._eager_steps = None, None, 0
 
     # ---- members' checkpoints ---------------------------------------------------------------
     @torch.no_grad()
@@ -332,7 +453,7 @@ class EnsembleTrainer:
             "optimizer": {"state": state, "param_groups": copy.deepcopy(sd["param_groups"])},
             "rng": rng,
             "seed": self.members[j].seed,
-        }
+        } | ({"fast_mode": fast} if (fast := self.mode.provenance()) else {})
 
     @torch.no_grad()
     def load(self, ckpts: Sequence[dict]) -> None:
@@ -362,6 +483,7 @@ class EnsembleTrainer:
                 else:
                     state[i][key] = torch.stack(vs)
         self.optimizer.load_state_dict({"state": state, "param_groups": opts[0]["param_groups"]})
+        self._drop_graph()  # the graph read the replaced state tensors
         for j, c in enumerate(ckpts):
             rng = c["rng"]
             self.cpu_states[j] = rng["torch"]
@@ -379,15 +501,31 @@ class EnsembleTrainer:
 # ---- the training loop --------------------------------------------------------------------
 
 
+def _check_same_mode(ckpt: dict, mode: StepMode, member: Member) -> None:
+    """Refuse to resume across step modes that differ in their bits (``fast_mode``)."""
+    old, new = ckpt.get("fast_mode"), mode.provenance()
+    if old != new:
+        raise ValueError(
+            f"{member.label}: cannot resume from step {ckpt['step']}: it was trained with "
+            f"fast_mode {old} and this run asks for {new}; train with the same step mode or "
+            "use a fresh checkpoint directory"
+        )
+
+
 def _common_resume(
-    members: Sequence[Member], net_cfg: UNetConfig, cfg: TrainConfig, ckpt_steps: list[int]
+    members: Sequence[Member],
+    net_cfg: UNetConfig,
+    cfg: TrainConfig,
+    ckpt_steps: list[int],
+    mode: StepMode | None = None,
 ) -> list[dict] | None:
     """Every member's checkpoint at the newest step that all of them have, or None (start
-    afresh). Refuses checkpoints written with other settings."""
+    afresh). Refuses checkpoints written with other settings or another fast mode."""
     latest = [_latest_checkpoint(m.ckpt_dir, ckpt_steps) for m in members]
     for c, m in zip(latest, members, strict=True):
         if c is not None:
             _check_same_run(c, net_cfg, cfg, m.seed)
+            _check_same_mode(c, mode or StepMode(), m)
     while True:
         if any(c is None for c in latest):
             return None
@@ -409,12 +547,14 @@ def train_ensemble(
     ckpt_steps: list[int],
     device: str = "cpu",
     progress: bool = True,
+    mode: StepMode | None = None,
 ) -> None:
     """Train every member as :func:`.training.train` trains one run, all in one batched model;
     resume if checkpoints exist. Returns at once when every member's last checkpoint exists.
 
     Members share ``net_cfg``, ``cfg`` and ``ckpt_steps`` (which must be positive and end at
     ``cfg.steps``) and have the same number of training images (see :func:`check_members`).
+    ``mode`` is the step mode (:class:`StepMode`; default: eager, bitwise).
     """
     ckpt_steps = sorted(set(int(s) for s in ckpt_steps))
     if not ckpt_steps or ckpt_steps[0] < 1 or ckpt_steps[-1] != cfg.steps:
@@ -427,10 +567,10 @@ def train_ensemble(
             Path(d).mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(d)
 
-    resume = _common_resume(members, net_cfg, cfg, ckpt_steps)
+    resume = _common_resume(members, net_cfg, cfg, ckpt_steps, mode)
     if resume is not None and int(resume[0]["step"]) == ckpt_steps[-1]:
         return
-    trainer = EnsembleTrainer(members, net_cfg, cfg, device)
+    trainer = EnsembleTrainer(members, net_cfg, cfg, device, mode)
     logs = [(Path(m.log_dir) / TRAIN_LOG, Path(m.log_dir) / CKPT_LOG) for m in members]
     for train_log, ckpt_log in logs:
         if resume is None:
