@@ -40,7 +40,7 @@ from conceptspace.data.concepts import COND_DIM
 from conceptspace.data.dataset import load_dataset, split_arrays
 from conceptspace.io import ArtifactError
 from conceptspace.model.ensemble import Member, check_members, train_ensemble
-from conceptspace.model.training import TrainConfig, train
+from conceptspace.model.training import TrainConfig, resumable_mismatch, train
 from conceptspace.model.unet import UNetConfig
 from conceptspace.params import ParamsError
 from stages.common import document, entry, load, parser, pick_device, set_threads
@@ -149,20 +149,36 @@ def run(argv=None) -> None:
     names = ", ".join(f"{g['run']} seed {g['seed']}" for g in group)
     how = "" if len(group) == 1 else f" as one ensemble of {len(group)}"
     print(f"train {names}{how} on {device}, {params.train.threads} thread(s)", file=sys.stderr)
-    if len(group) == 1:
-        m = members[0]
-        train(
-            m.data,
-            net_cfg,
-            cfg,
-            ckpt_steps=ckpt_steps,
-            ckpt_dir=m.ckpt_dir,
-            log_dir=m.log_dir,
-            seed=m.seed,
-            device=device,
-        )
-    else:
-        train_ensemble(members, net_cfg, cfg, ckpt_steps=ckpt_steps, device=device)
+    for g, m in zip(group, members, strict=True):
+        discard_unresumable(g, m, net_cfg, cfg, ckpt_steps)
+    try:
+        if len(group) == 1:
+            m = members[0]
+            train(
+                m.data,
+                net_cfg,
+                cfg,
+                ckpt_steps=ckpt_steps,
+                ckpt_dir=m.ckpt_dir,
+                log_dir=m.log_dir,
+                seed=m.seed,
+                device=device,
+            )
+        else:
+            train_ensemble(members, net_cfg, cfg, ckpt_steps=ckpt_steps, device=device)
+    except FloatingPointError as e:
+        raise ParamsError(
+            f"run {names}: {e}; the settings make training diverge: lower train.lr or "
+            "train.weight_decay (or keep train.grad_clip on) and run again (docs/method.md "
+            "§3.3); the unfinished run is discarded then"
+        ) from None
+    except OSError as e:  # a full disk while writing a log, say
+        where = e.filename or ", ".join(str(g["work"]) for g in group)
+        raise ArtifactError(
+            f"run {names}: cannot write {where} ({e.strerror or e}); free disk space and run "
+            "again: training resumes from the last complete checkpoint in "
+            + ", ".join(str(g["work"]) for g in group)
+        ) from None
     for g in group:
         work = g["work"]
         for src, dst in ((work / "ckpt", Path(g["ckpt_dir"])), (work / "log", Path(g["log_dir"]))):
@@ -171,6 +187,22 @@ def run(argv=None) -> None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             src.rename(dst)
         shutil.rmtree(work)
+
+
+def discard_unresumable(g: dict, m: Member, net_cfg, cfg: TrainConfig, ckpt_steps) -> None:
+    """Start a run afresh when its unfinished work folder (``<ckpt-dir>.partial``) was written
+    with other settings (a changed lr, say): that folder is only ever resumed, never served as
+    a result, so nothing current is lost; the run's finished outputs stay until replaced."""
+    work = g["work"]
+    reason = resumable_mismatch(m.ckpt_dir, ckpt_steps, net_cfg, cfg, m.seed)
+    if reason is None:
+        return
+    print(
+        f"{g['run']} seed {g['seed']}: the unfinished run in {work} cannot be resumed ({reason});"
+        " discarding it and starting afresh",
+        file=sys.stderr,
+    )
+    shutil.rmtree(work)
 
 
 main = entry(run)

@@ -275,8 +275,19 @@ def _latest_checkpoint(ckpt_dir: Path, ckpt_steps: list[int]) -> dict | None:
     return None
 
 
-def _check_same_run(ckpt: dict, net_cfg: UNetConfig, cfg: TrainConfig, seed: int) -> None:
-    """Refuse to resume a checkpoint written by a run with different settings."""
+class ResumeError(CheckpointError, ValueError):
+    """A checkpoint directory holds a run with other settings: it cannot be resumed. The
+    message names the directory to remove (an :class:`~conceptspace.io.ArtifactError`, so a
+    stage reports it in one line; a ``ValueError`` for callers of the library)."""
+
+
+class DivergedError(FloatingPointError):
+    """The training loss is not finite; the message names the seed and the step."""
+
+
+def settings_mismatch(ckpt: dict, net_cfg: UNetConfig, cfg: TrainConfig, seed: int) -> str | None:
+    """Why ``ckpt`` cannot be resumed with these settings (None when it can): the first of
+    net_config, train_config (less :data:`RESUMABLE_CHANGES`) and seed that differs."""
     old_cfg = {k: v for k, v in ckpt.get("train_config", {}).items() if k not in RESUMABLE_CHANGES}
     new_cfg = {k: v for k, v in asdict(cfg).items() if k not in RESUMABLE_CHANGES}
     for what, old, new in [
@@ -285,10 +296,40 @@ def _check_same_run(ckpt: dict, net_cfg: UNetConfig, cfg: TrainConfig, seed: int
         ("seed", ckpt.get("seed"), seed),
     ]:
         if old != new:
-            raise ValueError(
-                f"cannot resume from step {ckpt['step']}: its {what} {old} differs from {new}; "
-                "use a fresh checkpoint directory"
-            )
+            if isinstance(old, dict) and isinstance(new, dict):
+                keys = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+                diff = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in keys)
+                return f"its {what} differs ({diff})"
+            return f"its {what} {old!r} differs from {new!r}"
+    return None
+
+
+def resumable_mismatch(
+    ckpt_dir: Path, ckpt_steps: list[int], net_cfg: UNetConfig, cfg: TrainConfig, seed: int
+) -> str | None:
+    """Why the newest usable checkpoint in ``ckpt_dir`` cannot be resumed with these settings
+    ("step N: its ... differs"), or None (no checkpoint, or one that can be resumed)."""
+    latest = _latest_checkpoint(Path(ckpt_dir), sorted(set(int(s) for s in ckpt_steps)))
+    reason = None if latest is None else settings_mismatch(latest, net_cfg, cfg, seed)
+    return None if reason is None else f"step {latest['step']}: {reason}"
+
+
+def _check_same_run(
+    ckpt: dict, net_cfg: UNetConfig, cfg: TrainConfig, seed: int, ckpt_dir: Path | None = None
+) -> None:
+    """Refuse to resume a checkpoint written by a run with different settings."""
+    reason = settings_mismatch(ckpt, net_cfg, cfg, seed)
+    if reason is not None:
+        where = f" in {ckpt_dir}" if ckpt_dir is not None else ""
+        todo = (
+            f"remove {ckpt_dir} to start afresh"
+            if ckpt_dir is not None
+            else "start in an empty checkpoint directory"
+        )
+        raise ResumeError(
+            f"cannot resume from the checkpoint of step {ckpt['step']}{where}: {reason} "
+            f"(lr, seed and the network must match the run being resumed); {todo}"
+        )
 
 
 def train(
@@ -323,7 +364,7 @@ def train(
 
     resume = _latest_checkpoint(ckpt_dir, ckpt_steps)
     if resume is not None:
-        _check_same_run(resume, net_cfg, cfg, seed)
+        _check_same_run(resume, net_cfg, cfg, seed, ckpt_dir)
         if resume["step"] == ckpt_steps[-1]:
             return
 
@@ -396,7 +437,7 @@ def train(
 
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise FloatingPointError(f"training loss is {loss_value} at step {step}")
+            raise DivergedError(f"training loss of seed {seed} is {loss_value} at step {step}")
         losses_since_ckpt.append(loss_value)
         pending_rows.append(f"{step},{loss_value:.6f},{grad_norm:.6e}\n")
         bar.update(1)
