@@ -322,3 +322,45 @@ def test_stages_run_on_cuda(tiny_doc, tmp_path):
     iv = pd.read_csv(d / "intervene.csv")
     assert set(iv["method"]) == {"naive", "overprompt", "linear"}
     assert iv["joint_acc"].between(0, 1).all()
+
+
+# ---- the ensemble's step modes (docs/scaling.md) ------------------------------------------
+def _ensemble_after(mode, out: Path, steps: int = 12):
+    """A two-member trainer on the device after ``steps`` steps (50 images in batches of 16:
+    every fourth step is an epoch's partial batch, which a graph-mode trainer runs eagerly)."""
+    from conceptspace.model.ensemble import EnsembleTrainer
+
+    reproducible()
+    trainer = EnsembleTrainer(ensemble_members(out), NET, CFG, DEVICE, mode)
+    return trainer, torch.stack([trainer.step() for _ in range(steps)]).cpu()
+
+
+def test_ensemble_cuda_graph_step_equals_the_eager_step_bit_for_bit(tmp_path):
+    """The captured step (every draw made outside it, into fixed buffers) replays the eager
+    step's kernels: the same losses, norms, parameters and AdamW state after 12 steps. A host
+    read or a random draw inside the captured region would make the capture itself fail."""
+    from conceptspace.model.ensemble import StepMode
+
+    if DEVICE != "cuda":
+        pytest.skip("CUDA graphs need a CUDA device")
+    eager, a = _ensemble_after(None, tmp_path / "eager")
+    graph, b = _ensemble_after(StepMode(cuda_graph=True), tmp_path / "graph")
+    assert graph._graph is not None, "the step was never captured"
+    assert torch.equal(a, b)
+    for name in eager.names:
+        assert torch.equal(eager.params[name], graph.params[name]), name
+    sa, sb = eager.optimizer.state_dict()["state"], graph.optimizer.state_dict()["state"]
+    assert all(torch.equal(v, sb[i][k]) for i, s in sa.items() for k, v in s.items())
+
+
+def test_ensemble_fast_mode_on_cuda_trains_close_to_the_default(tmp_path):
+    """bf16 autocast + channels-last (+ the graph on CUDA): finite, losses within 2% of the
+    default's over 12 steps, and its checkpoints say they are not bitwise."""
+    from conceptspace.model.ensemble import StepMode
+
+    fast = StepMode(precision="bf16", channels_last=True, cuda_graph=DEVICE == "cuda")
+    _, a = _ensemble_after(None, tmp_path / "eager")
+    trainer, b = _ensemble_after(fast, tmp_path / "fast")
+    assert torch.isfinite(b).all()
+    torch.testing.assert_close(b[:, 0], a[:, 0], rtol=2e-2, atol=0)
+    assert trainer.checkpoint(0)["fast_mode"]["bitwise"] is False

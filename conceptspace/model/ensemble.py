@@ -396,7 +396,15 @@ class EnsembleTrainer:
             else:
                 for k, v in inputs.items():
                     self._static[k].copy_(v)
-            out = self.compute(self._static).clone()
+            if mode.cuda_graph:  # warm-up on a side stream, as capture requires
+                side = torch.cuda.Stream(self.dev)
+                side.wait_stream(torch.cuda.current_stream(self.dev))
+                with torch.cuda.stream(side):
+                    out = self.compute(self._static)
+                torch.cuda.current_stream(self.dev).wait_stream(side)
+                out = out.clone()
+            else:
+                out = self.compute(self._static).clone()
             self._eager_steps += 1
             if mode.cuda_graph and self._eager_steps >= WARMUP_STEPS:
                 self._capture()
