@@ -39,6 +39,7 @@ from conceptspace import pipeline
 from conceptspace.data.concepts import COND_DIM
 from conceptspace.data.dataset import load_dataset, split_arrays
 from conceptspace.io import ArtifactError
+from conceptspace.model.checkpoints import CheckpointError
 from conceptspace.model.ensemble import Member, check_members, train_ensemble
 from conceptspace.model.training import TrainConfig, resumable_mismatch, train
 from conceptspace.model.unet import UNetConfig
@@ -171,6 +172,11 @@ def run(argv=None) -> None:
             f"run {names}: {e}; the settings make training diverge: lower train.lr or "
             "train.weight_decay (or keep train.grad_clip on) and run again (docs/method.md "
             "§3.3); the unfinished run is discarded then"
+        ) from None
+    except CheckpointError as e:  # a full disk while saving one, say
+        raise ArtifactError(
+            f"run {names}: {e}; a rerun resumes from the last complete checkpoint in "
+            + ", ".join(str(g["work"]) for g in group)
         ) from None
     except OSError as e:  # a full disk while writing a log, say
         where = e.filename or ", ".join(str(g["work"]) for g in group)
