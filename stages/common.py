@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from conceptspace import pipeline, studies
+from conceptspace import pipeline, staleness, studies, toollock
 from conceptspace.io import ArtifactError, write_json
 from conceptspace.params import Params, ParamsError
 
@@ -70,10 +70,13 @@ def _records(args: argparse.Namespace) -> list[tuple[str | None, int | None, str
 def _record(stage: str) -> None:
     """Write the job's provenance records beside its outputs, once they are all in place: the
     params it read, the digests of its code and the keys of the jobs it built on. Each run of
-    a group gets the record a lone job of that run writes (``pipeline.job_record``)."""
+    a group gets the record a lone job of that run writes (``pipeline.job_record``), with the
+    size and sha256 of every file in its folder beside the key (conceptspace/staleness.py)."""
     for args, doc in _LOADED:
         for run, seed, path in _records(args):
-            write_json(Path(path), pipeline.job_record(doc, stage, run, seed))
+            record = pipeline.job_record(doc, stage, run, seed)
+            record[staleness.FILES] = staleness.written_files(Path(path).parent)
+            write_json(Path(path), record)
 
 
 def entry(run: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[str] | None], int]:
@@ -83,6 +86,10 @@ def entry(run: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[str
     stage = (spec.name if spec else run.__module__).rsplit(".", 1)[-1]
 
     def main(argv: Sequence[str] | None = None) -> int:
+        busy = toollock.other_tool_message()  # cwd: the workspace, in both tools
+        if busy:
+            print(f"error: {busy}", file=sys.stderr)
+            return 2
         try:
             _LOADED.clear()
             run(argv)

@@ -4,16 +4,17 @@
 #   snakemake -j 2 --config study=path/mine.yaml  # a user's own overlay
 # Artifacts go to results/<study>/. The stages read the study's params file themselves, so
 # --config takes `study` only; params are checked (schema + typed model) before any job runs.
-import os
 import sys
-import time
 from pathlib import Path
 
 # The project's own code, not an installed copy: provenance digests the files that will run.
 PROJECT = Path(workflow.basedir).parent
 sys.path.insert(0, str(PROJECT))
-from conceptspace import pipeline, studies
+from conceptspace import pipeline, staleness, studies, toollock
 from conceptspace.params import ParamsError
+
+if workflow.is_main_process and toollock.dvc_running(PROJECT):
+    sys.exit(f"error: {toollock.DVC_BUSY}")
 
 try:
     unknown = sorted(set(config) - {"study"})
@@ -32,7 +33,6 @@ S = STUDY.dir  # results/<study>
 PARAMS_FILE = STUDY.params_file
 RUNS = list(DOC["runs"])
 SEEDS = list(DOC["seeds"])
-STAMPS = Path(".snakemake") / "conceptspace-stamps" / STUDY.name
 
 
 wildcard_constraints:
@@ -62,49 +62,78 @@ def provenance(stage):
 
 
 def stamp(stage):
-    """An input that reruns the job exactly when its recorded key (params, code and upstream
-    keys, see conceptspace/pipeline.py) differs from the current one, with or without
-    Snakemake's metadata: when they agree it is ancient (never newer than anything); when they
-    differ it is rewritten now, holding the current key, so it is newer than the outputs (what
-    counts in a fresh clone) and its content differs from the one Snakemake recorded when the
-    job last ran (what counts in a used workspace: Snakemake ignores a newer input whose
-    checksum it has on record, so an empty stamp would never rerun a job there)."""
+    """An input function for a job's rule that adds no input: when the job is stale
+    (conceptspace/staleness.py decides, from records, params, code and checksums), it has
+    Snakemake rerun the job, as `--forcerun` does; when it is current it leaves the job to
+    Snakemake, which then reruns it only for a missing output or a rerun upstream job (file
+    times count for nothing: see :func:`content_only`). Nothing is written, dry run or not."""
 
     def f(wildcards):
-        run = wildcards.get("run")
-        seed = int(wildcards.seed) if run is not None else None
-        job = pipeline.job_dir(S, stage, run, seed)
-        return _stamp(job, job in CURRENT, KEYS[job])
+        _force_if_stale(_job_dirs(stage, wildcards))
+        return []
 
     return f
 
 
 def group_stamp(group):
-    """The stamp input of a training group's job (train.ensemble > 1), as :func:`stamp`: it
-    is current only when every member's record holds today's key, so the group reruns when
-    any member's key differs."""
-    members = [pipeline.job_dir(S, "train", run, seed) for run, seed in group.members]
+    """As :func:`stamp`, for a training group's job (train.ensemble > 1): it reruns when any
+    member is stale."""
 
     def f(wildcards):
-        key = " ".join(KEYS[m] for m in members)
-        return _stamp(f"{S}/train/{group.id}", all(m in CURRENT for m in members), key)
+        _force_if_stale(_job_dirs(group.name, wildcards))
+        return []
 
     return f
 
 
-def _stamp(job, current, key):
-    """The stamp file of ``job`` (a job folder, or a group's name under its stage's folder),
-    holding the job's current key: ancient when the job is current; when not, rewritten now
-    with the time beside the key, so its checksum is one Snakemake has never recorded, even
-    when the stale record is one the job itself wrote with today's key and then lost."""
-    path = STAMPS / (job.replace("/", "__") + ".stamp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if current:
-        if not path.exists() or path.read_text() != key:
-            path.write_text(key)
-        return ancient(str(path))
-    path.write_text(f"{key} stale since {time.time_ns()}")
-    return str(path)
+GROUPS = {g.name: g for g in pipeline.train_groups(DOC)} if pipeline.grouped(DOC) else {}
+
+
+def _job_dirs(name, wildcards):
+    """The job folders one job of the rule ``name`` writes (a training group's: its
+    members'); None for a rule that is no pipeline stage (`all`)."""
+    if name in GROUPS:
+        return [pipeline.job_dir(S, "train", run, seed) for run, seed in GROUPS[name].members]
+    if name not in pipeline.STAGES:
+        return None
+    run = wildcards.get("run")
+    seed = int(wildcards.seed) if run is not None else None
+    return [pipeline.job_dir(S, name, run, seed)]
+
+
+def _force_if_stale(jobs):
+    """Force the Snakemake job that writes the folders ``jobs`` when any is stale. Input
+    functions run while Snakemake builds its DAG, after it has read the workflow, so the DAG is
+    there to take the forced file (the set that `--forcerun FILE` fills)."""
+    dag = workflow.dag
+    if dag is not None and any(j in STALE for j in jobs):
+        dag.forcefiles.update(f"{j}/{pipeline.RECORD}" for j in jobs)
+
+
+def content_only():
+    """Let content alone decide what is stale, never file times (a fresh clone's are in
+    checkout order): every path input of a pipeline rule becomes an input function that marks
+    it ancient (its time never reruns the job) unless the job is stale. A stale job is forced
+    (:func:`stamp`), and its inputs, not ancient, carry the rerun to it from an upstream job
+    that reruns (Snakemake does not rerun a job for a rerun upstream job when every input it
+    takes from it is ancient). Called once every rule is defined (workflow/Snakefile)."""
+    for r in workflow.rules:
+        for i, f in enumerate(r.input):
+            if hasattr(f, "apply_wildcards") and not f.is_callable():
+                r.input[i] = _ancient_unless_stale(r.name, f)
+
+
+def _ancient_unless_stale(name, pattern):
+    """The input function of one path input of the rule ``name``, as :func:`content_only`."""
+
+    def f(wildcards):
+        jobs = _job_dirs(name, wildcards)
+        path = str(pattern.apply_wildcards(wildcards))
+        if jobs is None or any(j in STALE for j in jobs):
+            return path
+        return ancient(path)
+
+    return f
 
 
 def members(pattern, group):
@@ -121,28 +150,20 @@ def train_resources(defaults):
     return {**defaults, **{name: r.raw for name, r in settings.items()}}
 
 
-def _current_jobs():
-    """Jobs whose provenance record holds today's key. If their file times are out of
-    pipeline order (a fresh clone's checkout order is arbitrary, and only content decides what
-    is stale), they are re-timed in order, in the past, so that only stamps count."""
-    current = []
-    for name in pipeline.STAGES:
-        for run, seed in pipeline.jobs(DOC, name):
-            job = pipeline.job_dir(S, name, run, seed)
-            KEYS[job] = key = pipeline.job_record(DOC, name, run, seed, root=PROJECT)["key"]
-            if pipeline.recorded_key(f"{job}/{pipeline.RECORD}") == key:
-                current.append(job)
-    times = [[p.stat().st_mtime for p in Path(j).rglob("*")] or [0.0] for j in current]
-    ordered = all(
-        min(times[i]) > max(max(t) for t in times[:i]) for i in range(1, len(times))
-    )
-    if not ordered:
-        t0 = time.time() - 3600
-        for i, job in enumerate(current):
-            for p in Path(job).rglob("*"):
-                os.utime(p, (t0 + i, t0 + i))
-    return set(current)
+def _stale_jobs():
+    """The study's stale jobs (conceptspace/staleness.py), each reason printed once, in the
+    process that plans the jobs; no file is written or re-timed."""
+    blocking = staleness.blocking_file(DOC, S)
+    if blocking is not None:
+        sys.exit(
+            f"error: {blocking} is a file where the study keeps a results folder: move or "
+            f"remove it (rm {blocking}) and run again"
+        )
+    stale = staleness.stale_jobs(DOC, S, PROJECT)
+    if workflow.is_main_process:
+        for line in staleness.messages(DOC, S, stale):
+            print(line, file=sys.stderr)
+    return stale
 
 
-KEYS = {}  # job folder -> its current key
-CURRENT = _current_jobs()
+STALE = _stale_jobs()  # job folder -> why it is rerun

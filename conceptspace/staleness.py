@@ -1,0 +1,174 @@
+"""What is stale, decided from records alone (docs/method.md, provenance): a job is rerun when
+its provenance record is missing or differs from :func:`conceptspace.pipeline.job_record` (its
+params, code digests or upstream keys changed), when a file it wrote no longer has the size
+and sha256 its record lists (edited, truncated, deleted, or a folder replaced by a file), or
+when a job it builds on is rerun.
+
+Everything here only reads: the workflow calls :func:`stale_jobs` while Snakemake reads it
+(``snakemake -n`` included), so no stamp is written and no file time is changed; file times
+play no part (a fresh clone's are in checkout order).
+
+Each record lists the files its job wrote under ``files`` (:func:`written_files`), beside
+its ``key``, not in it: the key says what the outputs depend on, the checksums what they are.
+A record without ``files`` (written before checksums were kept) is checked by its key alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conceptspace import pipeline
+
+FILES = "files"  # the record's field listing each written file's size and sha256
+_CHUNK = 1 << 20
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def written_files(job_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file under a job's folder (output folders such as ``ckpt``
+    walked), by path relative to it; the record itself and hidden files (DVC's
+    ``.gitignore``) are left out."""
+    job_dir = Path(job_dir)
+    out = {}
+    for p in sorted(job_dir.rglob("*")):
+        rel = p.relative_to(job_dir)
+        if not p.is_file() or rel.as_posix() == pipeline.RECORD:
+            continue
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        out[rel.as_posix()] = {"size": p.stat().st_size, "sha256": sha256(p)}
+    return out
+
+
+@dataclass(frozen=True)
+class Stale:
+    """Why a job is rerun: ``reason`` names the file or record and what changed. ``quiet``
+    when there is nothing to tell (the job never ran here: Snakemake runs it anyway)."""
+
+    reason: str
+    quiet: bool = False
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def _check_files(job: str, listed: Any) -> str | None:
+    """The first file of ``listed`` (a record's ``files``) that differs, and how."""
+    if not isinstance(listed, dict):
+        return f"{job}/{pipeline.RECORD} changed since its job wrote it (`{FILES}` unreadable)"
+    for rel, want in sorted(listed.items()):
+        p = Path(job) / rel
+        if not isinstance(want, dict):
+            return f"{job}/{pipeline.RECORD} changed since its job wrote it ({rel!r} unreadable)"
+        if not p.is_file():
+            what = "is no longer a file" if p.exists() else "is missing"
+            for parent in list(p.parents)[: len(Path(rel).parts) - 1]:
+                if parent.exists() and not parent.is_dir():
+                    return f"{parent} was replaced by a file since its job wrote {p}"
+            return f"{p} {what} since its job wrote it"
+        size = p.stat().st_size
+        if size != want.get("size"):
+            return (
+                f"{p} changed since its job wrote it (size {size} bytes, was "
+                f"{want.get('size')}: truncated or edited)"
+            )
+        if sha256(p) != want.get("sha256"):
+            return f"{p} changed since its job wrote it (sha256 differs)"
+    return None
+
+
+def _what_changed(rec: dict, current: dict) -> str:
+    """The first thing a record's key depends on that is not what it is now."""
+    for field, what in (("params", "params"), ("code", "code"), ("upstream", "upstream job")):
+        was, now = rec.get(field), current[field]
+        if not isinstance(was, dict):
+            return f"its `{field}` is unreadable"
+        changed = sorted(k for k in {*was, *now} if was.get(k) != now.get(k))
+        if changed:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            return f"{what} {changed[0]} changed{more}"
+    return "its key changed"
+
+
+def check_job(job: str, current: dict) -> Stale | None:
+    """Whether the job whose folder is ``job`` is stale against its ``current`` record
+    (:func:`conceptspace.pipeline.job_record`), and why; None when it is up to date."""
+    path = Path(job) / pipeline.RECORD
+    if not path.exists():
+        quiet = not Path(job).exists()
+        return Stale(f"{job} has no provenance record ({pipeline.RECORD})", quiet)
+    rec = _read_record(path)
+    if rec is None:
+        return Stale(f"{path} is unreadable (not the JSON its job wrote)")
+    if rec.get("key") != current["key"]:
+        return Stale(f"{path}: {_what_changed(rec, current)} since its job ran")
+    for field, value in current.items():
+        if rec.get(field) != value:
+            return Stale(f"{path} changed since its job wrote it ({field!r} differs)")
+    if FILES in rec:
+        why = _check_files(job, rec[FILES])
+        if why:
+            return Stale(why)
+    return None
+
+
+def job_name(stage: str, run: str | None, seed: int | None) -> str:
+    return f"{stage} {run} seed {seed}" if run is not None else stage
+
+
+def stale_jobs(doc: dict, study_dir: str, root: Path = pipeline.ROOT) -> dict[str, Stale]:
+    """Every stale job of the study ``doc`` whose artifacts live in ``study_dir``, by job
+    folder (:func:`conceptspace.pipeline.job_dir`), in pipeline order, with why. Reads
+    records, params, code and outputs; writes nothing."""
+    stale: dict[str, Stale] = {}
+    for stage in pipeline.STAGES:
+        for run, seed in pipeline.jobs(doc, stage):
+            job = pipeline.job_dir(study_dir, stage, run, seed)
+            current = pipeline.job_record(doc, stage, run, seed, root=root)
+            ups = [f"{study_dir}/{u}" for u in current["upstream"]]
+            verdict = check_job(job, current)
+            if verdict is None:
+                above = next((u for u in ups if u in stale), None)
+                if above is not None:
+                    verdict = Stale(f"{above} is rerun", stale[above].quiet)
+            if verdict is not None:
+                stale[job] = verdict
+    return stale
+
+
+def messages(doc: dict, study_dir: str, stale: dict[str, Stale]) -> list[str]:
+    """One line per stale job that ran here before: ``<why>: rerunning <stage run seed>``."""
+    names = {
+        pipeline.job_dir(study_dir, stage, run, seed): job_name(stage, run, seed)
+        for stage in pipeline.STAGES
+        for run, seed in pipeline.jobs(doc, stage)
+    }
+    return [f"{s.reason}: rerunning {names[job]}" for job, s in stale.items() if not s.quiet]
+
+
+def blocking_file(doc: dict, study_dir: str) -> Path | None:
+    """A file standing where the study keeps a job's folder (or a folder above it), which
+    no job can write through; None when there is none."""
+    for stage in pipeline.STAGES:
+        for run, seed in pipeline.jobs(doc, stage):
+            p = Path(pipeline.job_dir(study_dir, stage, run, seed))
+            for q in [*reversed(p.parents), p]:
+                if q.exists() and not q.is_dir():
+                    return q
+    return None
