@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from scipy.optimize import brentq
 
 import conceptspace.analysis.capability as CP
@@ -502,14 +503,39 @@ def test_capability_curves_take_the_best_setting():
         "capability",
         "best_setting",
         "n_settings",
+        "count",
+        "lower",
+        "upper",
+        "confidence",
     ]
     over = cap[cap["method"] == "overprompt"].set_index("step")
     np.testing.assert_allclose(over["capability"], np.maximum(np.linspace(0, 0.9, 10), 0.5))
     assert over.loc[0, "best_setting"] == 2.0 and over.loc[900, "best_setting"] == 1.0
-    assert (over["n_settings"] == 2).all()
+    assert (over["n_settings"] == 2).all() and (over["count"] == 64).all()
     naive = cap[cap["method"] == "naive"]
     np.testing.assert_allclose(naive["capability"], 0.2)
     assert (naive["best_setting"] == 0.0).all()
+    # the best of 2 doses pays for the choice: its interval is at 1 - 0.05/2, naive's at 95%
+    np.testing.assert_allclose(over["confidence"], 0.975)
+    np.testing.assert_allclose(naive["confidence"], 0.95)
+    k = round(0.5 * 64)
+    r = stats.binomtest(k, 64).proportion_ci(0.975, method="wilson")
+    assert over.loc[0, "lower"] == pytest.approx(r.low) and over.loc[0, "upper"] == pytest.approx(
+        r.high
+    )
+    r95 = stats.binomtest(k, 64).proportion_ci(0.95, method="wilson")
+    assert r.low < r95.low  # wider than the unpaid 95% interval
+
+
+@pytest.mark.parametrize(
+    "k,n,conf", [(0, 16, 0.95), (16, 16, 0.975), (13, 64, 0.95), (58, 64, 0.9875)]
+)
+def test_wilson_interval_is_scipys(k, n, conf):
+    lo, hi = CP.wilson_interval(k, n, conf)
+    r = stats.binomtest(k, n).proportion_ci(conf, method="wilson")
+    assert float(lo) == pytest.approx(r.low, abs=1e-12) and float(hi) == pytest.approx(
+        r.high, abs=1e-12
+    )
 
 
 def test_emergence_lead_over_naive():
@@ -523,33 +549,44 @@ def test_emergence_lead_over_naive():
         steps,
     )
     em = CP.emergence(interv, thresholds=(0.8,), sigma=0)
-    assert list(em.columns) == [
-        "run",
-        "seed",
-        "class",
-        "method",
-        "threshold",
-        "emergence_step",
-        "censored",
-        "naive_step",
-        "naive_censored",
-        "lead_steps",
-        "lead_checkpoints",
-        "lead_is_lower_bound",
-        "budget",
-    ]
+    assert list(em.columns) == CP.EMERGENCE_COLUMNS
     over = em[em["method"] == "overprompt"].iloc[0]
     assert over["emergence_step"] == 2000 and not over["censored"]
     assert over["naive_step"] == 5000 and not over["naive_censored"]
     assert over["lead_steps"] == 3000 and over["lead_checkpoints"] == 30
-    assert not over["lead_is_lower_bound"]
+    assert not over["lead_is_lower_bound"] and over["n_settings"] == 2
     naive = em[em["method"] == "naive"].iloc[0]
     assert naive["lead_steps"] == 0
 
-    # smoothing delays both crossings equally: the lead is unchanged
+    # smoothing moves only the point estimates, which delays both crossings equally
     smoothed = CP.emergence(interv, thresholds=(0.8,), sigma=1.0, k=2)
     over_s = smoothed[smoothed["method"] == "overprompt"].iloc[0]
-    assert over_s["emergence_step"] > 2000 and over_s["lead_steps"] == 3000
+    assert over_s["point_step"] > 2000 and over_s["point_lead_steps"] == 3000
+    assert over_s["emergence_step"] == 2000 and over_s["lead_steps"] == 3000
+
+
+def test_emergence_reads_the_bounds_not_the_point_estimate():
+    """An elicited curve at 0.85 of 64 images (lower bound < 0.8) has not surely emerged, and a
+    naive curve at 0.75 (upper bound > 0.8) may already be there: no lead, though the point
+    estimates show one of 3,000 steps."""
+    steps = np.arange(0, 10_000, 100)
+    interv = make_interv(
+        {
+            ("naive", 0.0): step_curve(steps, 5000, hi=0.75),
+            ("linear", 1.0): step_curve(steps, 2000, hi=0.85),
+        },
+        steps,
+    )
+    em = CP.emergence(interv, thresholds=(0.8,), sigma=0, k=2)
+    lin = em[em["method"] == "linear"].iloc[0]
+    assert lin["censored"] and math.isnan(lin["lead_steps"]) and math.isnan(lin["emergence_step"])
+    assert lin["point_step"] == 2000 and not lin["point_censored"]
+    assert lin["naive_step"] == 5000 and not lin["naive_censored"]  # upper bound 0.85 >= 0.8
+    # with more images the same shares are beyond their noise: 0.85 of 1000 has lower > 0.8
+    many = CP.emergence(interv.assign(count=1000), thresholds=(0.8,), sigma=0, k=2)
+    lin = many[many["method"] == "linear"].iloc[0]
+    assert lin["emergence_step"] == 2000 and lin["naive_censored"]  # 0.75 of 1000: upper < 0.8
+    assert lin["lead_is_lower_bound"] and lin["lead_steps"] == 9900 - 2000
 
 
 def test_emergence_with_censored_naive_is_a_lower_bound():
@@ -567,14 +604,46 @@ def test_emergence_with_censored_naive_is_a_lower_bound():
     assert len(em) == 2 * 3 * 2
     lin = em[(em["method"] == "linear") & (em["seed"] == 1) & (em["threshold"] == 0.9)].iloc[0]
     assert lin["naive_censored"] and lin["naive_step"] == 9900 == lin["budget"]
-    assert lin["lead_is_lower_bound"]
-    assert lin["lead_steps"] == 9900 - lin["emergence_step"]
-    assert lin["lead_checkpoints"] == (9900 - lin["emergence_step"]) / 100
+    assert lin["lead_is_lower_bound"] and lin["emergence_step"] == 2500
+    assert lin["lead_steps"] == 9900 - 2500
+    assert lin["lead_checkpoints"] == (9900 - 2500) / 100
     guided = em[(em["method"] == "guidance") & (em["seed"] == 0)].iloc[0]
     assert guided["censored"] and math.isnan(guided["lead_steps"])
 
-    agg = CP.emergence(interv, thresholds=(0.8,), aggregate_seeds=True)
-    assert "seed" not in agg.columns and (agg["n_seeds"] == 2).all() and len(agg) == 3
+
+def test_leads_are_read_per_seed_then_summarized():
+    """Two seeds whose elicited curves rise 4,000 steps apart: averaging the curves gives 0.55
+    between the rises, below the threshold, but each seed has its own lead and their median is
+    reported (a lower bound, as naive never gets there)."""
+    steps = np.arange(0, 10_000, 100)
+    rows = []
+    for seed, at in ((0, 2000), (1, 6000)):
+        rows.append(
+            make_interv(
+                {("naive", 0.0): np.full(len(steps), 0.1), ("linear", 1.0): step_curve(steps, at)},
+                steps,
+                seeds=(seed,),
+            )
+        )
+    em = CP.emergence(pd.concat(rows, ignore_index=True), thresholds=(0.8,), sigma=0)
+    s = CP.summarize_leads(em)
+    lin = s[s["method"] == "linear"].iloc[0]
+    assert lin["n_seeds"] == 2 and lin["n_leads"] == 2 and lin["n_reached"] == 2
+    assert lin["per_seed"] == {0: 9900 - 2000, 1: 9900 - 6000}
+    assert lin["lead_median"] == np.median([7900, 3900]) and lin["lead_median_is_lower_bound"]
+    assert (lin["lead_min"], lin["lead_max"]) == (3900, 7900)
+
+
+def test_dose_response_keeps_every_dose_and_concept():
+    steps = np.arange(0, 300, 100)
+    interv = make_interv(
+        {("linear", 0.5): np.full(3, 0.5), ("linear", 2.0): np.full(3, 1.0)}, steps
+    )
+    dr = CP.dose_response(interv)
+    assert set(dr["concept"]) == {"color", "size", "joint"} and len(dr) == 3 * 2 * 3
+    row = dr[(dr["setting"] == 0.5) & (dr["concept"] == "color") & (dr["step"] == 0)].iloc[0]
+    r = stats.binomtest(32, 64).proportion_ci(0.95, method="wilson")
+    assert row["lower"] == pytest.approx(r.low) and row["upper"] == pytest.approx(r.high)
 
 
 def test_emergence_without_naive_has_no_lead():

@@ -2,8 +2,39 @@
 
 docs/method.md §6. The input is the tidy table of the ``intervene`` stage, one row per (run,
 seed, step, method, setting, class): ``p_<concept>...`` (mean P(value 1)), ``acc_<concept>...``
-(per-image accuracy), ``joint_acc`` and ``count``; ``setting`` is a number (the strength of the
-method: k, s or the guidance weight w; 0 for naive prompting).
+(per-image accuracy), ``joint_acc`` and ``count`` (images); ``setting`` is a number: the dose of
+the method (linear: multiple of the concept's embedding difference; overprompt: fraction of the
+way to the edge of the concept's range), the guidance weight w, or 0 for naive prompting.
+
+The rules (the text for docs/method.md §6):
+
+* **Capability** of a method at a checkpoint is its best dose: the largest ``joint_acc`` over
+  its m doses (ties to the dose that sorts first). Its interval is the Wilson score interval of
+  that dose's ``joint_acc · count`` successes in ``count`` images at confidence
+  ``1 − α/m`` (Bonferroni, α = 0.05): picking the best of m doses is paid for, so the lower
+  bound of the best dose is a lower bound on the best true accuracy with probability ≥ 1 − α
+  at that checkpoint. Naive prompting (one dose) gets the plain 95% interval.
+* **Emergence and lead, read with the intervals.** A method has *surely* reached the threshold
+  from the first checkpoint at which its lower bound is ≥ the threshold at ``k`` consecutive
+  checkpoints (``emergence_step``); naive prompting has *possibly* reached it from the first
+  checkpoint at which its *upper* bound is ≥ the threshold at ``k`` consecutive checkpoints
+  (``naive_step``). The lead is ``naive_step − emergence_step``: the elicited curve is above
+  the threshold beyond its noise before naive prompting is within its noise of it, so a
+  positive lead is never an artefact of binomial noise on either curve (conservative: it
+  understates the true lead). Bounds are read unsmoothed (smoothing would make the intervals
+  wrong).
+* **Censoring.** A method whose lower bound never stays above the threshold is censored: no
+  emergence step and no lead. When naive prompting's upper bound never stays above it,
+  ``naive_step`` is the budget (last checkpoint) and the lead ``budget − emergence_step`` is a
+  lower bound (``lead_is_lower_bound``): the lead is at least that, measured at the budget's
+  end rather than inside it.
+* **Point estimates** beside them (``point_step``, ``point_lead_steps``): the first sustained
+  crossing of the Gaussian-smoothed capability curve (``sigma`` checkpoints), as before the
+  intervals; for figures and comparison only, never for a verdict.
+* **Across seeds** (:func:`summarize_leads`): leads are read per seed and then summarized (the
+  median over the seeds that have one, flagged a lower bound when a censored lead could raise
+  it; min and max), never read on seed-averaged curves, where averaging two sharp rises at
+  different steps makes one slow rise that may reach the threshold nowhere.
 """
 
 from __future__ import annotations
@@ -12,32 +43,132 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from conceptspace.analysis.curves import _first_sustained_index, _seed_mean, smooth
+from conceptspace.analysis.censored import median_with_bounds
+from conceptspace.analysis.curves import _first_sustained_index, smooth
 
 NAIVE = "naive"
+#: family-wise error rate of a capability interval (docs/method.md §6)
+ALPHA = 0.05
 
 
 # --------------------------------------------------------------------------------------------
-# Hidden capabilities: capability curves and emergence
+# binomial intervals
 # --------------------------------------------------------------------------------------------
 
 
-def capability_curves(interv: pd.DataFrame, *, value: str = "joint_acc") -> pd.DataFrame:
-    """Capability(t) = max over settings of a method's accuracy (docs/method.md §6).
+def wilson_interval(successes, n, confidence=0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of ``successes`` out of ``n`` (arrays broadcast; ``confidence`` a
+    scalar or an array). The same numbers as
+    ``scipy.stats.binomtest(k, n).proportion_ci(confidence, method="wilson")``, vectorized.
+    ``n == 0`` gives ``(0, 1)``."""
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(n, dtype=float)
+    z = stats.norm.ppf(1 - (1 - np.asarray(confidence, dtype=float)) / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        denom = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    lo = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
+    hi = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+    # exact ends: k = 0 has lower bound 0, k = n upper bound 1 (rounding aside)
+    lo = np.where(k <= 0, 0.0, lo)
+    hi = np.where((n > 0) & (k >= n), 1.0, hi)
+    return lo, hi
 
-    One row per (run, seed, step, method, class) with the best setting's ``value`` (default
-    ``joint_acc``). ``naive`` has a single setting and so passes through unchanged. Ties go to
-    the setting that sorts first. Output columns: ``run, seed, step, method, class, capability,
-    best_setting, n_settings``.
+
+def with_interval(
+    df: pd.DataFrame, value: str, *, n_tests=1, alpha: float = ALPHA, prefix: str = ""
+) -> pd.DataFrame:
+    """``df`` with ``<prefix>lower, <prefix>upper``: the Wilson interval of the share ``value``
+    of ``count`` images at confidence ``1 − alpha / n_tests`` (a column name or a number)."""
+    m = df[n_tests].to_numpy(float) if isinstance(n_tests, str) else float(n_tests)
+    count = df["count"].to_numpy(float)
+    k = np.round(df[value].to_numpy(float) * count)
+    lo, hi = wilson_interval(k, count, 1 - alpha / m)
+    return df.assign(**{f"{prefix}lower": lo, f"{prefix}upper": hi})
+
+
+# --------------------------------------------------------------------------------------------
+# capability curves
+# --------------------------------------------------------------------------------------------
+
+
+def capability_curves(
+    interv: pd.DataFrame, *, value: str = "joint_acc", alpha: float = ALPHA
+) -> pd.DataFrame:
+    """Capability(t) = a method's best dose at each checkpoint, with its Bonferroni interval
+    (module docstring; docs/method.md §6).
+
+    One row per (run, seed, step, method, class). Output columns: ``run, seed, step, method,
+    class, capability, best_setting, n_settings, count, lower, upper, confidence``
+    (``confidence`` = 1 − alpha / n_settings, the level of ``lower``/``upper``).
     """
     keys = ["run", "seed", "step", "method", "class"]
     df = interv.dropna(subset=[value]).sort_values(keys + ["setting"], kind="stable")
-    best = df.loc[df.groupby(keys, sort=True)[value].idxmax(), keys + ["setting", value]]
+    if "count" not in df:
+        raise ValueError("the intervention table needs a 'count' column (images per prompt)")
+    best = df.loc[df.groupby(keys, sort=True)[value].idxmax(), keys + ["setting", value, "count"]]
     best = best.rename(columns={value: "capability", "setting": "best_setting"})
     n = df.groupby(keys, sort=True)["setting"].nunique().rename("n_settings").reset_index()
     out = best.merge(n, on=keys).sort_values(keys, ignore_index=True)
-    return out[keys + ["capability", "best_setting", "n_settings"]]
+    out["count"] = out["count"].astype(int)
+    out = with_interval(out, "capability", n_tests="n_settings", alpha=alpha)
+    out["confidence"] = 1 - alpha / out["n_settings"]
+    cols = ["capability", "best_setting", "n_settings", "count", "lower", "upper", "confidence"]
+    return out[keys + cols]
+
+
+def dose_response(interv: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Per-concept accuracy against dose, long: one row per (run, seed, step, method, class,
+    setting, concept) with ``acc, count, lower, upper`` (95% Wilson, one dose at a time);
+    ``concept`` is each ``acc_<concept>`` column and ``joint``."""
+    keys = ["run", "seed", "step", "method", "class", "setting"]
+    concepts = [c.removeprefix("acc_") for c in interv.columns if c.startswith("acc_")]
+    cols = {f"acc_{c}": c for c in concepts} | {"joint_acc": "joint"}
+    long = interv.melt(
+        id_vars=keys + ["count"], value_vars=list(cols), var_name="concept", value_name="acc"
+    )
+    long["concept"] = long["concept"].map(cols)
+    long = long.dropna(subset=["acc"])
+    long = with_interval(long, "acc", alpha=alpha)
+    return long.sort_values(keys + ["concept"], kind="stable", ignore_index=True)[
+        keys + ["concept", "acc", "count", "lower", "upper"]
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# emergence with intervals, per seed
+# --------------------------------------------------------------------------------------------
+
+
+def _first(values: np.ndarray, threshold: float, k: int) -> tuple[int, bool]:
+    """(index of the first sustained crossing, censored): the last index when censored."""
+    i = _first_sustained_index(values, threshold, k)
+    return (len(values) - 1, True) if i is None else (i, False)
+
+
+EMERGENCE_COLUMNS = [
+    "run",
+    "seed",
+    "class",
+    "method",
+    "threshold",
+    "emergence_step",
+    "censored",
+    "naive_step",
+    "naive_censored",
+    "lead_steps",
+    "lead_checkpoints",
+    "lead_is_lower_bound",
+    "budget",
+    "n_settings",
+    "point_step",
+    "point_censored",
+    "point_lead_steps",
+]
 
 
 def emergence(
@@ -46,69 +177,115 @@ def emergence(
     *,
     sigma: float = 1.0,
     k: int = 2,
-    aggregate_seeds: bool = False,
     value: str = "joint_acc",
+    alpha: float = ALPHA,
 ) -> pd.DataFrame:
-    """Emergence step of every capability curve and its lead over naive prompting (§6).
+    """Emergence step of every capability curve and its lead over naive prompting, per seed,
+    read with the intervals (module docstring).
 
-    Capability curves (:func:`capability_curves`, optionally averaged over seeds) are smoothed
-    with ``sigma`` checkpoints; the emergence step is the first sustained (``k`` checkpoints)
-    crossing of each threshold, or the budget (last step) with ``censored=True``.
-
-    The lead over naive prompting of the same (run[, seed], class) is ``lead_steps = naive_step
-    − emergence_step`` and ``lead_checkpoints`` = the number of checkpoints between the two
-    crossings. If naive prompting is censored its step counts as the budget and the lead is a
-    lower bound (``lead_is_lower_bound``). If the method itself is censored, or the naive curve
-    is missing, the lead is NaN. Naive rows have lead 0.
-
-    Output columns: ``run, seed | n_seeds, class, method, threshold, emergence_step, censored,
-    naive_step, naive_censored, lead_steps, lead_checkpoints, lead_is_lower_bound, budget``.
+    ``k``: consecutive checkpoints a bound must stay at or above the threshold;
+    ``sigma``: smoothing (checkpoints) of the point estimates only. Output columns:
+    :data:`EMERGENCE_COLUMNS`. ``emergence_step`` is NaN when ``censored``; ``naive_step`` is
+    the naive curve's upper-bound crossing (the budget when ``naive_censored``); ``lead_steps``
+    is NaN when the method is censored or there is no naive curve; naive rows have lead 0.
     """
-    cap = capability_curves(interv, value=value)
-    id_cols = ["run", "seed"]
-    if aggregate_seeds:
-        cap = _seed_mean(cap, ["run", "class", "method", "step"], "capability")
-        id_cols = ["run", "n_seeds"]
-    group_keys = ["run", "class"] if aggregate_seeds else ["run", "seed", "class"]
-
+    cap = capability_curves(interv, value=value, alpha=alpha)
+    group_keys = ["run", "seed", "class"]
     rows = []
     for key, g in cap.groupby(group_keys, sort=True):
         ident = dict(zip(group_keys, key, strict=True))
         grid = np.sort(g["step"].unique())
-        crossings = {}  # (method, threshold) -> (index into grid, censored)
+        budget = float(grid[-1])
+        curves = {}
         for method, m in g.groupby("method", sort=True):
             m = m.sort_values("step")
-            steps = m["step"].to_numpy()
-            curve = smooth(m["capability"].to_numpy(), sigma)
-            for thr in thresholds:
-                i = _first_sustained_index(curve, thr, k)
-                step = steps[-1] if i is None else steps[i]
-                crossings[method, thr] = (int(np.searchsorted(grid, step)), i is None)
-        n_seeds = int(g["n_seeds"].max()) if aggregate_seeds else None
-        for (method, thr), (i, cens) in crossings.items():
-            row = {**ident, "method": method, "threshold": float(thr)}
-            if aggregate_seeds:
-                row["n_seeds"] = n_seeds
-            row.update(emergence_step=float(grid[i]), censored=cens, budget=float(grid[-1]))
-            naive = crossings.get((NAIVE, thr))
-            row.update(
-                naive_step=np.nan,
-                naive_censored=None,
-                lead_steps=np.nan,
-                lead_checkpoints=np.nan,
-                lead_is_lower_bound=False,
+            idx = np.searchsorted(grid, m["step"].to_numpy())
+            curves[method] = (
+                idx,
+                m["lower"].to_numpy(),
+                m["upper"].to_numpy(),
+                smooth(m["capability"].to_numpy(), sigma),
+                int(m["n_settings"].max()),
             )
+        for thr in thresholds:
+            naive = curves.get(NAIVE)
+            n_i = n_cens = p_n = p_n_cens = None
             if naive is not None:
-                j, naive_cens = naive
-                row.update(naive_step=float(grid[j]), naive_censored=naive_cens)
-                if not cens:
+                n_i, n_cens = _first(naive[2], thr, k)
+                p_n, p_n_cens = _first(naive[3], thr, k)
+                n_i, p_n = naive[0][n_i], naive[0][p_n]
+            for method, (idx, lower, _upper, point, n_set) in curves.items():
+                i, cens = _first(lower, thr, k)
+                p_i, p_cens = _first(point, thr, k)
+                row = {
+                    **ident,
+                    "method": method,
+                    "threshold": float(thr),
+                    "emergence_step": np.nan if cens else float(grid[idx[i]]),
+                    "censored": cens,
+                    "naive_step": np.nan if n_i is None else float(grid[n_i]),
+                    "naive_censored": None if n_i is None else bool(n_cens),
+                    "lead_steps": np.nan,
+                    "lead_checkpoints": np.nan,
+                    "lead_is_lower_bound": False,
+                    "budget": budget,
+                    "n_settings": n_set,
+                    "point_step": float(grid[idx[p_i]]),
+                    "point_censored": p_cens,
+                    "point_lead_steps": np.nan,
+                }
+                if method == NAIVE:
+                    row.update(lead_steps=0.0, lead_checkpoints=0.0)
+                elif n_i is not None and not cens:
                     row.update(
-                        lead_steps=float(grid[j] - grid[i]),
-                        lead_checkpoints=float(j - i),
-                        lead_is_lower_bound=bool(naive_cens),
+                        lead_steps=float(grid[n_i] - grid[idx[i]]),
+                        lead_checkpoints=float(n_i - idx[i]),
+                        lead_is_lower_bound=bool(n_cens),
                     )
-            rows.append(row)
-    cols = id_cols + ["class", "method", "threshold", "emergence_step", "censored"]
-    cols += ["naive_step", "naive_censored", "lead_steps", "lead_checkpoints"]
-    cols += ["lead_is_lower_bound", "budget"]
-    return pd.DataFrame(rows, columns=cols)
+                if method != NAIVE and p_n is not None and not p_cens and not p_n_cens:
+                    row["point_lead_steps"] = float(grid[p_n] - grid[idx[p_i]])
+                rows.append(row)
+    out = pd.DataFrame(rows, columns=EMERGENCE_COLUMNS)
+    return out.sort_values(
+        ["run", "seed", "class", "threshold", "method"], kind="stable", ignore_index=True
+    )
+
+
+def summarize_leads(em: pd.DataFrame) -> pd.DataFrame:
+    """Leads read per seed, summarized over seeds (module docstring): one row per (run, class,
+    method, threshold) with ``n_seeds, n_reached`` (seeds whose lower bound reached the
+    threshold), ``n_leads`` (seeds with a lead), ``lead_median, lead_median_is_lower_bound,
+    lead_min, lead_max, n_lead_lower_bound, emergence_median`` and ``per_seed`` (seed -> lead,
+    None where censored)."""
+    rows = []
+    for (run, cls, method, thr), g in em.groupby(
+        ["run", "class", "method", "threshold"], sort=True
+    ):
+        g = g.sort_values("seed")
+        have = g[g["lead_steps"].notna()]
+        med, lb = median_with_bounds(have["lead_steps"], have["lead_is_lower_bound"].astype(bool))
+        reached = g[~g["censored"].astype(bool)]
+        rows.append(
+            {
+                "run": run,
+                "class": cls,
+                "method": method,
+                "threshold": float(thr),
+                "n_seeds": int(g["seed"].nunique()),
+                "n_reached": int(len(reached)),
+                "n_leads": int(len(have)),
+                "lead_median": med,
+                "lead_median_is_lower_bound": lb,
+                "lead_min": float(have["lead_steps"].min()) if len(have) else np.nan,
+                "lead_max": float(have["lead_steps"].max()) if len(have) else np.nan,
+                "n_lead_lower_bound": int(have["lead_is_lower_bound"].astype(bool).sum()),
+                "emergence_median": float(reached["emergence_step"].median())
+                if len(reached)
+                else np.nan,
+                "per_seed": {
+                    int(s): (None if pd.isna(v) else float(v))
+                    for s, v in zip(g["seed"], g["lead_steps"], strict=True)
+                },
+            }
+        )
+    return pd.DataFrame(rows)

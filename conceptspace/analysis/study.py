@@ -36,8 +36,10 @@ def study_tables(
     ``analyze``: the ``analyze`` params section.
 
     Returns ``trajectories``, ``trajectories_by_seed``, ``learning_times`` (per seed),
-    ``learning_times_summary`` (mean over seeds), ``capability``, ``emergence`` (per seed),
-    ``emergence_seed_mean``, ``train_accuracy``, and those of the extensions:
+    ``learning_times_summary`` (mean over seeds), ``capability`` (best dose per checkpoint with
+    its Bonferroni interval), ``dose_response`` (per-concept accuracy per dose), ``emergence``
+    (per seed, read with the intervals), ``leads`` (the per-seed leads summarized over seeds),
+    ``train_accuracy``, and those of the extensions:
     ``concept_distance``, ``dynamics_fit``, ``dynamics_curves``, ``dynamics_skipped``,
     ``guidance_trajectories``, ``guidance_learning_times``, ``underspecification``.
     """
@@ -45,7 +47,9 @@ def study_tables(
     traj = TJ.trajectories(probe, sigma=analyze.sigma)
     lt = CV.learning_times(probe, thresholds, sigma=analyze.lt_sigma, k=analyze.persistence)
     lt_sum = CV.summarize_over_seeds(lt)
-    em = {"sigma": analyze.emergence_sigma, "k": analyze.emergence_persistence}
+    em = CP.emergence(
+        interv, thresholds, sigma=analyze.emergence_sigma, k=analyze.emergence_persistence
+    )
     fits, curves, skipped = DM.fit_held_out(traj)
     if U.COLUMN not in run_info:
         run_info = run_info.assign(**{U.COLUMN: 0.0})
@@ -56,8 +60,9 @@ def study_tables(
         "learning_times": lt,
         "learning_times_summary": lt_sum,
         "capability": CP.capability_curves(interv),
-        "emergence": CP.emergence(interv, thresholds, **em),
-        "emergence_seed_mean": CP.emergence(interv, thresholds, **em, aggregate_seeds=True),
+        "dose_response": CP.dose_response(interv),
+        "emergence": em,
+        "leads": CP.summarize_leads(em),
         "train_accuracy": CV.training_accuracy(probe),
         "concept_distance": CD.distance_to_time(probe, traj, analyze),
         "dynamics_fit": fits,

@@ -13,8 +13,10 @@ from the data with the evidence next to it (docs/method.md §8):
    sharing the held-out value of the *other* concept (small red in the color sweep), at the
    strongest the one sharing the swept concept's value (large blue); and afterwards the
    trajectory turns towards the held-out corner.
-3. ``hidden_capability``: some elicitation method reaches the capability threshold at least
-   one checkpoint interval before naive prompting does.
+3. ``hidden_capability``: some elicitation method's best dose is above the capability
+   threshold beyond its binomial noise (Bonferroni-Wilson lower bound) at least one checkpoint
+   before naive prompting is within its noise of it (upper bound); the rule of
+   :mod:`.capability` (docs/method.md §6).
 
 A verdict the sweep cannot test (memorization on a grid of more than two concepts or with
 several held-out classes, e.g. 2x2x2; memorization where the training classes never become
@@ -229,7 +231,7 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
     ``analyze`` the params section). JSON-ready: NaN becomes None."""
     thresholds = tuple(analyze.thresholds)
     traj, lt_sum = tables["trajectories"], tables["learning_times_summary"]
-    emer, emer_mean = tables["emergence"], tables["emergence_seed_mean"]
+    emer, leads = tables["emergence"], tables["leads"]
     train_acc = tables["train_accuracy"]
     info = run_info.set_index("run")
     runs = list(info.index)
@@ -330,8 +332,8 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
         "hidden_capability": {
             "holds": bool(ahead),
             "statement": (
-                f"an elicitation method reaches {thr} capability at least one "
-                "checkpoint before naive prompting"
+                f"an elicitation method's best dose has its lower bound at or above {thr} "
+                "at least one checkpoint before naive prompting's upper bound reaches it"
             ),
             "evidence": sorted(ahead, key=lambda r: -(r["lead_steps"] or 0))[:10],
         },
@@ -354,15 +356,21 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
                     for row in held[held["run"] == run].itertuples()
                 },
                 "trajectory": per_run[run],
+                # leads read per seed, then summarized (docs/method.md §6)
                 "emergence": {
                     f"{row.method}@{row.threshold:g}": {
-                        "step": _none(row.emergence_step),
-                        "censored": bool(row.censored),
-                        "lead_steps": _none(row.lead_steps),
-                        "lead_checkpoints": _none(row.lead_checkpoints),
-                        "lead_is_lower_bound": bool(row.lead_is_lower_bound),
+                        "step": _none(row.emergence_median),
+                        "censored": row.n_reached == 0,
+                        "lead_steps": _none(row.lead_median),
+                        "lead_is_lower_bound": bool(row.lead_median_is_lower_bound),
+                        "lead_min": _none(row.lead_min),
+                        "lead_max": _none(row.lead_max),
+                        "n_seeds": int(row.n_seeds),
+                        "n_reached": int(row.n_reached),
+                        "n_leads": int(row.n_leads),
+                        "per_seed": row.per_seed,
                     }
-                    for row in emer_mean[emer_mean["run"] == run].itertuples()
+                    for row in leads[leads["run"] == run].itertuples()
                 },
             }
             for run in runs
