@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conceptspace.measure import batched, interventions, probing
+from conceptspace.model import diffusion
 from conceptspace.model.checkpoints import checkpoint_path, load_model
 from conceptspace.model.training import TrainConfig, train
 from conceptspace.model.unet import UNetConfig
@@ -65,10 +66,15 @@ def test_batched_sampling_equals_generate_per_checkpoint(ckpts, chunk):
     assert not np.allclose(got[0], got[-1], atol=1e-3)  # each checkpoint's own parameters
 
 
-def test_batched_guidance_and_shared_noise_blocks(ckpts):
-    """Sampler options pass through: CFG guidance and noise_repeat blocks."""
+# The samplers diffusion.sample offers, each named as generate passes it (none: the one sampler).
+SAMPLERS = [{"sampler": s} for s in getattr(diffusion, "SAMPLERS", ())] or [{}]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_batched_samplers_guidance_and_shared_noise_blocks(ckpts, sampler):
+    """Sampler options pass through: the sampler, CFG guidance and noise_repeat blocks."""
     cond = np.repeat(_cond(2), 2, axis=0)
-    kw = dict(steps=4, seed=5, image_size=8, guidance=2.0, noise_repeat=2)
+    kw = dict(steps=4, seed=5, image_size=8, guidance=2.0, noise_repeat=2, **sampler)
     got = batched.generate_checkpoints(ckpts, cond, chunk=2, **kw)
     for c, path in enumerate(ckpts):
         net, schedule, _ = load_model(path)

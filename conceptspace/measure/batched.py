@@ -66,6 +66,18 @@ def load_models(paths: Sequence[Path | str], device: str | torch.device = "cpu")
 
 
 @torch.no_grad()
+def map_models(fn: Callable[[nn.Module, nn.Module], Tensor], models: Sequence[_Model]) -> Tensor:
+    """``fn(net, schedule)`` of every model at once, vectorised over their stacked parameters:
+    ``[len(models), ...]``. The models must share the network config and device."""
+    params, buffers = stack_module_state(list(models))
+    template = copy.deepcopy(models[0]).to("meta")
+
+    def one(p, b):
+        return functional_call(template, (p, b), (fn,))
+
+    return vmap(one, randomness="same")(params, buffers)
+
+
 def map_checkpoints(
     fn: Callable[[nn.Module, nn.Module], Tensor],
     paths: Sequence[Path | str],
@@ -74,7 +86,8 @@ def map_checkpoints(
     device: str | torch.device = "cpu",
 ) -> list[Tensor]:
     """``fn(net, schedule)`` for every checkpoint in ``paths``, ``chunk`` checkpoints per
-    vectorised call; returns one tensor per checkpoint, in order, on ``device``.
+    vectorised call (:func:`map_models`); returns one tensor per checkpoint, in order, on
+    ``device``.
 
     ``fn`` must treat ``net`` and ``schedule`` as pure functions (no in-place change to them;
     forward hooks, e.g. :func:`conceptspace.measure.interventions.linear_intervention`, are
@@ -85,17 +98,37 @@ def map_checkpoints(
         raise ValueError(f"chunk must be at least 1, got {chunk}")
     out: list[Tensor] = []
     for i in range(0, len(paths), chunk):
-        models = load_models(paths[i : i + chunk], device)
-        params, buffers = stack_module_state(models)
-        template = copy.deepcopy(models[0]).to("meta")
-        del models
-
-        def one(p, b, template=template):
-            return functional_call(template, (p, b), (fn,))
-
-        stacked = vmap(one, randomness="same")(params, buffers)
-        out.extend(stacked.unbind(0))
+        out.extend(map_models(fn, load_models(paths[i : i + chunk], device)).unbind(0))
     return out
+
+
+def sampler_fn(
+    cond: np.ndarray,
+    *,
+    steps: int,
+    seed: int,
+    image_size: int,
+    sample_fn: Callable[..., Tensor] = sample,
+    device: str | torch.device = "cpu",
+    **sample_kwargs,
+) -> Callable[[nn.Module, nn.Module], Tensor]:
+    """``fn(net, schedule)`` that samples as :func:`conceptspace.measure.probing.generate`
+    does (a CPU generator seeded with ``seed``, made afresh at each call), as a tensor."""
+    cond_t = torch.from_numpy(np.ascontiguousarray(cond, dtype=np.float32)).to(device)
+
+    def fn(net: nn.Module, schedule: nn.Module) -> Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return sample_fn(
+            net,
+            schedule,
+            cond_t,
+            steps=steps,
+            generator=gen,
+            image_shape=(3, image_size, image_size),
+            **sample_kwargs,
+        )
+
+    return fn
 
 
 def generate_checkpoints(
@@ -107,27 +140,23 @@ def generate_checkpoints(
     image_size: int,
     chunk: int = DEFAULT_CHUNK,
     device: str | torch.device = "cpu",
-    sampler: Callable[..., Tensor] = sample,
+    sample_fn: Callable[..., Tensor] = sample,
     **sample_kwargs,
 ) -> np.ndarray:
     """:func:`conceptspace.measure.probing.generate` for every checkpoint in ``paths`` at once:
     ``[C, P, 3, S, S]`` float32 raw z_0, checkpoint ``c``'s images for ``cond`` ``[P, K]`` with
-    the noise ``generate(..., seed=seed)`` draws. ``sampler`` is the sampler function that
-    ``generate`` calls (:func:`conceptspace.model.diffusion.sample`), with its keyword
-    arguments (``guidance``, ``noise_repeat``, ...) in ``sample_kwargs``."""
-    cond_t = torch.from_numpy(np.ascontiguousarray(cond, dtype=np.float32)).to(device)
-
-    def fn(net: nn.Module, schedule: nn.Module) -> Tensor:
-        gen = torch.Generator().manual_seed(seed)  # as generate seeds it, afresh per chunk
-        return sampler(
-            net,
-            schedule,
-            cond_t,
-            steps=steps,
-            generator=gen,
-            image_shape=(3, image_size, image_size),
-            **sample_kwargs,
-        )
-
+    the noise ``generate(..., seed=seed)`` draws. ``sample_fn`` is the sampler function that
+    ``generate`` calls (:func:`conceptspace.model.diffusion.sample`); its keyword arguments
+    (``sampler``, ``guidance``, ``noise_repeat``, ...) go in ``sample_kwargs``, as for
+    ``generate``."""
+    fn = sampler_fn(
+        cond,
+        steps=steps,
+        seed=seed,
+        image_size=image_size,
+        sample_fn=sample_fn,
+        device=device,
+        **sample_kwargs,
+    )
     images = map_checkpoints(fn, paths, chunk=chunk, device=device)
     return torch.stack(images).cpu().numpy()
