@@ -33,7 +33,11 @@ def _stage_errors(path, limit=5):
             lines = [ln.rstrip() for ln in f.read().replace("\r", "\n").split("\n")]
     except OSError:
         return None
-    lines = [ln for ln in lines if ln.strip() and not _PROGRESS.search(ln)]
+    said = [ln for ln in lines if ln.strip()]
+    lines = [ln for ln in said if not _PROGRESS.search(ln)]
+    if said and not lines:
+        return ["(no message: its log ends in a progress bar, so the stage was stopped from "
+                "outside, e.g. killed or out of memory)"]
     errors = [ln.strip() for ln in lines if ln.startswith("error:")]
     if errors:
         return errors[-limit:]
