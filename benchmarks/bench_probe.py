@@ -22,7 +22,7 @@ from conceptspace.model.diffusion import vdm_loss
 from conceptspace.model.schedule import LogSNRSchedule
 from conceptspace.model.unet import UNet
 from conceptspace.params import load_params
-from stages.intervene import design
+from conceptspace.measure.interventions import design
 from stages.train import net_config
 
 

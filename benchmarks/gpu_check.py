@@ -150,8 +150,8 @@ def study_counts(study) -> dict:
     images = study.synthesize.n_per_class * n_train_cls
     n_val = int(round(images * study.synthesize.val_fraction))
     iv = study.intervene
-    settings = ("naive" in iv.methods) + len(iv.overprompt.settings) * ("overprompt" in iv.methods)
-    settings += len(iv.linear.settings) * ("linear" in iv.methods)
+    settings = ("naive" in iv.methods) + len(iv.overprompt.doses) * ("overprompt" in iv.methods)
+    settings += len(iv.linear.doses) * ("linear" in iv.methods)
     settings += len(iv.guidance) * ("guidance" in iv.methods)
     return {
         "runs": len(study.run_ids) * len(study.seeds),
@@ -466,7 +466,7 @@ def eval_costs(study, device, window: float) -> dict:
     from conceptspace.measure import classifier, interventions, probing
     from conceptspace.model.schedule import LogSNRSchedule
     from conceptspace.model.unet import UNet
-    from stages.intervene import design
+    from conceptspace.measure.interventions import design
 
     net_cfg, _ = configs_of(study)
     grid = study.grid_for(study.run_ids[0])

@@ -197,25 +197,41 @@ class FitClassifier(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
+Sampler = Literal["ancestral", "ddim"]  # conceptspace/model/diffusion.py SAMPLERS
+
+
 class Probe(Section):
     n_train: StrictInt = Field(ge=1)  # prompts per training class (sampled within its ranges)
     n_held_out: StrictInt = Field(ge=1)  # class-mean prompts per held-out class
+    sampler: Sampler = "ancestral"
     sampler_steps: StrictInt = Field(ge=1, le=1000)
     threads: StrictInt = Field(ge=1, le=256)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where checkpoints are sampled
 
 
 class ConceptPush(Section):
+    """An elicitation along one concept, at several doses (docs/method.md §6)."""
+
     concept: ConceptName
-    settings: list[Real] = Field(min_length=1)
+    doses: list[Real] = Field(min_length=1)
+
+    @field_validator("doses")
+    @classmethod
+    def _distinct_positive(cls, v: list[float]) -> list[float]:
+        if any(d <= 0 for d in v):
+            raise ValueError("doses must be > 0 (dose 0 is the naive prompt, already measured)")
+        if len(set(v)) != len(v):
+            raise ValueError(f"doses must be distinct: {v} repeats one (the same prompt twice)")
+        return sorted(v)
 
 
 class Intervene(Section):
     methods: list[Literal["naive", "overprompt", "linear", "guidance"]] = Field(min_length=1)
-    n: StrictInt = Field(ge=1)  # images per (held-out class, method, setting, checkpoint)
+    n: StrictInt = Field(ge=1)  # images per (held-out class, method, dose, checkpoint)
+    sampler: Sampler = "ancestral"
     sampler_steps: StrictInt = Field(ge=1, le=1000)
-    overprompt: ConceptPush  # settings: k in mean + k * (mean_value - mean_other_value)
-    linear: ConceptPush  # settings: s in e(h) + s * (e(v_value) - e(v_other))
+    overprompt: ConceptPush  # dose: fraction of the way from the class mean to the range's edge
+    linear: ConceptPush  # dose s: e(h) + s * (e(v_value) - e(v_other)) at every block
     guidance: list[Real] = Field(min_length=1)  # guidance weights w (train.p_uncond > 0)
     threads: StrictInt = Field(ge=1, le=256)
     device: Literal["auto", "cpu", "cuda"] = "auto"

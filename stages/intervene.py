@@ -8,10 +8,10 @@ interventions and classifier-free guidance, classified by the probe.
 
 The table has one row per (step, method, setting, held-out class): mean P(value 1) and
 per-image accuracy per concept, joint accuracy (the product of the accuracies) and count.
-``setting`` is a number: k (overprompt), s (linear), the guidance weight w (guidance), 0 for
-the naive prompt. Every setting of a
-checkpoint uses the same sampler noise (common random numbers), so settings differ only by
-the intervention; the naive prompt is the setting-free baseline. ``embeddings.csv`` is the
+``setting`` is the dose (overprompt, linear; docs/method.md §6), the guidance weight w
+(guidance), 0 for the naive prompt. Every dose of a checkpoint uses the same sampler noise
+(common random numbers), so doses differ only by the intervention; the naive prompt is the
+dose-free baseline. ``embeddings.csv`` is the
 mechanistic readout: per checkpoint and block, the cosine similarity of the concept
 embeddings of single-concept vectors (e.g. blue vs red, blue vs small, blue vs large).
 """
@@ -26,87 +26,9 @@ import torch
 from tqdm import tqdm
 
 from conceptspace.io import write_with
-from conceptspace.measure import classifier, interventions, probing
+from conceptspace.measure import classifier, evaluation, interventions, probing
+from conceptspace.params import ParamsError
 from stages.common import entry, load, parser, pick_device, set_threads
-from stages.probe import expected_checkpoints, load_classifier_for, load_on
-
-
-def design(grid, cfg) -> list[dict]:
-    """The batched settings of one checkpoint: held-out class x (method, setting)."""
-    plan = []
-    for k in grid.held_out_classes:
-        if "naive" in cfg.methods:
-            plan.append(
-                {
-                    "class": k,
-                    "method": "naive",
-                    "setting": 0.0,
-                    "cond": grid.class_mean_cond(k),
-                    "scale": 0.0,
-                }
-            )
-        if "overprompt" in cfg.methods:
-            for s in cfg.overprompt.settings:
-                h = interventions.overprompt(grid, k, cfg.overprompt.concept, s)
-                plan.append(
-                    {
-                        "class": k,
-                        "method": "overprompt",
-                        "setting": float(s),
-                        "cond": h,
-                        "scale": 0.0,
-                    }
-                )
-        if "linear" in cfg.methods:
-            value = grid.class_bits(k)[grid.concepts.index(cfg.linear.concept)]
-            sign = 1.0 if value == 1 else -1.0  # push towards the class's own value
-            for s in cfg.linear.settings:
-                plan.append(
-                    {
-                        "class": k,
-                        "method": "linear",
-                        "setting": float(s),
-                        "cond": grid.class_mean_cond(k),
-                        "scale": sign * s,
-                    }
-                )
-    return plan
-
-
-def summarize(grid, plan_rows, probs_by_row, n, **identity) -> list[dict]:
-    rows = []
-    for i, item in enumerate(plan_rows):
-        p = probs_by_row[i * n : (i + 1) * n]
-        bits = grid.class_bits(item["class"])
-        row = {
-            **identity,
-            "method": item["method"],
-            "setting": item["setting"],
-            "class": grid.class_name(item["class"]),
-        }
-        joint = 1.0
-        for j, concept in enumerate(grid.concepts):
-            acc = float(((p[:, j] > 0.5).astype(int) == bits[j]).mean())
-            row[f"p_{concept}"] = float(p[:, j].mean())
-            row[f"acc_{concept}"] = acc
-            joint *= acc
-        row["joint_acc"] = joint
-        row["count"] = n
-        rows.append(row)
-    return rows
-
-
-def readout_vectors(grid, concept: str):
-    """Single-concept vectors and the pairs to compare, e.g. blue|red, blue|small, blue|large."""
-    names = {}
-    for c in grid.concepts:
-        for v, name in enumerate(grid.value_names(c)):
-            names[name] = grid.mean_cond({c: v})
-    held = grid.class_bits(grid.held_out_classes[0])[grid.concepts.index(concept)]
-    main = grid.value_names(concept)[held]
-    pairs = [(main, grid.value_names(concept)[1 - held])]
-    pairs += [(main, name) for c in grid.concepts if c != concept for name in grid.value_names(c)]
-    return names, pairs
 
 
 def run(argv=None) -> None:
@@ -117,35 +39,39 @@ def run(argv=None) -> None:
     p.add_argument("--embeddings", required=True)
     args = p.parse_args(argv)
     params = load(args)
-    ckpts = expected_checkpoints(params, args.ckpt_dir)
-    probe, grid = load_classifier_for(params, args.run, args.classifier)
+    ckpts = evaluation.expected_checkpoints(params.checkpoint_steps(), args.ckpt_dir)
+    probe, grid = evaluation.classifier_for(params, args.run, args.classifier)
     device = pick_device(params.intervene.device, "intervene.device")
     probe = probe.to(device)
     set_threads(params.intervene.threads)
 
     cfg, size, n = params.intervene, params.synthesize.image_size, params.intervene.n
-    plan = design(grid, cfg)
+    try:
+        plan = interventions.design(grid, cfg)
+    except ValueError as e:
+        raise ParamsError(f"intervene (run {args.run}): {e}; choose distinct doses") from None
     cond = np.repeat(np.stack([it["cond"] for it in plan]), n, axis=0)
     scales = torch.tensor(np.repeat([it["scale"] for it in plan], n), dtype=torch.float32)
     scales = scales.to(device)
     v1, v0 = interventions.single_concept_vectors(grid, cfg.linear.concept)
-    vectors, pairs = readout_vectors(grid, cfg.linear.concept)
+    vectors, pairs = interventions.readout_vectors(grid, cfg.linear.concept)
 
     rows, emb_rows = [], []
     for step, path in tqdm(ckpts, desc=f"intervene {args.run} seed {args.seed}", file=sys.stderr):
-        net, schedule = load_on(path, device)
+        net, schedule = evaluation.load_on(path, device)
         ident = {"run": args.run, "seed": args.seed, "step": step}
-        kw = dict(steps=cfg.sampler_steps, seed=args.seed, image_size=size)
+        kw = dict(steps=cfg.sampler_steps, sampler=cfg.sampler, seed=args.seed, image_size=size)
         with interventions.linear_intervention(net, v1, v0, scales):
             images = probing.generate(net, schedule, cond, noise_repeat=len(plan), **kw)
-        rows += summarize(grid, plan, classifier.predict(probe, images), n, **ident)
+        rows += interventions.summarize(grid, plan, classifier.predict(probe, images), n, **ident)
         if "guidance" in cfg.methods:
             for k in grid.held_out_classes:
                 h = np.tile(grid.class_mean_cond(k), (n, 1))
                 for w in cfg.guidance:
                     images = probing.generate(net, schedule, h, guidance=w, **kw)
                     item = {"class": k, "method": "guidance", "setting": float(w)}
-                    rows += summarize(grid, [item], classifier.predict(probe, images), n, **ident)
+                    probs = classifier.predict(probe, images)
+                    rows += interventions.summarize(grid, [item], probs, n, **ident)
         for r in interventions.embedding_similarity(net, vectors, pairs):
             emb_rows.append({**ident, **r})
 

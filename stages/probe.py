@@ -17,7 +17,6 @@ last checkpoints.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,41 +24,11 @@ import torch
 from tqdm import tqdm
 
 from conceptspace.figures.style import sample_grid
-from conceptspace.io import ArtifactError, write_npz, write_with
-from conceptspace.measure import classifier, probing
-from conceptspace.model.checkpoints import checkpoint_path, load_model
+from conceptspace.io import write_npz, write_with
+from conceptspace.measure import classifier, evaluation, probing
 from stages.common import entry, load, parser, pick_device, set_threads
 
 N_SHOW = 8
-
-
-def expected_checkpoints(params, ckpt_dir: str) -> list[tuple[int, Path]]:
-    """The scheduled checkpoints, each of which must exist (clear error otherwise)."""
-    out = []
-    for step in params.checkpoint_steps():
-        path = checkpoint_path(Path(ckpt_dir), step)
-        if not path.exists():
-            raise ArtifactError(
-                f"{path}: checkpoint missing (train.checkpoints schedules "
-                f"step {step}); re-run the train stage"
-            )
-        out.append((step, path))
-    return out
-
-
-def load_classifier_for(params, run_id: str, path: str):
-    probe, meta = classifier.load_classifier(path)
-    grid = params.grid_for(run_id)
-    classifier.check_compatible(
-        {**meta, "file": str(path)}, grid.concepts, params.synthesize.image_size, grid.separations
-    )
-    return probe, grid
-
-
-def load_on(path: Path, device: str):
-    """(net, schedule) of a checkpoint, in eval mode, on ``device``."""
-    net, schedule, _ = load_model(path)
-    return net.to(device), schedule.to(device)
 
 
 def run(argv=None) -> None:
@@ -71,8 +40,8 @@ def run(argv=None) -> None:
     p.add_argument("--grid", required=True)
     args = p.parse_args(argv)
     params = load(args)
-    ckpts = expected_checkpoints(params, args.ckpt_dir)
-    probe, grid = load_classifier_for(params, args.run, args.classifier)
+    ckpts = evaluation.expected_checkpoints(params.checkpoint_steps(), args.ckpt_dir)
+    probe, grid = evaluation.classifier_for(params, args.run, args.classifier)
     device = pick_device(params.probe.device, "probe.device")
     probe = probe.to(device)
     set_threads(params.probe.threads)
@@ -82,9 +51,15 @@ def run(argv=None) -> None:
     show = np.concatenate([np.flatnonzero(class_id == k)[:N_SHOW] for k in range(grid.n_classes)])
     tables, shown = [], []
     for step, path in tqdm(ckpts, desc=f"probe {args.run} seed {args.seed}", file=sys.stderr):
-        net, schedule = load_on(path, device)
+        net, schedule = evaluation.load_on(path, device)
         images = probing.generate(
-            net, schedule, cond, steps=cfg.sampler_steps, seed=args.seed, image_size=size
+            net,
+            schedule,
+            cond,
+            steps=cfg.sampler_steps,
+            sampler=cfg.sampler,
+            seed=args.seed,
+            image_size=size,
         )
         probs = classifier.predict(probe, images)
         tables.append(

@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conceptspace import numerics
+
+numerics.pin()  # before any test imports torch or numpy (docs/method.md §11)
+
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 

@@ -252,21 +252,35 @@ class ConceptGrid:
                 h[COND_SLICES["background"]] = self.background_mean(v)
         return h
 
-    def overprompt_cond(self, cls: int, concept: str, k: float) -> np.ndarray:
-        """Class-mean prompt of ``cls`` pushed ``k`` times further along ``concept``:
-        ``h + k * (mean(value) - mean(other value))`` on that concept's entries.
+    def overprompt_cond(self, cls: int, concept: str, dose: float) -> np.ndarray:
+        """Class-mean prompt of ``cls`` pushed along ``concept`` by ``dose`` (docs/method.md §6).
 
-        Shapes grids clip the pushed entries to [0, 1] (colors and radii); attribute grids do
-        not clip (the paper's overprompting of one-hot codes, e.g. ``[1 + k, -k]``).
+        The push is ``h + k * (mean(value) - mean(other value))`` on that concept's entries.
+        Shapes grids: the dose is the fraction of the way from the class mean to the edge of
+        the concept's range, ``k = dose * k_edge`` with ``k_edge`` the push at which the first
+        entry reaches 0 or 1, so doses in (0, 1] give distinct prompts at every separation and
+        none is clipped. Attribute grids (one-hot codes, unbounded): ``k = dose``, the paper's
+        overprompting, e.g. ``[1 + k, -k]``.
         """
         value = self.class_bits(cls)[self.concepts.index(concept)]
         h = self.class_mean_cond(cls)
         axis = self.mean_cond({concept: value}) - self.mean_cond({concept: 1 - value})
         sl = self.cond_slice(concept)
+        k = dose if self.one_hot else dose * self.overprompt_edge(cls, concept)
         h[sl] = h[sl] + k * axis[sl]
-        if not self.one_hot:
+        if not self.one_hot:  # dose <= 1 reaches the edge at most: this only absorbs rounding
             h[sl] = np.clip(h[sl], 0.0, 1.0)
         return h.astype(np.float32)
+
+    def overprompt_edge(self, cls: int, concept: str) -> float:
+        """The push ``k`` (in separations) at which the class mean of ``cls`` first reaches the
+        edge [0, 1] of the conditioning range along ``concept`` (shapes grids)."""
+        value = self.class_bits(cls)[self.concepts.index(concept)]
+        sl = self.cond_slice(concept)
+        h = self.class_mean_cond(cls)[sl].astype(np.float64)
+        axis = (self.mean_cond({concept: value}) - self.mean_cond({concept: 1 - value}))[sl]
+        room = [(1.0 - x) / a if a > 0 else x / -a for x, a in zip(h, axis, strict=True) if a]
+        return float(min(room)) if room else 0.0
 
     def to_dict(self) -> dict:
         d = {

@@ -1,15 +1,19 @@
 """Eliciting a held-out class beyond naive prompting (docs/method.md §6).
 
-- *overprompting*: the class-mean prompt pushed along one concept's axis,
-  ``h + k * (mean(value) - mean(other value))`` on that concept's entries, clipped to [0, 1];
+Each method is applied at several *doses*, in units that mean the same at every separation:
+
+- *overprompting*: the class-mean prompt pushed along one concept's axis; the dose is the
+  fraction of the way from the class mean to the edge of the concept's range
+  (:meth:`ConceptGrid.overprompt_cond`), so no two doses give one prompt;
 - *linear latent intervention*: at every ResNet block, the output of its concept projection
   ``e_b(h)`` is replaced by ``e_b(h) + s * (e_b(v_value) - e_b(v_other))`` with single-concept
-  vectors ``v`` (only that concept's entries set, at the class means). This is done with
+  vectors ``v`` (only that concept's entries set, at the class means); the dose is ``s``, in
+  multiples of the embedded class-mean difference (one separation). This is done with
   forward hooks on the named ``cond_proj`` modules: one forward pass, no copy of it.
 - *classifier-free guidance* is a sampler option (see :func:`conceptspace.model.diffusion.sample`).
 
-Hooks take a per-row scale, so several settings (and the naive baseline, scale 0) can share
-one batched sampler call.
+Hooks take a per-row scale, so all doses (and the naive baseline, scale 0) share one batched
+sampler call with the same noise (:func:`design`).
 """
 
 from __future__ import annotations
@@ -23,10 +27,91 @@ from torch import Tensor, nn
 
 from conceptspace.data.concepts import ConceptGrid
 
+METHODS = ("naive", "overprompt", "linear", "guidance")
 
-def overprompt(grid: ConceptGrid, cls: int, concept: str, k: float) -> np.ndarray:
-    """Class-mean prompt of ``cls`` pushed ``k`` separations further along ``concept``: [11]."""
-    return grid.overprompt_cond(cls, concept, k)
+
+def overprompt(grid: ConceptGrid, cls: int, concept: str, dose: float) -> np.ndarray:
+    """Class-mean prompt of ``cls`` pushed along ``concept`` by ``dose``: [cond_dim]."""
+    return grid.overprompt_cond(cls, concept, dose)
+
+
+def design(grid: ConceptGrid, cfg) -> list[dict]:
+    """The batched items of one checkpoint: held-out class x (method, dose), each with its
+    prompt and its linear-intervention scale (0: none). ``cfg`` is the intervene section."""
+    plan = []
+    for k in grid.held_out_classes:
+        mean = grid.class_mean_cond(k)
+        if "naive" in cfg.methods:
+            plan.append(_item(k, "naive", 0.0, mean, 0.0))
+        if "overprompt" in cfg.methods:
+            for d in cfg.overprompt.doses:
+                h = overprompt(grid, k, cfg.overprompt.concept, d)
+                plan.append(_item(k, "overprompt", d, h, 0.0))
+        if "linear" in cfg.methods:
+            value = grid.class_bits(k)[grid.concepts.index(cfg.linear.concept)]
+            sign = 1.0 if value == 1 else -1.0  # push towards the class's own value
+            for d in cfg.linear.doses:
+                plan.append(_item(k, "linear", d, mean, sign * d))
+    _refuse_duplicates(grid, plan)
+    return plan
+
+
+def _item(k: int, method: str, dose: float, cond: np.ndarray, scale: float) -> dict:
+    return {"class": k, "method": method, "setting": float(dose), "cond": cond, "scale": scale}
+
+
+def _refuse_duplicates(grid: ConceptGrid, plan: list[dict]) -> None:
+    """Two items of one class with the same prompt and the same hook would measure one thing
+    twice (and count it twice in the best-dose rule): refuse them by name."""
+    seen: dict[tuple, dict] = {}
+    for item in plan:
+        key = (item["class"], item["cond"].tobytes(), item["scale"])
+        if key in seen:
+            a = seen[key]
+            raise ValueError(
+                f"{grid.class_name(item['class'])}: {a['method']} at {a['setting']:g} and "
+                f"{item['method']} at {item['setting']:g} give the same prompt and hook"
+            )
+        seen[key] = item
+
+
+def summarize(grid: ConceptGrid, plan: list[dict], probs: np.ndarray, n: int, **identity):
+    """Rows of the intervene table, one per item of ``plan``: mean P(value 1) and per-image
+    accuracy per concept, joint accuracy (the product) and count. ``probs`` holds ``n``
+    classified images per item, in plan order."""
+    rows = []
+    for i, item in enumerate(plan):
+        p = probs[i * n : (i + 1) * n]
+        bits = grid.class_bits(item["class"])
+        row = {
+            **identity,
+            "method": item["method"],
+            "setting": item["setting"],
+            "class": grid.class_name(item["class"]),
+        }
+        joint = 1.0
+        for j, concept in enumerate(grid.concepts):
+            acc = float(((p[:, j] > 0.5).astype(int) == bits[j]).mean())
+            row[f"p_{concept}"] = float(p[:, j].mean())
+            row[f"acc_{concept}"] = acc
+            joint *= acc
+        row["joint_acc"] = joint
+        row["count"] = n
+        rows.append(row)
+    return rows
+
+
+def readout_vectors(grid: ConceptGrid, concept: str):
+    """Single-concept vectors and the pairs to compare, e.g. blue|red, blue|small, blue|large."""
+    names = {}
+    for c in grid.concepts:
+        for v, name in enumerate(grid.value_names(c)):
+            names[name] = grid.mean_cond({c: v})
+    held = grid.class_bits(grid.held_out_classes[0])[grid.concepts.index(concept)]
+    main = grid.value_names(concept)[held]
+    pairs = [(main, grid.value_names(concept)[1 - held])]
+    pairs += [(main, name) for c in grid.concepts if c != concept for name in grid.value_names(c)]
+    return names, pairs
 
 
 def single_concept_vectors(grid: ConceptGrid, concept: str) -> tuple[np.ndarray, np.ndarray]:
