@@ -144,8 +144,52 @@ def across_seeds_markdown(a: dict, points: pd.DataFrame) -> list[str]:
             f"| {row['sep']:g} | {_steps(row, 'held_out')} | {_steps(row, 'train')} | "
             f"{_steps(row, 'lead')} | {mem} | {turned} |"
         )
-    lines += ["", "Steps; `>`: a lower bound (not reached within the budget in some seeds)."]
+    by_seed = a.get("by_seed", {})
+    if by_seed:
+        lines += [
+            "",
+            "| seed | signal order | memorization | hidden capability | best lead over naive |",
+            "|---|---|---|---|---|",
+        ]
+        for seed, v in by_seed.items():
+            flags = [
+                "n/a" if v[k] is None else ("yes" if v[k] else "no")
+                for k in ("signal_order", "memorization", "hidden_capability")
+            ]
+            lead = v["best_lead_steps"]
+            lead = (
+                "-" if lead is None else f"{'≥' if v['best_lead_is_lower_bound'] else ''}{lead:.0f}"
+            )
+            lines.append(f"| {seed} | " + " | ".join(flags) + f" | {lead} |")
+    lines += [
+        "",
+        "Steps; `>`: a lower bound (not reached within the budget in some seeds); "
+        "`≥` a lead measured against a naive prompt that never reached the threshold within "
+        "the budget (a lower bound at the budget's end, not a lead inside it).",
+    ]
     return lines
+
+
+def _lead_text(emergence: dict) -> str:
+    """The run's best lead over naive prompting: the median over the seeds that have one
+    (docs/method.md §6), ``≥`` when it is a lower bound at the budget's end, its interval and in
+    how many seeds it was read."""
+    leads = [
+        (v["lead_steps"], k)
+        for k, v in emergence.items()
+        if v["lead_steps"] is not None and not k.startswith("naive")
+    ]
+    if not leads:
+        return "-"
+    steps, key = max(leads)
+    e = emergence[key]
+    text = f"{key} {'≥' if e['lead_is_lower_bound'] else '+'}{steps:.0f} steps"
+    high = e.get("lead_high")
+    if high is not None:
+        text += f" [{steps:.0f}, {'≥' if e.get('lead_high_is_lower_bound') else ''}{high:.0f}]"
+    if "n_leads" in e:
+        text += f" ({e['n_leads']} of {e['n_seeds']} seeds)"
+    return text
 
 
 def summary_markdown(metrics: dict, points: pd.DataFrame | None = None) -> str:
@@ -158,18 +202,21 @@ def summary_markdown(metrics: dict, points: pd.DataFrame | None = None) -> str:
         "| run | signal | held-out learning times | memorized | turned | best lead over naive |",
         "|---|---|---|---|---|---|",
     ]
+    notes = [
+        "",
+        "Best lead: median over seeds of the per-seed leads, each read with the binomial "
+        "intervals (the best dose's Bonferroni-Wilson lower bound at or above the threshold "
+        "before naive prompting's upper bound is), [that lead, the lead with the bounds "
+        "swapped]; `≥`: naive prompting never reached the threshold, a lower bound at the "
+        "budget's end (docs/method.md §6).",
+    ]
     for run, r in metrics["runs"].items():
         sig = ", ".join(f"{k} {v:.4f}" for k, v in r["signal"].items())
         lt = ", ".join(
             f"{k}: {'>' if v['censored_seeds'] else ''}{v['mean']:.0f}"
             for k, v in r["learning_time_held_out"].items()
         )
-        leads = [
-            (v["lead_steps"], k)
-            for k, v in r["emergence"].items()
-            if v["lead_steps"] is not None and not k.startswith("naive")
-        ]
-        lead = max(leads)[1] + f" +{max(leads)[0]:.0f} steps" if leads else "-"
+        lead = _lead_text(r["emergence"])
         t = r["trajectory"]
         if "by_class" in t:  # several held-out classes: class -> memorized class
             mem = ", ".join(f"{h}: {v['nearest_class']}" for h, v in t["by_class"].items())
@@ -177,6 +224,7 @@ def summary_markdown(metrics: dict, points: pd.DataFrame | None = None) -> str:
         else:
             mem, turned = t["nearest_class"], t["turned"]
         lines.append(f"| {run} | {sig} | {lt} | {mem} | {turned} | {lead} |")
+    lines += notes
     if "concept_distance" in metrics:
         rel = metrics["concept_distance"]["relation"]
         rho = "n/a" if rel["spearman_rho"] is None else f"{rel['spearman_rho']:+.2f}"

@@ -587,6 +587,10 @@ def test_emergence_reads_the_bounds_not_the_point_estimate():
     lin = many[many["method"] == "linear"].iloc[0]
     assert lin["emergence_step"] == 2000 and lin["naive_censored"]  # 0.75 of 1000: upper < 0.8
     assert lin["lead_is_lower_bound"] and lin["lead_steps"] == 9900 - 2000
+    # the lead's other end swaps the bounds: at 64 images the elicited upper bound crosses at
+    # 2,000 and naive's lower bound (0.75 of 64) never does, so at least 7,900 steps
+    lin64 = em[em["method"] == "linear"].iloc[0]
+    assert lin64["lead_high_steps"] == 9900 - 2000 and lin64["lead_high_is_lower_bound"]
 
 
 def test_emergence_with_censored_naive_is_a_lower_bound():
@@ -629,7 +633,7 @@ def test_leads_are_read_per_seed_then_summarized():
     s = CP.summarize_leads(em)
     lin = s[s["method"] == "linear"].iloc[0]
     assert lin["n_seeds"] == 2 and lin["n_leads"] == 2 and lin["n_reached"] == 2
-    assert lin["per_seed"] == {0: 9900 - 2000, 1: 9900 - 6000}
+    assert lin["per_seed"] == {0: [9900 - 2000] * 2, 1: [9900 - 6000] * 2}
     assert lin["lead_median"] == np.median([7900, 3900]) and lin["lead_median_is_lower_bound"]
     assert (lin["lead_min"], lin["lead_max"]) == (3900, 7900)
 

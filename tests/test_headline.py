@@ -36,3 +36,36 @@ def test_headline_is_short_and_carries_the_seed_verdicts():
         assert a["seeds_holding"][name] == p["seeds_holding"]
     assert set(a["held_out_median"]) == {f"{s:g}" for s in seeds["separations"]}
     assert a["inverse_time_slope"] == seeds["fit_inverse_time"]["slope"]
+
+
+def test_best_lead_is_the_per_seed_summary_with_its_censoring():
+    """A run whose leads exist only per seed (one seed a lower bound at the budget's end, one
+    seed none) still has a best lead in the headline, flagged and counted, never null."""
+    lead = {
+        "step": 1200.0,
+        "censored": False,
+        "lead_steps": 900.0,
+        "lead_is_lower_bound": True,
+        "lead_high": 2100.0,
+        "lead_high_is_lower_bound": True,
+        "n_seeds": 2,
+        "n_reached": 1,
+        "n_leads": 1,
+        "per_seed": {"0": [900.0, 2100.0], "1": None},
+    }
+    naive = {**lead, "lead_steps": 0.0, "lead_is_lower_bound": False, "per_seed": {}}
+    details = {
+        "phenomena": {"hidden_capability": True},
+        "runs": {
+            "c020": {
+                "learning_time_held_out": {"color@0.8": {"mean": 3000.0, "censored_seeds": 1}},
+                "trajectory": {"nearest_class": "red_small", "turned": False},
+                "emergence": {"linear@0.8": lead, "naive@0.8": naive},
+            }
+        },
+    }
+    r = headline(details)["runs"]["c020"]
+    assert r["best_lead_steps"] == 900.0 and r["best_lead_method"] == "linear@0.8"
+    assert r["best_lead_is_lower_bound"] and r["best_lead_interval"] == [900.0, 2100.0]
+    assert r["best_lead_seeds"] == "1 of 2" and r["best_lead_per_seed"]["1"] is None
+    assert r["censored"] == ["color@0.8"]

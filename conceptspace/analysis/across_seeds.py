@@ -34,6 +34,8 @@ column                 meaning
 ``lead_checkpoints``   optional: the same lead in checkpoints
 ``lead_is_lower_bound``  optional bool: naive prompting never reached the threshold, so the lead
                        is a lower bound
+``lead_high_steps``    optional: the other end of that lead's interval (bounds swapped,
+                       docs/method.md §6); ``lead_high_is_lower_bound`` likewise
 ``elicited_censored``  optional bool: no elicitation method reached the threshold
 =====================  =======================================================================
 
@@ -49,7 +51,8 @@ Censoring, ties and uncertainty (the text for the method document):
   later than the budget (two censored neighbours are an allowed tie), with at least 3 points
   of which 2 are measured; memorization = at every separation with an expected class the held-out
   prompt imitates it (at least two such separations), and at least one of them turns; hidden
-  capability = some elicitation method is at least one checkpoint ahead of naive prompting. Across
+  capability = some elicitation method is at least one checkpoint ahead of naive prompting,
+  read with the binomial intervals (:mod:`conceptspace.analysis.capability`). Across
   seeds each is reported as "holds in k of n seeds" (seeds where it cannot be tested are not
   counted in n) with a Clopper-Pearson 95% interval on k/n.
 * **Medians** and **signal order across seeds**: see :mod:`.censored` (medians with censored
@@ -309,7 +312,8 @@ def _monotone_decreasing(sep, t, cens) -> tuple[bool | None, str]:
 
 def seed_verdicts(points: pd.DataFrame) -> pd.DataFrame:
     """One row per seed: ``seed, n_points, signal_order, signal_order_reason, memorization,
-    hidden_capability, best_lead_steps`` (verdicts None where the seed cannot test them)."""
+    hidden_capability, best_lead_steps, best_lead_is_lower_bound`` (verdicts None where the
+    seed cannot test them; the best lead is the largest over the seed's runs)."""
     p = _check(points)
     rows = []
     for seed, g in p.groupby("seed", sort=True):
@@ -323,13 +327,16 @@ def seed_verdicts(points: pd.DataFrame) -> pd.DataFrame:
                 memorized = tested["memorized"].map(_opt_bool)
                 turned = tested["turned"].map(_opt_bool)
                 mem = bool(memorized.all() and (turned == True).any())  # noqa: E712
-        hidden, best = None, float("nan")
+        hidden, best, best_lb = None, float("nan"), False
         if "lead_checkpoints" in g:
             leads = g["lead_checkpoints"].map(_opt_float)
             if "elicited_censored" in g or leads.notna().any():
                 hidden = bool((leads >= 1).any())
             if "lead_steps" in g and g["lead_steps"].map(_opt_float).notna().any():
-                best = float(g["lead_steps"].map(_opt_float).max())
+                lead = g["lead_steps"].map(_opt_float)
+                best = float(lead.max())
+                if "lead_is_lower_bound" in g:
+                    best_lb = bool(_opt_bool(g.loc[lead.idxmax(), "lead_is_lower_bound"]))
         rows.append(
             {
                 "seed": seed,
@@ -339,10 +346,12 @@ def seed_verdicts(points: pd.DataFrame) -> pd.DataFrame:
                 "memorization": mem,
                 "hidden_capability": hidden,
                 "best_lead_steps": best,
+                "best_lead_is_lower_bound": best_lb,
             }
         )
     cols = ["seed", "n_points", "signal_order", "signal_order_reason", "memorization"]
-    return pd.DataFrame(rows, columns=cols + ["hidden_capability", "best_lead_steps"])
+    cols += ["hidden_capability", "best_lead_steps", "best_lead_is_lower_bound"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def k_of_n(flags, confidence: float = 0.95) -> dict:
@@ -445,6 +454,7 @@ def summarize(
       n, fraction, ci_fraction, holds_in_all, seeds_holding, seeds_failing, seeds_untested,
       statement``; signal_order adds ``pooled`` = :func:`signal_order_test`;
     * ``by_separation``: the rows of that frame as records;
+    * ``by_seed``: seed -> that seed's verdicts and best lead (:func:`seed_verdicts`);
     * ``fit_inverse_time``: :func:`inverse_time_fit`;
     * ``methods``: how the bootstrap, the permutation test and censoring were done.
     """
@@ -472,6 +482,10 @@ def summarize(
         "separations": sorted(p["sep"].unique().tolist()),
         "phenomena": phenomena,
         "by_separation": by_sep.to_dict("records"),
+        "by_seed": {
+            str(r["seed"]): {k: v for k, v in r.items() if k != "seed"}
+            for r in by_seed.to_dict("records")
+        },
         "fit_inverse_time": inverse_time_fit(
             p, x=fit_x, n_boot=n_boot, confidence=confidence, random_state=random_state
         ),
@@ -570,6 +584,12 @@ def points_from_study(
                     "lead_is_lower_bound": False
                     if best is None
                     else bool(best["lead_is_lower_bound"]),
+                    "lead_high_steps": float("nan")
+                    if best is None
+                    else _opt_float(best.get("lead_high_steps")),
+                    "lead_high_is_lower_bound": False
+                    if best is None
+                    else bool(_opt_bool(best.get("lead_high_is_lower_bound"))),
                     "elicited_censored": bool(len(e) and e["censored"].astype(bool).all()),
                 }
             )

@@ -22,7 +22,9 @@ The rules (the text for docs/method.md §6):
   the threshold beyond its noise before naive prompting is within its noise of it, so a
   positive lead is never an artefact of binomial noise on either curve (conservative: it
   understates the true lead). Bounds are read unsmoothed (smoothing would make the intervals
-  wrong).
+  wrong). The other end of the lead's interval (``lead_high_steps``) swaps the bounds: naive
+  prompting's lower-bound crossing minus the method's upper-bound crossing, the largest lead
+  the two curves' intervals allow; ``[lead_steps, lead_high_steps]`` is the lead's interval.
 * **Censoring.** A method whose lower bound never stays above the threshold is censored: no
   emergence step and no lead. When naive prompting's upper bound never stays above it,
   ``naive_step`` is the budget (last checkpoint) and the lead ``budget − emergence_step`` is a
@@ -165,6 +167,8 @@ EMERGENCE_COLUMNS = [
     "lead_is_lower_bound",
     "budget",
     "n_settings",
+    "lead_high_steps",
+    "lead_high_is_lower_bound",
     "point_step",
     "point_censored",
     "point_lead_steps",
@@ -209,13 +213,15 @@ def emergence(
             )
         for thr in thresholds:
             naive = curves.get(NAIVE)
-            n_i = n_cens = p_n = p_n_cens = None
+            n_i = n_cens = p_n = p_n_cens = h_n = h_n_cens = None
             if naive is not None:
                 n_i, n_cens = _first(naive[2], thr, k)
+                h_n, h_n_cens = _first(naive[1], thr, k)
                 p_n, p_n_cens = _first(naive[3], thr, k)
-                n_i, p_n = naive[0][n_i], naive[0][p_n]
-            for method, (idx, lower, _upper, point, n_set) in curves.items():
+                n_i, h_n, p_n = naive[0][n_i], naive[0][h_n], naive[0][p_n]
+            for method, (idx, lower, upper, point, n_set) in curves.items():
                 i, cens = _first(lower, thr, k)
+                h_i, h_cens = _first(upper, thr, k)
                 p_i, p_cens = _first(point, thr, k)
                 row = {
                     **ident,
@@ -230,17 +236,24 @@ def emergence(
                     "lead_is_lower_bound": False,
                     "budget": budget,
                     "n_settings": n_set,
+                    "lead_high_steps": np.nan,
+                    "lead_high_is_lower_bound": False,
                     "point_step": float(grid[idx[p_i]]),
                     "point_censored": p_cens,
                     "point_lead_steps": np.nan,
                 }
                 if method == NAIVE:
-                    row.update(lead_steps=0.0, lead_checkpoints=0.0)
+                    row.update(lead_steps=0.0, lead_checkpoints=0.0, lead_high_steps=0.0)
                 elif n_i is not None and not cens:
                     row.update(
                         lead_steps=float(grid[n_i] - grid[idx[i]]),
                         lead_checkpoints=float(n_i - idx[i]),
                         lead_is_lower_bound=bool(n_cens),
+                    )
+                if method != NAIVE and h_n is not None and not h_cens:
+                    row.update(
+                        lead_high_steps=float(grid[h_n] - grid[idx[h_i]]),
+                        lead_high_is_lower_bound=bool(h_n_cens),
                     )
                 if method != NAIVE and p_n is not None and not p_cens and not p_n_cens:
                     row["point_lead_steps"] = float(grid[p_n] - grid[idx[p_i]])
@@ -255,8 +268,10 @@ def summarize_leads(em: pd.DataFrame) -> pd.DataFrame:
     """Leads read per seed, summarized over seeds (module docstring): one row per (run, class,
     method, threshold) with ``n_seeds, n_reached`` (seeds whose lower bound reached the
     threshold), ``n_leads`` (seeds with a lead), ``lead_median, lead_median_is_lower_bound,
-    lead_min, lead_max, n_lead_lower_bound, emergence_median`` and ``per_seed`` (seed -> lead,
-    None where censored)."""
+    lead_min, lead_max, n_lead_lower_bound, emergence_median``, ``lead_high_median,
+    lead_high_median_is_lower_bound`` (the median of the other end of the seeds' lead
+    intervals, over the same seeds) and ``per_seed`` (seed -> ``[lead, lead_high]``, None where
+    censored)."""
     rows = []
     for (run, cls, method, thr), g in em.groupby(
         ["run", "class", "method", "threshold"], sort=True
@@ -264,6 +279,9 @@ def summarize_leads(em: pd.DataFrame) -> pd.DataFrame:
         g = g.sort_values("seed")
         have = g[g["lead_steps"].notna()]
         med, lb = median_with_bounds(have["lead_steps"], have["lead_is_lower_bound"].astype(bool))
+        high, high_lb = median_with_bounds(
+            have["lead_high_steps"], have["lead_high_is_lower_bound"].astype(bool)
+        )
         reached = g[~g["censored"].astype(bool)]
         rows.append(
             {
@@ -282,9 +300,13 @@ def summarize_leads(em: pd.DataFrame) -> pd.DataFrame:
                 "emergence_median": float(reached["emergence_step"].median())
                 if len(reached)
                 else np.nan,
+                "lead_high_median": high,
+                "lead_high_median_is_lower_bound": high_lb,
                 "per_seed": {
-                    int(s): (None if pd.isna(v) else float(v))
-                    for s, v in zip(g["seed"], g["lead_steps"], strict=True)
+                    int(s): (None if pd.isna(v) else [float(v), float(h)])
+                    for s, v, h in zip(
+                        g["seed"], g["lead_steps"], g["lead_high_steps"], strict=True
+                    )
                 },
             }
         )

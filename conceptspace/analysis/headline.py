@@ -14,20 +14,26 @@ def _flat_times(times: dict[str, Any]) -> dict[str, Any]:
 
 def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     """Verdicts; per run: held-out learning times (censored ones listed), the class its
-    prompts memorize, whether it turned, and the best elicitation lead over naive prompting;
-    across seeds: each phenomenon's "k of n" and the seeds where it holds, the pooled order
+    prompts memorize, whether it turned, and the best elicitation lead over naive prompting
+    (median over the seeds that have one, whether it is a lower bound at the budget's end, its
+    interval, in how many seeds, and per seed);
+    across seeds: each phenomenon's "k of n", the seeds where it holds, each seed's verdicts
+    and best lead, the pooled order
     test, the slope of 1/T with its interval, and per separation the median held-out learning
     time and lead over seeds with their intervals."""
     out: dict[str, Any] = {"phenomena": dict(metrics["phenomena"]), "runs": {}}
     for run, m in metrics["runs"].items():
         times = m.get("learning_time_held_out", {})
         traj = m.get("trajectory", {})
+        # the per-seed leads summarized over seeds (docs/method.md §6), never a lead read on
+        # seed-averaged curves
         leads = [
             (v["lead_steps"], k)
             for k, v in m.get("emergence", {}).items()
             if not k.startswith("naive") and v.get("lead_steps") is not None
         ]
         best = max(leads) if leads else (None, None)
+        e = m.get("emergence", {}).get(best[1], {}) if best[1] else {}
         out["runs"][run] = {
             "learning_time_held_out": _flat_times(times),
             "censored": sorted(k for k, v in times.items() if v.get("censored_seeds")),
@@ -35,6 +41,10 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
             "turned": traj.get("turned"),
             "best_lead_steps": best[0],
             "best_lead_method": best[1],
+            "best_lead_is_lower_bound": bool(e.get("lead_is_lower_bound", False)),
+            "best_lead_interval": [best[0], e.get("lead_high")] if best[1] else None,
+            "best_lead_seeds": f"{e['n_leads']} of {e['n_seeds']}" if "n_leads" in e else None,
+            "best_lead_per_seed": e.get("per_seed"),
         }
     seeds = metrics.get("across_seeds")
     if seeds:
@@ -45,6 +55,10 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
             "concept": seeds["concept"],
             **{f"{name}_holds_in": f"{p['holds_in']} of {p['n']}" for name, p in phen.items()},
             "seeds_holding": {name: p["seeds_holding"] for name, p in phen.items()},
+            "per_seed": {
+                s: {k: v[k] for k in (*phen, "best_lead_steps", "best_lead_is_lower_bound")}
+                for s, v in seeds.get("by_seed", {}).items()
+            },
             "signal_order_somers_d": phen["signal_order"]["pooled"]["d"],
             "signal_order_p": phen["signal_order"]["pooled"]["p_value"],
             "inverse_time_slope": fit["slope"],

@@ -306,6 +306,8 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
                     "lead_steps",
                     "lead_checkpoints",
                     "lead_is_lower_bound",
+                    "lead_high_steps",
+                    "lead_high_is_lower_bound",
                 )
             }
         )
@@ -363,6 +365,8 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
                         "censored": row.n_reached == 0,
                         "lead_steps": _none(row.lead_median),
                         "lead_is_lower_bound": bool(row.lead_median_is_lower_bound),
+                        "lead_high": _none(row.lead_high_median),
+                        "lead_high_is_lower_bound": bool(row.lead_high_median_is_lower_bound),
                         "lead_min": _none(row.lead_min),
                         "lead_max": _none(row.lead_max),
                         "n_seeds": int(row.n_seeds),
