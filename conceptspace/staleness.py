@@ -146,20 +146,28 @@ def stale_jobs(doc: dict, study_dir: str, root: Path = pipeline.ROOT) -> dict[st
             if verdict is None:
                 above = next((u for u in ups if u in stale), None)
                 if above is not None:
-                    verdict = Stale(f"{above} is rerun", stale[above].quiet)
+                    name = _name_of(study_dir, above)
+                    verdict = Stale(f"it builds on {name}, which reruns", stale[above].quiet)
             if verdict is not None:
                 stale[job] = verdict
     return stale
 
 
-def messages(doc: dict, study_dir: str, stale: dict[str, Stale]) -> list[str]:
+def _name_of(study_dir: str, job: str) -> str:
+    """``probe c020 seed 0`` for the job folder ``<study_dir>/probe/c020/seed0``."""
+    parts = job[len(study_dir) + 1 :].split("/")
+    if len(parts) == 3:
+        return job_name(parts[0], parts[1], int(parts[2].removeprefix("seed")))
+    return parts[0]
+
+
+def messages(study_dir: str, stale: dict[str, Stale]) -> list[str]:
     """One line per stale job that ran here before: ``<why>: rerunning <stage run seed>``."""
-    names = {
-        pipeline.job_dir(study_dir, stage, run, seed): job_name(stage, run, seed)
-        for stage in pipeline.STAGES
-        for run, seed in pipeline.jobs(doc, stage)
-    }
-    return [f"{s.reason}: rerunning {names[job]}" for job, s in stale.items() if not s.quiet]
+    return [
+        f"{s.reason}: rerunning {_name_of(study_dir, job)}"
+        for job, s in stale.items()
+        if not s.quiet
+    ]
 
 
 def blocking_file(doc: dict, study_dir: str) -> Path | None:

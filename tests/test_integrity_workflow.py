@@ -18,7 +18,7 @@ import yaml
 
 from conceptspace import pipeline, staleness, toollock
 from tests.conftest import ROOT, copy_project
-from tests.test_staleness import _commit, _sh, snakemake_plan
+from tests.test_staleness import _commit, _sh, _times, snakemake_plan
 
 STUDY = "results/default"
 
@@ -197,10 +197,6 @@ def test_each_record_lists_every_file_its_job_wrote_beside_an_unchanged_key(work
         assert record["key"] == pipeline.job_record(doc, stage, run, seed, workspace)["key"]
         if stage == "train":
             assert any(f.startswith("ckpt/") for f in record[staleness.FILES])
-
-
-def _times(root: Path) -> dict[str, int]:
-    return {str(p): p.stat().st_mtime_ns for p in sorted((root / "results").rglob("*"))}
 
 
 @pytest.mark.workflow

@@ -35,8 +35,17 @@ def _commit(root: Path) -> None:
         subprocess.run(cmd, cwd=root, check=True, env=env, capture_output=True)
 
 
+def _times(root: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in sorted((root / "results").rglob("*"))}
+
+
 def snakemake_plan(root: Path) -> dict[str, int]:
+    """The jobs ``snakemake -n`` plans, by rule; the dry run must write nothing under
+    results/ (no file time changed) and no stamp (conceptspace/staleness.py)."""
+    before = _times(root)
     out = _sh(root, "snakemake", "-n")
+    assert _times(root) == before, "snakemake -n changed files under results/"
+    assert not (root / ".snakemake" / "conceptspace-stamps").exists()
     if "Nothing to be done" in out:
         return {}
     stats = out.split("Job stats:")[1].split("total")[0]
@@ -158,7 +167,7 @@ def test_snakemake_plans_exactly_the_code_change(request, workspace, module):
 
 def test_snakemake_used_workspace_reruns_a_job_whose_record_was_lost(used_workspace):
     """A record that no longer holds the job's key (here: emptied) makes the job stale, also
-    when the stamp's current key is the one Snakemake recorded at the job's last run."""
+    where Snakemake's metadata holds nothing that changed (conceptspace/staleness.py)."""
     record = used_workspace / "results/default/analyze" / pipeline.RECORD
     record.write_text("{}")
     try:

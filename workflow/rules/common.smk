@@ -152,7 +152,10 @@ def train_resources(defaults):
 
 def _stale_jobs():
     """The study's stale jobs (conceptspace/staleness.py), each reason printed once, in the
-    process that plans the jobs; no file is written or re-timed."""
+    process that plans the jobs; no file is written or re-timed. A process Snakemake spawns
+    to run one job (on a cluster) runs it with --force, so it plans nothing and checks nothing."""
+    if not workflow.is_main_process:
+        return {}
     blocking = staleness.blocking_file(DOC, S)
     if blocking is not None:
         sys.exit(
@@ -160,9 +163,8 @@ def _stale_jobs():
             f"remove it (rm {blocking}) and run again"
         )
     stale = staleness.stale_jobs(DOC, S, PROJECT)
-    if workflow.is_main_process:
-        for line in staleness.messages(DOC, S, stale):
-            print(line, file=sys.stderr)
+    for line in staleness.messages(S, stale):
+        print(line, file=sys.stderr)
     return stale
 
 
