@@ -375,7 +375,9 @@ def _dvc_stage(name: str, study_dir: str, params_file: str, wdir: str | None) ->
     st["params"] = [{params_file: [k.format(run=run) for k in s.params]}]
     st["outs"] = _dvc_outs(name, j)
     if name in METRICS:
-        st["metrics"] = [{f"{j}/{METRICS[name]}": {"cache": False}}]
+        # an output like any other: what `dvc metrics show` reads is declared once, at the top
+        # of the default study's dvc.yaml (dvc_pipeline)
+        st["outs"].insert(-1, {f"{j}/{METRICS[name]}": {"cache": False}})
     return st
 
 
@@ -404,4 +406,31 @@ def dvc_pipeline(doc: dict, study_dir: str, params_file: str, wdir: str | None =
                 stages[g.name] = _dvc_group_stage(g, study_dir, params_file, wdir)
         else:
             stages[name] = _dvc_stage(name, study_dir, params_file, wdir)
-    return {"stages": stages}
+    return {"stages": stages, **_dvc_views(study_dir, wdir)}
+
+
+# The files `dvc plots show` draws, each with its x and y columns and a template that colours
+# the lines by run (docs/dvc/; docs/pipeline.md "What each tool shows by itself").
+DVC_PLOTS = {
+    "Training loss per run and seed": ("losses.csv", "step", "train_loss", "by_run.json"),
+    "Held-out loss per run and seed": ("losses.csv", "step", "held_out_loss", "by_run.json"),
+    "Held-out class in concept space": ("trajectories.csv", "color", "size", "trajectories.json"),
+}
+
+
+def _dvc_views(study_dir: str, wdir: str | None) -> dict:
+    """The top-level ``plots`` and ``metrics`` of the default study's ``dvc.yaml`` (``wdir``
+    None: the root one). Only the default study declares them: `dvc plots show` and `dvc
+    metrics show` read every ``dvc.yaml`` of the repository and report an error for each
+    study never run. Another study's files are shown by path, e.g. ``dvc metrics show
+    results/<study>/analyze/metrics.json``. The headline is the analyze stage's small
+    ``headline.json`` once it writes one, else its ``metrics.json``."""
+    if wdir is not None:
+        return {}
+    analyze = job_dir(study_dir, "analyze")
+    plots = [
+        {title: {"template": f"docs/dvc/{template}", "x": x, "y": {f"{analyze}/{name}": y}}}
+        for title, (name, x, y, template) in DVC_PLOTS.items()
+    ]
+    headline = "headline.json" if "headline.json" in OUTS["analyze"] else METRICS["analyze"]
+    return {"plots": plots, "metrics": [f"{analyze}/{headline}"]}
