@@ -336,12 +336,22 @@ def _train_options(study_dir: str, run: str, seed: Any) -> str:
     )
 
 
-def _upstream_deps(stage: str, study_dir: str, run: str, seed: Any) -> list[str]:
-    """The files of upstream jobs that a job reads, as DVC deps."""
+def _upstream_deps(
+    stage: str, study_dir: str, run: str, seed: Any, doc: dict | None = None
+) -> list[str]:
+    """The files of upstream jobs that a job reads, as DVC deps. A per-study job (``doc``
+    given) depends on every output of every upstream job, file by file as in the Snakemake
+    rule, not on the stages' folders: in a clone without DVC's cache a folder holds only its
+    git-tracked files and reads as modified, whereas a missing cached output reads as deleted,
+    which ``dvc repro --allow-missing`` accepts when its hash is the one upstream recorded
+    (docs/reproducibility-dvc.md)."""
     deps = []
     for u in STAGES[stage].upstream:
         if not STAGES[stage].per_run:
-            deps.append(f"{study_dir}/{u}")
+            for r, s in jobs(doc, u):
+                j = job_dir(study_dir, u, r, s)
+                outs = [o if isinstance(o, str) else next(iter(o)) for o in _dvc_outs(u, j)]
+                deps += outs + ([f"{j}/{METRICS[u]}"] if u in METRICS else [])
         elif STAGES[u].per_run:
             cached = [f for f, c in OUTS[u].items() if c and not f.endswith(".png")]
             deps += [f"{job_dir(study_dir, u, run, seed)}/{f}" for f in cached]
@@ -360,7 +370,9 @@ def _dvc_outs(stage: str, j: str) -> list[Any]:
     return outs
 
 
-def _dvc_stage(name: str, study_dir: str, params_file: str, wdir: str | None) -> dict:
+def _dvc_stage(
+    name: str, study_dir: str, params_file: str, wdir: str | None, doc: dict | None = None
+) -> dict:
     """A pipeline stage as one DVC stage (a matrix over runs and seeds when per run)."""
     s = STAGES[name]
     run, seed = ("${item.run}", "${item.seed}") if s.per_run else ("", "")
@@ -371,7 +383,7 @@ def _dvc_stage(name: str, study_dir: str, params_file: str, wdir: str | None) ->
     if wdir:
         st["wdir"] = wdir
     st["cmd"] = command(name, study_dir, params_file, run, seed)
-    st["deps"] = list(code_closure(name)) + _upstream_deps(name, study_dir, run, seed)
+    st["deps"] = list(code_closure(name)) + _upstream_deps(name, study_dir, run, seed, doc)
     st["params"] = [{params_file: [k.format(run=run) for k in s.params]}]
     st["outs"] = _dvc_outs(name, j)
     if name in METRICS:
@@ -405,7 +417,7 @@ def dvc_pipeline(doc: dict, study_dir: str, params_file: str, wdir: str | None =
             for g in train_groups(doc):
                 stages[g.name] = _dvc_group_stage(g, study_dir, params_file, wdir)
         else:
-            stages[name] = _dvc_stage(name, study_dir, params_file, wdir)
+            stages[name] = _dvc_stage(name, study_dir, params_file, wdir, doc)
     return {"stages": stages, **_dvc_views(study_dir, wdir)}
 
 

@@ -219,6 +219,7 @@ def load(path: str | Path, root: Path = Path(".")) -> tuple[Params, dict]:
     """Read the params a stage was given, refusing a study document whose sources changed
     since it was written. Returns the typed params and the plain document."""
     doc = read_yaml(root / path)
+    study = None
     if isinstance(doc, dict) and "study" in doc:
         rec = doc.pop("study")
         study = resolve(rec.get("overlay"), root) if isinstance(rec, dict) else None
@@ -228,4 +229,40 @@ def load(path: str | Path, root: Path = Path(".")) -> tuple[Params, dict]:
                 f"({BASE} + {rec.get('overlay') if isinstance(rec, dict) else '?'}): refresh it "
                 f"with `{study.refresh_command() if study else 'python -m stages.study FILE'}`"
             )
-    return validate(doc, source=str(path)), doc
+    params = validate(doc, source=str(path))
+    check_dvc_pipeline(study or Study(DEFAULT, None, root), doc)
+    return params, doc
+
+
+def check_dvc_pipeline(study: Study, doc: dict) -> None:
+    """Under DVC (which names the running stage in ``DVC_STAGE``), refuse to run from a
+    ``dvc.yaml`` generated for other runs or seeds than the study's params name. Its per-study
+    stages list their upstream jobs' files one by one (so that a fresh clone without DVC's
+    cache reads as up to date, docs/reproducibility-dvc.md), so such a file would order them
+    before jobs it does not know. Snakemake needs no check: it reads the params themselves."""
+    stage = os.environ.get("DVC_STAGE")
+    if not stage:
+        return
+    from conceptspace import pipeline
+
+    dvc_file, _, _ = stage.rpartition(":")
+    path = Path(os.environ.get("DVC_ROOT", study.root)) / (dvc_file or "dvc.yaml")
+    try:
+        on_disk = yaml.safe_load(path.read_text()).get("stages", {})
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return  # not a pipeline file of ours: nothing to compare
+
+    def upstream(stages: dict) -> dict:
+        return {
+            name: [d for d in (st.get("deps") or []) if str(d).startswith("results/")]
+            for name, st in stages.items()
+            if isinstance(st, dict) and "matrix" not in st
+        }
+
+    expected = pipeline.dvc_pipeline(doc, study.dir, study.params_file)["stages"]
+    if upstream(on_disk) != upstream(expected):
+        raise ParamsError(
+            f"{dvc_file or 'dvc.yaml'} was generated for other runs or seeds than "
+            f"{study.params_file} names now; regenerate it with `python -m stages.study "
+            f"{study.overlay or BASE}` and run dvc repro again"
+        )

@@ -6,6 +6,7 @@ import copy
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,11 @@ def copy_project(dest: Path, params: dict | None = None) -> Path:
         shutil.copy2(src, dest / f)
     if params is not None:
         (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        # dvc.yaml lists the study's jobs in its per-study stages: regenerate it for these
+        # params (invalid ones leave it as it is: both tools then refuse them by name)
+        subprocess.run(
+            [sys.executable, "-m", "stages.study", "params.yaml"], cwd=dest, capture_output=True
+        )
     env = {
         **os.environ,
         "GIT_AUTHOR_NAME": "t",
