@@ -6,8 +6,18 @@ rule analyze:
         intervene=per_run(rules.intervene.output),
         stamp=stamp("analyze"),
     output:
-        metrics=f"{S}/analyze/metrics.json",
-        summary=f"{S}/analyze/summary.md",
+        metrics=report(
+            f"{S}/analyze/metrics.json",
+            caption="../report/metrics.rst",
+            category="Study",
+            labels={"file": "metrics.json"},
+        ),
+        summary=report(
+            f"{S}/analyze/summary.md",
+            caption="../report/summary.rst",
+            category="Study",
+            labels={"file": "summary.md"},
+        ),
         details=f"{S}/analyze/details.json",
         trajectories=f"{S}/analyze/trajectories.csv",
         learning_times=f"{S}/analyze/learning_times.csv",
@@ -26,5 +36,7 @@ rule analyze:
         provenance=provenance("analyze"),
     log:
         f"logs/{STUDY.name}/analyze.log",
+    conda:
+        "../envs/conceptspace.yaml"
     shell:
         cmd("analyze") + " > {log} 2>&1"

@@ -1,6 +1,6 @@
 rule fit_classifier:
     input:
-        folder_inputs,
+        FOLDER_TABLE,
         stamp=stamp("fit_classifier"),
     output:
         classifier=f"{S}/fit_classifier/classifier.pt",
@@ -12,5 +12,7 @@ rule fit_classifier:
     # every probe and intervention waits for the classifier: fit it beside the first training
     # rather than after the last, when the other core would idle until it is done
     priority: 15
+    conda:
+        "../envs/conceptspace.yaml"
     shell:
         cmd("fit_classifier") + " > {log} 2>&1"

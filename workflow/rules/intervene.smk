@@ -11,5 +11,7 @@ rule intervene:
     log:
         f"logs/{STUDY.name}/intervene/{{run}}/seed{{seed}}.log",
     threads: DOC["intervene"]["threads"]
+    conda:
+        "../envs/conceptspace.yaml"
     shell:
         cmd("intervene") + " > {log} 2>&1"

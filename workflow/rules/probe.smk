@@ -12,5 +12,7 @@ rule probe:
     log:
         f"logs/{STUDY.name}/probe/{{run}}/seed{{seed}}.log",
     threads: DOC["probe"]["threads"]
+    conda:
+        "../envs/conceptspace.yaml"
     shell:
         cmd("probe") + " > {log} 2>&1"

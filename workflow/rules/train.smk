@@ -30,6 +30,8 @@ if not pipeline.grouped(DOC):
         priority: 10  # the critical path: start every training job before evaluations
         resources:
             **TRAIN_RESOURCES,
+        conda:
+            "../envs/conceptspace.yaml"
         shell:
             cmd("train") + " > {log} 2>&1"
 
@@ -56,5 +58,7 @@ else:
             priority: 10
             resources:
                 **train_resources(TRAIN_RESOURCES),
+            conda:
+                "../envs/conceptspace.yaml"
             shell:
                 "{params.command} > {log} 2>&1"
