@@ -14,7 +14,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conceptspace.figures.capability import capability_figure
+import conceptspace.analysis.capability as CP
+from conceptspace.figures.capability import (
+    capability_figure,
+    dose_response_figure,
+    pick_checkpoints,
+)
 from conceptspace.figures.diagnostics import (
     embedding_figure,
     samples_over_training_figure,
@@ -382,3 +387,49 @@ def test_runs_are_coloured_by_the_swept_concept():
     assert drawn_concepts(traj, size_sweep) == (("color", "size"), "size")
     assert drawn_concepts(traj, color_sweep) == (("color", "size"), "color")
     assert drawn_concepts(traj, both) == (("color", "size"), "color")
+
+
+def _dose_table(doses=(0.25, 0.5, 1.0, 2.0), steps=(100, 200, 400, 800, 1600), seeds=(0, 1)):
+    """An intervene table of one method whose strongest doses break the other concept."""
+    rows = []
+    for seed in seeds:
+        for i, step in enumerate(steps):
+            for d in doses:
+                color = min(1.0, 0.3 + 0.4 * d + 0.05 * i)
+                size = 1.0 if d <= 0.5 else 0.1
+                rows.append(
+                    {"run": "c040", "seed": seed, "step": step, "method": "linear",
+                     "setting": d, "class": "blue_small", "acc_color": round(color * 64) / 64,
+                     "acc_size": size, "joint_acc": round(color * size * 64) / 64, "count": 64}
+                )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_pick_checkpoints_early_turn_late():
+    steps = [100, 200, 400, 800, 1600, 3200, 6400, 12800]
+    assert pick_checkpoints(steps, 900.0) == {"early": 400, "at the turn": 800, "late": 12800}
+    assert pick_checkpoints(steps, None) == {"early": 400, "middle": 1600, "late": 12800}
+
+
+def test_dose_response_figure(tmp_path):
+    dose = CP.dose_response(_dose_table())
+    path = tmp_path / "dose.png"
+    assert dose_response_figure(dose, {"c040": 400.0}, path, method="linear")
+    with Image.open(path) as im:
+        assert 1000 <= im.width <= 1600  # README width (10 in at 150 dpi)
+    one = CP.dose_response(_dose_table(doses=(1.0,)))
+    assert not dose_response_figure(one, {}, tmp_path / "one.png", method="linear")
+    assert not (tmp_path / "one.png").exists()
+
+
+def test_capability_figure_fits_readme_width(tmp_path):
+    """Four runs in a 2 x 2 grid at README width, with the Bonferroni bands of the analysis."""
+    d = synthetic(n_steps=10, runs={"c020": 0.2, "c040": 0.4, "c060": 0.6, "c080": 0.8})
+    interv = _dose_table()
+    cap = CP.capability_curves(interv)
+    em = CP.emergence(interv, (0.8,), sigma=0, k=1)
+    capability_figure(cap, d["train_acc"], em, tmp_path / "cap.png")
+    capability_figure(d["cap"], d["train_acc"], d["emergence"], tmp_path / "wide.png")
+    for name in ("cap", "wide"):
+        with Image.open(tmp_path / f"{name}.png") as im:
+            assert 1000 <= im.width <= 1700, (name, im.width)  # ~10 in at 150 dpi

@@ -1,7 +1,8 @@
 """The one entry point of the figures: :func:`draw_study` draws every figure a study calls for.
 
 The two-concept figures are always drawn (trajectories and their animation, learning times,
-capability, embeddings, training curves, samples over training per run); the figures of the
+capability and the dose-response of each elicitation method, embeddings, training curves,
+samples over training per run); the figures of the
 extensions only where their analysis applies (docs/method.md §7, §9). Drawing only: the tables
 and metrics come from :func:`conceptspace.analysis.study.analyze_study`.
 """
@@ -16,7 +17,7 @@ import pandas as pd
 
 from conceptspace.analysis.trajectories import concepts_of
 from conceptspace.figures import extensions as X
-from conceptspace.figures.capability import capability_figure
+from conceptspace.figures.capability import capability_figure, dose_response_figure
 from conceptspace.figures.diagnostics import (
     embedding_figure,
     samples_over_training_figure,
@@ -92,6 +93,16 @@ def draw_study(
         fig_dir / "capability.png",
         threshold=analyze.capability_threshold,
     )
+    # the dose-response behind each elicited capability curve (docs/method.md §6)
+    dose = tables["dose_response"]
+    for method in sorted(set(dose["method"]) - {"naive", "guidance"}):
+        dose_response_figure(
+            dose,
+            {r: t.get("heading_step") for r, t in turns.items()},
+            fig_dir / f"dose_response_{method}.png",
+            method=method,
+            threshold=analyze.capability_threshold,
+        )
     embedding_figure(embeddings, fig_dir / "embeddings.png")
     training_curves_figure(losses, fig_dir / "training_curves.png")
     seed = params.seeds[0]
