@@ -398,3 +398,5 @@ def test_bad_step_modes_are_refused(tmp_path):
         StepMode(precision="fp16")
     with pytest.raises(ValueError, match="cuda_graph needs a CUDA device"):
         EnsembleTrainer(members(tmp_path), NET, CFG, "cpu", StepMode(cuda_graph=True))
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        EnsembleTrainer(members(tmp_path)[:1], NET, CFG, "cpu", StepMode(channels_last=True))

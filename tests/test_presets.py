@@ -28,6 +28,8 @@ PRESET_FIGURES = {
     "underspecification": ("underspecification",),
     "celeba": (),  # run on a synthetic CelebA-format folder (tests/test_folder.make_folder)
     "size_sweep": ("across_seeds",),  # the verdicts read on size, the swept concept
+    # the paper's scale on one GPU; reduced, its four runs still train as one ensemble (train_g0)
+    "paper_slice": (),
 }
 # The default design with other runs, seeds or scale (tests/test_workflow.py runs the default
 # design on tiny params): paper.yaml at the original scale, reference.yaml more separations

@@ -206,6 +206,13 @@ class EnsembleTrainer:
         if mode.cuda_graph and torch.device(device).type != "cuda":
             raise ValueError(f"cuda_graph needs a CUDA device, not {device!r}; use static=True")
         self.members, self.k = list(members), len(members)
+        if mode.channels_last and self.k == 1:
+            # With one member, GroupNorm under vmap asks whether its input is channels-last
+            # contiguous, which vmap does not implement (measured on CPU, torch 2.13).
+            raise ValueError(
+                "channels_last needs an ensemble of at least 2 runs: vmap cannot query a "
+                "channels-last layout for one; train with channels_last=False"
+            )
         self.net_cfg, self.cfg = net_cfg, cfg
         self.dev = dev = torch.device(device)
 
