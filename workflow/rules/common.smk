@@ -62,7 +62,7 @@ def provenance(stage):
 
 
 def stamp(stage):
-    """An input function for a job's rule that adds no input: when the job is stale
+    """An input function that adds no input to a job: when the job is stale
     (conceptspace/staleness.py decides, from records, params, code and checksums), it has
     Snakemake rerun the job, as `--forcerun` does; when it is current it leaves the job to
     Snakemake, which then reruns it only for a missing output or a rerun upstream job (file
@@ -90,8 +90,8 @@ GROUPS = {g.name: g for g in pipeline.train_groups(DOC)} if pipeline.grouped(DOC
 
 
 def _job_dirs(name, wildcards):
-    """The job folders one job of the rule ``name`` writes (a training group's: its
-    members'); None for a rule that is no pipeline stage (`all`)."""
+    """The job folders that one job of ``name`` (a Snakemake rule) writes: a training
+    group's, its members'; None when ``name`` is no pipeline stage (`all`)."""
     if name in GROUPS:
         return [pipeline.job_dir(S, "train", run, seed) for run, seed in GROUPS[name].members]
     if name not in pipeline.STAGES:
@@ -116,22 +116,38 @@ def content_only():
     it ancient (its time never reruns the job) unless the job is stale. A stale job is forced
     (:func:`stamp`), and its inputs, not ancient, carry the rerun to it from an upstream job
     that reruns (Snakemake does not rerun a job for a rerun upstream job when every input it
-    takes from it is ancient). Called once every rule is defined (workflow/Snakefile)."""
+    takes from it is ancient). Called once every rule is defined (workflow/Snakefile).
+
+    Snakemake expands a named input from the rule's attribute of that name (a list input as
+    one item), an unnamed one from its place in the list: each is replaced where it is read."""
     for r in workflow.rules:
-        for i, f in enumerate(r.input):
-            if hasattr(f, "apply_wildcards") and not f.is_callable():
-                r.input[i] = _ancient_unless_stale(r.name, f)
+        inputs, named = r.input, set()
+        for name, (i, end) in list(inputs._names.items()):
+            named.update(range(i, i + 1 if end is None else end))
+            value = getattr(inputs, name)
+            patterns = [value] if end is None else list(value)
+            if patterns and all(_is_path(f) for f in patterns):
+                setattr(inputs, name, _ancient_unless_stale(r.name, patterns, end is None))
+        for i, f in enumerate(inputs):
+            if i not in named and _is_path(f):
+                inputs[i] = _ancient_unless_stale(r.name, [f], True)
 
 
-def _ancient_unless_stale(name, pattern):
-    """The input function of one path input of the rule ``name``, as :func:`content_only`."""
+def _is_path(f):
+    return hasattr(f, "apply_wildcards") and not f.is_callable()
+
+
+def _ancient_unless_stale(name, patterns, single):
+    """The input function of path inputs of the Snakemake rule ``name``
+    (:func:`content_only`): one path when ``single``, else a list."""
 
     def f(wildcards):
         jobs = _job_dirs(name, wildcards)
-        path = str(pattern.apply_wildcards(wildcards))
+        paths = [str(p.apply_wildcards(wildcards)) for p in patterns]
         if jobs is None or any(j in STALE for j in jobs):
-            return path
-        return ancient(path)
+            return paths[0] if single else paths
+        paths = [ancient(p) for p in paths]
+        return paths[0] if single else paths
 
     return f
 
