@@ -28,7 +28,7 @@ from conceptspace import studies  # noqa: E402
 from conceptspace.measure import classifier, evaluation, probing  # noqa: E402
 
 REFERENCE = ("ancestral", 50)
-CANDIDATES = (("ddim", 20), ("ddim", 10))
+CANDIDATES = ("ddim:20", "ddim:10", "ancestral:20")
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -55,6 +55,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, default=256, help="images per class and sampler")
     p.add_argument("--steps", type=int, nargs="*", help="checkpoint steps (default: 3)")
+    p.add_argument(
+        "--candidates",
+        nargs="+",
+        default=list(CANDIDATES),
+        help="samplers to validate, as name:steps (default: %(default)s)",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.set_grad_enabled(False)
@@ -67,7 +73,8 @@ def main() -> None:
     cond, class_id = probing.prompt_set(grid, args.n, args.n, seed=args.seed)
     size = params.synthesize.image_size
 
-    samplers = (REFERENCE, *CANDIDATES)
+    candidates = [(name, int(k)) for name, k in (c.split(":") for c in args.candidates)]
+    samplers = (REFERENCE, *candidates)
     names = [f"{s}-{k}" for s, k in samplers]
     print(f"run {args.run} seed {args.seed}, {args.n} images per class; accuracy [Wilson 95%]")
     header = f"{'step':>5} {'class':<11} {'concept':<7} " + " ".join(f"{n:>20}" for n in names)

@@ -86,3 +86,74 @@ def test_embedding_similarity_rows(model):
     rows = interventions.embedding_similarity(net, vecs, [("blue", "red"), ("blue", "small")])
     assert len(rows) == 2 * len(net.cond_projection_names())
     assert all(-1.0 <= r["cosine"] <= 1.0 for r in rows)
+
+
+# ---- doses (docs/method.md §6.1) ----------------------------------------------------------
+def _cfg(overprompt, linear, methods=("naive", "overprompt", "linear")):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        methods=list(methods),
+        overprompt=SimpleNamespace(concept="color", doses=list(overprompt)),
+        linear=SimpleNamespace(concept="color", doses=list(linear)),
+    )
+
+
+@pytest.mark.parametrize("sep", [0.05, 0.2, 0.4, 0.6, 0.8, 0.95])
+def test_overprompt_doses_are_distinct_and_unclipped_at_every_separation(sep):
+    grid = preset("2x2", color=sep, size=0.32)
+    k = grid.held_out_classes[0]
+    naive = grid.class_mean_cond(k)
+    prompts = [interventions.overprompt(grid, k, "color", d) for d in (0.25, 0.5, 0.75, 1.0)]
+    rows = [p.tobytes() for p in [naive, *prompts]]
+    assert len(set(rows)) == 5
+    assert all(p.min() >= 0 and p.max() <= 1 for p in prompts)
+    assert np.isclose(prompts[-1][4:7].max(), 1.0) or np.isclose(prompts[-1][4:7].min(), 0.0)
+
+
+def test_design_refuses_two_doses_that_give_one_prompt():
+    """The authors' overprompt factors 2 and 3 clip to one prompt at Δcolor 0.2; two doses of
+    one method that make the same prompt and hook are refused by name, as is a dose that
+    repeats the naive prompt."""
+    grid = preset("2x2", color=0.2, size=0.32)
+    with pytest.raises(ValueError, match="overprompt at 1 and overprompt at 1"):
+        interventions.design(grid, _cfg([1.0, 1.0], [0.5]))
+    with pytest.raises(ValueError, match="linear at 2 and linear at 2"):
+        interventions.design(grid, _cfg([0.5], [2.0, 2.0]))
+    with pytest.raises(ValueError, match="naive at 0 and linear at 0"):
+        interventions.design(grid, _cfg([0.5], [0.0]))
+    plan = interventions.design(grid, _cfg([0.25, 0.5, 1.0], [0.25, 0.5, 1.0, 2.0]))
+    assert [(p["method"], p["setting"]) for p in plan][:3] == [
+        ("naive", 0.0),
+        ("overprompt", 0.25),
+        ("overprompt", 0.5),
+    ]
+
+
+def test_params_refuse_repeated_and_out_of_range_doses(params_doc):
+    import copy
+
+    from conceptspace.params import ParamsError, validate
+
+    def check(path, value, needle):
+        doc = copy.deepcopy(params_doc)
+        doc["intervene"][path[0]][path[1]] = value
+        with pytest.raises(ParamsError, match=needle):
+            validate(doc)
+
+    check(("linear", "doses"), [1.0, 1.0], "distinct")
+    check(("overprompt", "doses"), [0.5, 0.5], "distinct")
+    check(("overprompt", "doses"), [0.5, 2.0], "past 1")
+    check(("linear", "doses"), [0.0, 1.0], "> 0")
+
+
+def test_ddim_is_deterministic_after_its_first_draw(model):
+    net, schedule = model
+    grid = preset("2x2", color=0.4, size=0.4)
+    cond = np.tile(grid.class_mean_cond(3), (4, 1))
+    a = probing.generate(net, schedule, cond, steps=4, seed=3, image_size=8, sampler="ddim")
+    b = probing.generate(net, schedule, cond, steps=4, seed=3, image_size=8, sampler="ddim")
+    anc = probing.generate(net, schedule, cond, steps=4, seed=3, image_size=8)
+    assert np.array_equal(a, b) and not np.allclose(a, anc)
+    with pytest.raises(ValueError, match="sampler"):
+        probing.generate(net, schedule, cond, steps=4, seed=3, image_size=8, sampler="euler")

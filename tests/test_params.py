@@ -66,7 +66,7 @@ INVALID = [
     ("unknown key in a section", "synthesize.imagesize", 16, "imagesize"),
     ("missing key", "synthesize.blur_px", _DELETE, "blur_px"),
     ("unknown intervention method", "intervene.methods", ["naive", "hack"], "hack"),
-    ("empty scale list", "intervene.linear.settings", [], "intervene.linear.settings"),
+    ("empty dose list", "intervene.linear.doses", [], "intervene.linear.doses"),
     (
         "intervention on a concept not in the grid",
         "intervene.linear.concept",

@@ -176,7 +176,7 @@ def sample(
     ``sampler``: ``"ancestral"`` (the authors' sampler) or ``"ddim"``, the deterministic
     DDIM update (η = 0, Song et al. 2021) in the VDM's parametrisation,
     z_s = α_s x̂ + σ_s ε̂ with x̂ = (z_t − σ_t ε̂) / α_t: the same network evaluations per step,
-    no noise after z_1, so 10–25 steps do the work of 50 ancestral ones (docs/method.md §4;
+    no noise after z_1, so 10–25 steps do the work of 50 ancestral ones (docs/method.md §4.3;
     validated by benchmarks/bench_sampler.py).
 
     Returns the raw z_0: [B, *image_shape], with no final denoising, rescaling or clipping, so it
