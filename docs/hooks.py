@@ -50,7 +50,7 @@ def _strip(node: dict) -> dict:
 
 def _type(node: dict) -> str:
     if "enum" in node:
-        return " \\| ".join(f"`{v}`" for v in node["enum"])
+        return " | ".join(f"`{v}`" for v in node["enum"])
     kind = node.get("type", "object")
     if kind == "array":
         item = node.get("items", {})
@@ -61,8 +61,8 @@ def _type(node: dict) -> str:
         ("exclusiveMinimum", ">"),
         ("maximum", "<="),
         ("exclusiveMaximum", "<"),
-        ("minItems", "items >="),
-        ("maxItems", "items <="),
+        ("minItems", "items: at least"),
+        ("maxItems", "items: at most"),
         ("pattern", "matches"),
     ):
         if key in node:
@@ -198,7 +198,7 @@ def results_section(study: str) -> str:
 
 def results_page() -> str:
     studies = committed_studies()
-    intro = ", ".join(f"[{s}](#{s.replace('_', '_')})" for s in studies)
+    intro = ", ".join(f"[{s}](#{s})" for s in studies)
     return f"Committed studies: {intro}.\n\n" + "\n\n".join(results_section(s) for s in studies)
 
 
