@@ -94,6 +94,52 @@ def test_a_changed_key_names_what_changed(tmp_path):
     assert "code conceptspace/x.py changed" in verdict.reason
 
 
+def _study(tmp_path: Path, doc: dict) -> str:
+    """Every job of ``doc`` done in ``tmp_path``: one output file each, and its record."""
+    study = str(tmp_path / "results" / "default")
+    for stage in pipeline.STAGES:
+        for run, seed in pipeline.jobs(doc, stage):
+            job = Path(pipeline.job_dir(study, stage, run, seed))
+            job.mkdir(parents=True)
+            (job / "out.csv").write_text(f"{stage} {run} {seed}\n")
+            record = pipeline.job_record(doc, stage, run, seed)
+            record[staleness.FILES] = staleness.written_files(job)
+            (job / pipeline.RECORD).write_text(json.dumps(record))
+    return study
+
+
+def test_stale_jobs_carries_a_rerun_downstream_and_says_why(tmp_path, tiny_doc):
+    study = _study(tmp_path, tiny_doc)
+    assert staleness.stale_jobs(tiny_doc, study) == {}
+    _edit(Path(study) / "train" / "c020" / "seed0" / "out.csv")
+    stale = staleness.stale_jobs(tiny_doc, study)
+    assert sorted(stale) == sorted(
+        f"{study}/{j}"
+        for j in ("train/c020/seed0", "probe/c020/seed0", "intervene/c020/seed0", "analyze")
+    )
+    lines = staleness.messages(study, stale)
+    assert lines[0] == (
+        f"{study}/train/c020/seed0/out.csv changed since its job wrote it (sha256 differs): "
+        "rerunning train c020 seed 0"
+    )
+    assert "it builds on train c020 seed 0, which reruns: rerunning probe c020 seed 0" in lines
+
+
+def test_jobs_never_run_are_stale_but_not_reported(tmp_path, tiny_doc):
+    study = str(tmp_path / "results" / "default")
+    stale = staleness.stale_jobs(tiny_doc, study)
+    assert len(stale) == sum(len(pipeline.jobs(tiny_doc, s)) for s in pipeline.STAGES)
+    assert staleness.messages(study, stale) == []
+
+
+def test_blocking_file_finds_a_file_where_a_folder_belongs(tmp_path, tiny_doc):
+    study = tmp_path / "results" / "default"
+    study.mkdir(parents=True)
+    assert staleness.blocking_file(tiny_doc, str(study)) is None
+    (study / "probe").write_text("oops")
+    assert staleness.blocking_file(tiny_doc, str(study)) == study / "probe"
+
+
 # ---- unit: the tools' locks ------------------------------------------------------------------
 def _hold_dvc_lock(root: Path):
     path = root / toollock.DVC_LOCK
