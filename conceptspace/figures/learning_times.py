@@ -76,10 +76,14 @@ def learning_time_figure(
     concepts = [
         c for c in pd.unique(lt_summary["concept"]) if f"signal_{c}" in info.columns
     ] or list(pd.unique(lt_summary["concept"]))
+    # a concept whose signal is one value over the runs (not swept) gives a degenerate column
+    varied = [c for c in concepts if f"signal_{c}" in info and info[f"signal_{c}"].nunique() > 1]
+    concepts = varied or concepts
+    n_seeds = int(lt_summary["n_seeds"].max()) if "n_seeds" in lt_summary else 1
     thresholds = sorted(float(t) for t in pd.unique(lt_summary["threshold"]))
     n = len(concepts)
     fig, axes = plt.subplots(
-        2, n, figsize=(5.4 * n + 0.6, 9.0), squeeze=False, gridspec_kw={"hspace": 0.45}
+        2, n, figsize=(max(6.0, 5.0 * n), 9.0), squeeze=False, gridspec_kw={"hspace": 0.5}
     )
     plain_fits = not any(isinstance(k, tuple) or "@" in str(k) for k in fits)
 
@@ -91,7 +95,6 @@ def learning_time_figure(
         d = d.dropna(subset=["signal"])
         budgets = d["budget"].dropna().unique()
         x_all = d["signal"].to_numpy(float)
-        labelled_censored: set[float] = set()
 
         for i, thr in enumerate(thresholds):
             color, ls, marker = threshold_style(thr, i)
@@ -120,7 +123,8 @@ def learning_time_figure(
                 continue
             x = ho["signal"].to_numpy(float)
             t = ho["learning_time_mean"].to_numpy(float)
-            sd = np.nan_to_num(ho["learning_time_std"].to_numpy(float))
+            # a spread over seeds only where there are several seeds
+            sd = np.nan_to_num(ho["learning_time_std"].to_numpy(float)) * (n_seeds > 1)
             cens = ho["mean_is_lower_bound"].to_numpy(bool)
             ncens = ho["n_censored"].to_numpy(int)
             nseed = ho["n_seeds"].to_numpy(int) if "n_seeds" in ho else np.full(len(ho), -1)
@@ -131,21 +135,18 @@ def learning_time_figure(
             _censored_points(ax_t, x, t, cens, marker, color, tr_t)
             for xi, ti, k, m in zip(x[cens], t[cens], ncens[cens], nseed[cens], strict=True):
                 _bound_arrow(ax_t, xi, ti * 1.06, ti * 1.5, color, tr_t)
-                all_cens = m < 0 or k >= m
-                if all_cens and xi in labelled_censored:
-                    continue
-                labelled_censored.add(xi)
-                txt = "not reached" if all_cens else f"{k}/{m} seeds not reached"
-                ax_t.annotate(
-                    txt,
-                    (xi, ti * 1.5),
-                    xytext=(6, 0),
-                    textcoords="offset points",
-                    fontsize=7.5,
-                    color="0.2" if all_cens else color,
-                    ha="left",
-                    va="bottom",
-                )
+                if m > 1 and k < m:  # short count beside the arrow: k of m seeds censored
+                    ax_t.annotate(
+                        f"{k}/{m}",
+                        (xi, ti * 1.5),
+                        xycoords=tr_t,
+                        xytext=(-4 if i == 0 else 4, 0),
+                        textcoords="offset points",
+                        fontsize=8.5,
+                        color=color,
+                        ha="right" if i == 0 else "left",
+                        va="bottom",
+                    )
             # speed 1/T (x1000); a censored T gives an upper bound on 1/T
             v = 1000.0 / t
             v_lo = 1000.0 / (t + sd)
@@ -171,7 +172,9 @@ def learning_time_figure(
                 _draw_fit(ax_v, fit, x_all, color, f"fit θ={thr:g}")
 
         if plain_fits and concept in fits:
-            lab = "linear fit" + (f" (θ={fit_threshold:g})" if fit_threshold is not None else "")
+            lab = f"{concept}: linear fit" + (
+                f" (θ={fit_threshold:g})" if fit_threshold is not None else ""
+            )
             _draw_fit(ax_v, fits[concept], x_all, "black", lab)
 
         for b in budgets:
@@ -183,7 +186,7 @@ def learning_time_figure(
                 xycoords=("axes fraction", "data"),
                 xytext=(0, -3),
                 textcoords="offset points",
-                fontsize=7.5,
+                fontsize=8.5,
                 color="0.4",
                 ha="right",
                 va="top",
@@ -199,20 +202,37 @@ def learning_time_figure(
         runs_x = d.drop_duplicates("run")[["run", "signal"]].sort_values("signal")
         top = ax_t.secondary_xaxis("top")
         top.set_xticks(runs_x["signal"].to_numpy(float), [str(r) for r in runs_x["run"]])
-        top.tick_params(labelsize=7, colors="0.35", rotation=30, length=2)
+        top.tick_params(labelsize=8.5, colors="0.35", rotation=30, length=2)
         ax_t.set_ylabel("learning time T (training steps, log)")
         ax_t.set_title(f"{concept}: steps until the held-out class reaches θ", fontsize=10)
-        ax_t.legend(fontsize=7.5, loc="lower left", framealpha=0.9)
 
         ax_v.axhline(0, color="0.6", lw=0.8)
-        lo, hi = ax_v.get_ylim()
-        ax_v.set_ylim(lo, hi + 0.35 * (hi - lo))  # headroom for the legend
         ax_v.margins(x=0.08)
         ax_v.set_ylabel("learning speed 1/T (per 1000 steps)")
-        ax_v.set_title(f"{concept}: learning speed (open marker: not reached)", fontsize=10)
-        ax_v.legend(fontsize=7.5, loc="upper left", framealpha=0.9)
+        ax_v.set_title(f"{concept}: learning speed 1/T", fontsize=10)
 
-    fig.suptitle(title + "  (mean ± std over seeds)", fontsize=12)
+    # one legend under the panels, never over the data
+    h_t, l_t = axes[0, 0].get_legend_handles_labels()
+    h_v, l_v = [], []
+    for ax in axes[1]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in l_v and lab not in l_t and not lab.startswith("θ="):
+                h_v.append(h)
+                l_v.append(lab)
+    open_marker = plt.Line2D(
+        [], [], marker="o", mfc="white", mec="0.3", ls="", ms=7,
+        label="open marker ↑: not reached within the budget (a lower bound; k/n seeds)",
+    )  # fmt: skip
+    handles = h_t + h_v + [open_marker]
+    labels = l_t + l_v + [open_marker.get_label()]
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
+    spread = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    fig.suptitle(f"{title}  ({spread})", fontsize=12)
+    rows = -(-len(handles) // 2)
+    fig.subplots_adjust(
+        left=0.09, right=0.98, top=0.88, hspace=0.5, wspace=0.3,
+        bottom=(0.25 * rows + 0.75) / fig.get_figheight(),
+    )  # fmt: skip
     save_figure(fig, path, pdf=True)
 
 
@@ -226,6 +246,9 @@ def _draw_fit(ax, fit: Mapping, x: np.ndarray, color, label: str) -> None:
     pad = 0.05 * (hi - lo) if hi > lo else 0.05
     xs = np.linspace(lo - pad, hi + pad, 50)
     extra = f", n={fit['n']}" if "n" in fit else ""
+    if fit.get("n") is not None and fit["n"] < 3:  # a line through two points says nothing
+        ax.plot([], [], color=color, lw=1.4, label=f"{label}: not drawn (n={fit['n']} < 3)")
+        return
     ax.plot(
         xs,
         1000.0 * (slope * xs + intercept),
