@@ -262,7 +262,7 @@ def check_dvc_pipeline(study: Study, doc: dict) -> None:
     expected = pipeline.dvc_pipeline(doc, study.dir, study.params_file)["stages"]
     if upstream(on_disk) != upstream(expected):
         raise ParamsError(
-            f"{dvc_file or 'dvc.yaml'} was generated for other runs or seeds than "
-            f"{study.params_file} names now; regenerate it with `python -m stages.study "
-            f"{study.overlay or BASE}` and run dvc repro again"
+            f"{dvc_file or 'dvc.yaml'} does not list the jobs of {study.params_file} (it was "
+            "generated for other runs or seeds, or by older code); regenerate it with "
+            f"`python -m stages.study {study.overlay or BASE}` and run dvc repro again"
         )

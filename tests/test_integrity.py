@@ -99,6 +99,28 @@ def test_materialize_writes_only_a_changed_file_and_never_in_a_dry_run(repo):
     assert path.read_bytes() == text and path.stat().st_mtime_ns == stamp
 
 
+def test_dvc_refuses_a_pipeline_file_made_for_other_seeds(repo, tiny_doc, monkeypatch):
+    from conceptspace import pipeline
+
+    def write_dvc(doc):
+        dvc = pipeline.dvc_pipeline(doc, "results/default", "params.yaml")
+        (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
+
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_doc, sort_keys=False))
+    write_dvc({**tiny_doc, "seeds": [0, 1]})
+    studies.load("params.yaml", repo)  # Snakemake (no DVC_STAGE) reads the params themselves
+    monkeypatch.setenv("DVC_STAGE", "synthesize@c020-0")
+    monkeypatch.setenv("DVC_ROOT", str(repo))
+    with pytest.raises(
+        ParamsError,
+        match=r"dvc.yaml does not list the jobs of params.yaml.*"
+        r"`python -m stages.study params.yaml`",
+    ):
+        studies.load("params.yaml", repo)
+    write_dvc(tiny_doc)
+    assert studies.load("params.yaml", repo)[1]["seeds"] == tiny_doc["seeds"]
+
+
 def test_study_help_prints_help(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "stages.study", "--help"],
