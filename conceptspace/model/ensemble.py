@@ -365,7 +365,11 @@ class EnsembleTrainer:
         masks = {k: v for k, v in inputs.items() if k.startswith("net.")}
         args = [self._layout(inputs[k]) for k in ("x", "cond", "t", "eps", "eps_0")]
         autocast = (
-            torch.autocast(self.dev.type, dtype=torch.bfloat16)
+            # No cast cache in a captured region (the cached casts would outlive the graph's
+            # memory pool; torch.cuda.make_graphed_callables asks the same).
+            torch.autocast(
+                self.dev.type, dtype=torch.bfloat16, cache_enabled=not self.mode.cuda_graph
+            )
             if self.mode.precision == "bf16"
             else nullcontext()
         )
@@ -377,8 +381,8 @@ class EnsembleTrainer:
         losses.sum().backward()  # member j's loss reaches member j's parameters only
         norms = self._clip()
         if self.mode.static or self.mode.cuda_graph:
-            # The fused kernel without Optimizer.step's bookkeeping (the same bits,
-            # training._optimizer_step), which also refuses capture when not "capturable".
+            # The fused kernel called directly (training._optimizer_step: the same bits), since
+            # Optimizer.step refuses a CUDA-graph capture unless the optimizer is "capturable".
             _optimizer_step(self.optimizer)
         else:
             self.optimizer.step()
