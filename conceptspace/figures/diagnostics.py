@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from conceptspace.figures.style import (  # noqa: E402
     PAIR_COLORS,
@@ -23,7 +22,6 @@ from conceptspace.figures.style import (  # noqa: E402
     ordered_runs,
     panel_grid,
     pretty_class,
-    run_colors,
     save_figure,
     seed_band,
     to_display,
@@ -182,53 +180,57 @@ def training_curves_figure(
     color_by: str = "color",
     title: str = "Diffusion training loss",
 ) -> None:
-    """Loss against step (log-log), one colour per run: validation solid, held-out class dashed,
-    training loss thin and faint. Curves are means over seeds; NaNs are skipped.
+    """Loss against step, one panel per run (so runs are told apart), at README width:
+    validation solid, held-out class dashed, training batches thin and faint; means over seeds,
+    NaNs skipped. The loss axis is symmetric-log (linear within ±10): the VDM bound can turn
+    negative late in training, which a log axis would drop.
 
-    :param logs: ``run, seed, step, train_loss, val_loss, held_out_loss`` (bits/dim).
-    :param run_info: optional; when given (with ``sep_<color_by>``), runs are coloured by that
-        separation on the signal colormap, otherwise by a categorical palette.
+    :param logs: ``run, seed, step, train_loss, val_loss, held_out_loss``.
+    :param run_info: optional; with ``sep_<color_by>`` the runs are ordered and titled by that
+        separation.
     """
     runs = ordered_runs(logs, run_info, color_by)
+    titles = {r: str(r) for r in runs}
     if run_info is not None and f"sep_{color_by}" in run_info:
-        colors, _, seps = run_colors(run_info, runs, color_by)
-        labels = {r: f"{r} (Δ{color_by}={seps[r]:g})" for r in runs}
-    else:
-        cyc = plt.get_cmap("tab10")
-        colors = {r: cyc(i % 10) for i, r in enumerate(runs)}
-        labels = {r: str(r) for r in runs}
-    fig, ax = plt.subplots(figsize=(7.2, 4.8))
-    for run in runs:
+        seps = run_info.drop_duplicates("run").set_index("run")[f"sep_{color_by}"]
+        titles = {r: f"{r} (Δ{color_by} {seps[r]:g})" for r in runs}
+    n = len(runs)
+    cols = 1 if n == 1 else (2 if n in (2, 4) else 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(10.0, 2.8 * rows + 1.0), squeeze=False, sharex=True, sharey=True
+    )
+    curves = (
+        ("train_loss", "-", 0.8, 0.35, "training batches", "0.45"),
+        ("val_loss", "-", 1.8, 1.0, "validation (training classes)", "tab:blue"),
+        ("held_out_loss", "--", 1.8, 1.0, "held-out class", "tab:red"),
+    )
+    for k, run in enumerate(runs):
+        ax = axes.flat[k]
         g = logs[logs["run"] == run]
-        c = colors[run]
-        for col, ls, lw, alpha in (
-            ("train_loss", "-", 0.8, 0.35),
-            ("val_loss", "-", 1.8, 1.0),
-            ("held_out_loss", "--", 1.8, 1.0),
-        ):
+        for col, ls, lw, alpha, _, color in curves:
             if col not in g:
                 continue
             s, m, _, _ = seed_band(g, col)
-            ok = m > 0
-            if ok.any():
-                lab = labels[run] if col == "val_loss" else None
-                ax.plot(s[ok], m[ok], ls=ls, lw=lw, alpha=alpha, color=c, label=lab)
-    log_steps(ax)
-    ax.set_yscale("log")
-    ax.set_xlabel("training step (log scale)")
-    ax.set_ylabel("loss (bits/dim, log scale)")
-    ax.grid(True, which="major", alpha=0.3)
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
-    ax.tick_params(axis="y", which="minor", labelsize=7)
-    style = [
-        Line2D([], [], color="0.3", lw=1.8, label="validation (training classes)"),
-        Line2D([], [], color="0.3", lw=1.8, ls="--", label="held-out class"),
-        Line2D([], [], color="0.3", lw=0.8, alpha=0.4, label="training batches"),
+            ax.plot(s, m, ls=ls, lw=lw, alpha=alpha, color=color)
+        ax.axhline(0, color="0.6", lw=0.8)
+        log_steps(ax)
+        ax.set_yscale("symlog", linthresh=10.0)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.tick_params(labelsize=9)
+        ax.set_title(titles[run], fontsize=9.5, loc="left")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("training step (log scale)", fontsize=9.5)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("loss (symlog)", fontsize=9.5)
+    handles = [
+        Line2D([], [], color=c, lw=lw, ls=ls, alpha=a, label=lab) for _, ls, lw, a, lab, c in curves
     ]
-    leg1 = ax.legend(handles=style, loc="upper right", fontsize=8, title="curve", framealpha=0.9)
-    ax.add_artist(leg1)
-    ax.legend(loc="lower left", fontsize=8, title="run", framealpha=0.9)
-    ax.set_title(title + " (mean over seeds)", fontsize=11)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9.5, frameon=False)
+    n_seeds = int(logs["seed"].nunique()) if "seed" in logs else 1
+    seeds = f"mean over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    fig.suptitle(f"{title} ({seeds})", fontsize=11)
+    fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))
     save_figure(fig, path, pdf=True)

@@ -104,7 +104,9 @@ def draw_study(
             threshold=analyze.capability_threshold,
         )
     embedding_figure(embeddings, fig_dir / "embeddings.png")
-    training_curves_figure(losses, fig_dir / "training_curves.png")
+    training_curves_figure(
+        losses, fig_dir / "training_curves.png", run_info=run_info, color_by=color_by
+    )
     seed = params.seeds[0]
     for run, s in samples.items():
         grid = params.grid_for(run)
