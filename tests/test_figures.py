@@ -266,10 +266,10 @@ def rendered(tmp_path_factory) -> dict[str, Path]:
 ASPECT = {
     "traj": (1.5, 2.6),  # square concept panel + colourbar + distance panel
     "lt": (0.9, 1.7),  # 2 rows x 2 concepts
-    "cap": (2.0, 4.5),  # one column per run (3 runs), one row
+    "cap": (1.5, 4.5),  # up to three panels a row (3 runs: one row)
     "samples": (1.5, 5.0),  # 4 rows of classes x 4 checkpoints with 3 images each
     "emb": (2.0, 4.5),
-    "loss": (1.1, 2.0),
+    "loss": (1.1, 3.0),  # one panel per run (3 runs: one row of three)
 }
 
 
