@@ -393,3 +393,14 @@ def test_figure_renders(tmp_path):
     w1, _ = Image.open(one).size
     assert w1 < w  # one panel without leads
     assert math.isfinite(m["phenomena"]["signal_order"]["pooled"]["d"])
+
+
+def test_no_bootstrap_interval_from_two_seeds():
+    """Resampling two seeds yields only their two values and their mean: no interval is given
+    below three seeds, for medians and for the slope of 1/T alike."""
+    from conceptspace.analysis.censored import bootstrap_median
+
+    two = bootstrap_median([1000.0, 3000.0], [False, False])
+    assert two["median"] == 2000.0 and math.isnan(two["ci_low"]) and math.isnan(two["ci_high"])
+    three = bootstrap_median([1000.0, 2000.0, 3000.0], [False, False, False])
+    assert three["ci_low"] <= 2000.0 <= three["ci_high"]

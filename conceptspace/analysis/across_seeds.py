@@ -59,10 +59,10 @@ Censoring, ties and uncertainty (the text for the method document):
   values and their bootstrap intervals; Somers' D with Gehan scoring and its permutation test).
 * **Learning-time fit**: ordinary least squares of 1/T against the signal (or separation) on the
   measured points of all seeds (censored points left out, which biases the fit towards fast
-  learners). The slope interval is a percentile bootstrap over seeds (resample whole seeds with
-  replacement and refit; resamples with fewer than two distinct x are skipped and counted), and
-  the OLS t-interval is given too, which treats points as independent and so ignores that points
-  of one seed share a seed.
+  learners). The slope interval is a percentile bootstrap over seeds (three or more; resample
+  whole seeds with replacement and refit; resamples with fewer than two distinct x are skipped
+  and counted), and the OLS t-interval is given too, which treats points as independent and so
+  ignores that points of one seed share a seed.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ import pandas as pd
 from scipy import stats
 
 from conceptspace.analysis.censored import (
+    MIN_BOOTSTRAP,
     bootstrap_median,
     censored_somers_d,
     ols,
@@ -271,7 +272,7 @@ def inverse_time_fit(
         q = float(stats.t.ppf(1 - alpha / 2, n - 2))
         out["slope_ci_t"] = [slope - q * se, slope + q * se]
     seeds = pd.unique(p["seed"])
-    if len(seeds) >= 2 and math.isfinite(slope):
+    if len(seeds) >= MIN_BOOTSTRAP and math.isfinite(slope):  # no interval from two seeds
         by_seed = [np.flatnonzero((p["seed"] == s).to_numpy() & ok) for s in seeds]
         rng = np.random.default_rng(random_state)
         draws = rng.integers(0, len(seeds), size=(n_boot, len(seeds)))

@@ -10,7 +10,8 @@ A censored learning time is only a lower bound: the run's budget (its last check
   resample that separation's seeds with replacement, ``n_boot`` times, with
   ``numpy.random.default_rng`` seeded by ``random_state`` and the separation's index; the
   endpoints are order statistics of the bootstrap medians (no interpolation), and an endpoint is
-  flagged a lower bound when a bootstrap median with that value was. One seed gives no interval.
+  flagged a lower bound when a bootstrap median with that value was. Fewer than three seeds give
+  no interval.
 * **Signal order across seeds** is Somers' D of learning time on separation over all
   (separation, seed) points, with pairs scored as in Gehan's test for censored data: a pair at two
   different separations is concordant or discordant only when the order of its two learning times
@@ -57,13 +58,19 @@ def median_with_bounds(values, lower_bound) -> tuple[float, bool]:
     return float(np.median(v)), bool(b[: upper_middle + 1].any())
 
 
+#: fewest values a bootstrap interval of a median is computed from
+MIN_BOOTSTRAP = 3
+
+
 def bootstrap_median(
     values, lower_bound, *, n_boot: int = 2000, confidence: float = 0.95, rng=None
 ) -> dict:
     """Median over seeds with a percentile-bootstrap interval (see the module docstring).
 
     Returns ``median, median_is_lower_bound, ci_low, ci_high, ci_low_is_lower_bound,
-    ci_high_is_lower_bound, n, n_lower_bound``; the interval is None (NaN) for fewer than 2 values.
+    ci_high_is_lower_bound, n, n_lower_bound``; the interval is None (NaN) for fewer than
+    :data:`MIN_BOOTSTRAP` values (resampling two seeds gives only their two values and their
+    mean: no interval worth the name).
     """
     v = np.asarray(values, dtype=float)
     b = np.asarray(lower_bound, dtype=bool)
@@ -80,7 +87,7 @@ def bootstrap_median(
         "n": int(v.size),
         "n_lower_bound": int(b.sum()),
     }
-    if v.size < 2:
+    if v.size < MIN_BOOTSTRAP:
         return out
     rng = np.random.default_rng(0) if rng is None else rng
     idx = rng.integers(0, v.size, size=(n_boot, v.size))
