@@ -188,8 +188,10 @@ def run(argv=None) -> None:
     for g in group:
         work = g["work"]
         for src, dst in ((work / "ckpt", Path(g["ckpt_dir"])), (work / "log", Path(g["log_dir"]))):
-            if dst.exists():
+            if dst.is_dir() and not dst.is_symlink():
                 shutil.rmtree(dst)
+            elif dst.exists() or dst.is_symlink():  # a file where the folder belongs
+                dst.unlink()
             dst.parent.mkdir(parents=True, exist_ok=True)
             src.rename(dst)
         shutil.rmtree(work)

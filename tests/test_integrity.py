@@ -288,3 +288,12 @@ def test_the_library_names_the_folder_to_remove(tmp_path, tiny_doc, dataset):
             ResumeError, match=rf"step 5 in {re.escape(str(ckpt))}: .*lr 0.001 -> 0.002.*remove"
         ):
             train(data, net, cfg, **run, progress=False)
+
+
+def test_a_checkpoint_folder_replaced_by_a_file_is_rebuilt(tmp_path, tiny_doc, dataset, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "ckpt").write_text("not a folder\n")
+    assert _train(_tiny(tmp_path, tiny_doc), dataset, out) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert (out / "ckpt" / "step_000030.pt").is_file()
