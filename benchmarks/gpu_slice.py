@@ -111,12 +111,12 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, seconds: float) -> flo
     n = 8192
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = dtype == torch.float32
+    saved = G._tf32_state()
+    G._set_tf32(conv=True, matmul=dtype == torch.float32)  # TF32 for the fp32 ceiling
     try:
         r = G.timed(lambda: a @ b, device, seconds, every=5)
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
+        G._restore_tf32(saved)
     return 2 * n**3 * r["per_s"] / 1e12
 
 

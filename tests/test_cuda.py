@@ -364,3 +364,21 @@ def test_ensemble_fast_mode_on_cuda_trains_close_to_the_default(tmp_path):
     assert torch.isfinite(b).all()
     torch.testing.assert_close(b[:, 0], a[:, 0], rtol=2e-2, atol=0)
     assert trainer.checkpoint(0)["fast_mode"]["bitwise"] is False
+
+
+def test_batched_checkpoint_sampling_on_cuda_equals_per_checkpoint(lone_run):
+    """Evaluation batched across checkpoints (conceptspace/measure/batched.py) on the device
+    equals probing.generate checkpoint by checkpoint on the device, to fp32 rounding (TF32 off:
+    a grouped and a lone convolution would round differently at TF32's 10-bit mantissa)."""
+    from conceptspace.measure import batched
+
+    reproducible()
+    paths = [checkpoint_path(lone_run / "ckpt", s) for s in CKPTS]
+    cond = np.random.default_rng(0).random((6, 11), dtype=np.float32)
+    kw = dict(steps=5, seed=2, image_size=8)
+    with ieee_fp32():
+        got = batched.generate_checkpoints(paths, cond, chunk=3, device=DEVICE, **kw)
+        for c, path in enumerate(paths):
+            net, schedule, _ = load_model(path)
+            want = probing.generate(net.to(DEVICE), schedule.to(DEVICE), cond, **kw)
+            np.testing.assert_allclose(got[c], want, rtol=0, atol=1e-4)
