@@ -297,3 +297,24 @@ def test_a_checkpoint_folder_replaced_by_a_file_is_rebuilt(tmp_path, tiny_doc, d
     assert _train(_tiny(tmp_path, tiny_doc), dataset, out) == 0
     assert "Traceback" not in capsys.readouterr().err
     assert (out / "ckpt" / "step_000030.pt").is_file()
+
+
+@pytest.mark.workflow
+def test_a_snakemake_dry_run_writes_no_study_params(tmp_path, tiny_doc):
+    from tests.conftest import copy_project
+
+    root = copy_project(tmp_path / "repo", tiny_doc)
+    (root / "configs" / "zz.yaml").write_text("train: {steps: 20}\n")
+    (root / "mine").mkdir(exist_ok=True)
+    (root / "mine" / "reference.yaml").write_text("train: {steps: 20}\n")
+
+    def dry(study: str) -> subprocess.CompletedProcess:
+        cmd = ["snakemake", "-n", "--config", f"study={study}"]
+        return subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+
+    out = dry("zz")
+    assert out.returncode == 0, out.stderr
+    assert not (root / "results" / "zz").exists()
+    out = dry("mine/reference.yaml")
+    assert out.returncode != 0 and "rename your file" in out.stderr
+    assert not (root / "results" / "reference").exists()

@@ -24,7 +24,7 @@ try:
             "or lay an overlay over it (--config study=FILE)"
         )
     STUDY = studies.from_config(config)
-    studies.materialize(STUDY)
+    studies.materialize(STUDY, dry_run=workflow.output_settings.dryrun)  # -n writes nothing
     DOC = STUDY.document()
 except ParamsError as e:
     sys.exit(f"error: {e}")
