@@ -8,6 +8,7 @@ unreadable.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -29,15 +30,30 @@ class ArtifactError(RuntimeError):
 def atomic_path(path: str | Path):
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _unwritable(path, e) from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise _unwritable(path, e) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _unwritable(path: Path, e: OSError) -> ArtifactError:
+    """A failed write as an :class:`ArtifactError` naming the file, the cause and what to do
+    (nothing half-written is left under ``path``)."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = f"free disk space on the filesystem of {path.parent} and run again"
+    else:
+        todo = f"check that {path.parent} is a writable folder and run again"
+    return ArtifactError(f"{path}: cannot be written ({e.strerror or e}); {todo}")
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

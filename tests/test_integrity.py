@@ -318,3 +318,16 @@ def test_a_snakemake_dry_run_writes_no_study_params(tmp_path, tiny_doc):
     out = dry("mine/reference.yaml")
     assert out.returncode != 0 and "rename your file" in out.stderr
     assert not (root / "results" / "reference").exists()
+
+
+def test_a_full_disk_while_writing_an_artifact_names_it(tmp_path, monkeypatch):
+    from conceptspace.io import ArtifactError, write_json
+
+    def full_disk(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    target = tmp_path / "job" / "metrics.json"
+    with pytest.raises(ArtifactError, match=rf"{re.escape(str(target))}: cannot be written"):
+        write_json(target, {"a": 1})
+    assert list((tmp_path / "job").iterdir()) == []
