@@ -16,7 +16,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib import transforms as mtransforms  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
@@ -76,10 +75,13 @@ def across_seeds_figure(
 
     Every seed is drawn thin (one colour per seed; filled markers measured, open markers
     censored: drawn at the budget, a lower bound); the median over seeds is the thick black
-    line with its bootstrap interval as a band (open square: the median is a lower bound), the
-    training classes' median dashed grey. Right: each seed's best lead of an elicitation method
-    over naive prompting (open: naive never reached the threshold, so the lead is a lower bound;
-    a cross at the bottom: no method reached it), with the median lead and its band.
+    line with its bootstrap interval as a band where there are three seeds or more (open
+    square: the median is a lower bound), the training classes' median dashed grey. Right: each
+    seed's best lead of an elicitation method over naive prompting, read with the binomial
+    intervals (docs/method.md §6): a filled circle a lead measured inside the budget, an upward
+    triangle a lead against a naive prompt that never reached the threshold (a lower bound at
+    the budget's end); seeds without a lead are not drawn, only counted at the top ("k/n
+    ahead"). One marker, one meaning.
 
     :param points: ``frames["points"]`` of ``summarize``: ``run, seed, sep, t_held_out,
         held_out_censored, budget`` [, ``lead_steps, lead_is_lower_bound``].
@@ -95,7 +97,7 @@ def across_seeds_figure(
     by_sep = by_separation.sort_values("sep")
     has_lead = "lead_steps" in points and "lead_median" in by_sep
     fig, axes = plt.subplots(
-        1, 2 if has_lead else 1, figsize=(12.5 if has_lead else 6.6, 5.6), squeeze=False
+        1, 2 if has_lead else 1, figsize=(12.0 if has_lead else 6.6, 6.0), squeeze=False
     )
     ax = axes[0, 0]
 
@@ -107,7 +109,7 @@ def across_seeds_figure(
         xycoords=("axes fraction", "data"),
         xytext=(0, 3),
         textcoords="offset points",
-        fontsize=7.5,
+        fontsize=9,
         color="0.4",
         ha="right",
         va="bottom",
@@ -122,7 +124,8 @@ def across_seeds_figure(
         ax.plot(x[cens], t[cens], "o", mfc="white", mec=colors[s], mew=1.3, ms=6, zorder=3)
     if "train_median" in by_sep:
         _median_band(ax, by_sep, "train", "0.55", "training classes: median", ls="--")
-    _median_band(ax, by_sep, "held_out", "black", "held-out class: median, 95% bootstrap")
+    boot = ", 95% bootstrap" if by_sep["n_seeds"].max() >= 3 else ""
+    _median_band(ax, by_sep, "held_out", "black", f"held-out class: median{boot}")
     _steps_axis(ax)
     ax.set_ylim(top=budget * 1.6)
     ax.set_xlabel(f"{concept} separation Δ{concept}")
@@ -137,7 +140,7 @@ def across_seeds_figure(
     handles, _ = ax.get_legend_handles_labels()
     ax.legend(
         handles=handles + seed_handles + extra,
-        fontsize=7.5,
+        fontsize=9,
         loc="upper center",
         bbox_to_anchor=(0.5, -0.14),
         ncol=3,
@@ -155,8 +158,6 @@ def across_seeds_figure(
     if has_lead:
         ax = axes[0, 1]
         ax.axhline(0, color="0.5", lw=0.9)
-        # "no method reached the threshold" sits just above the bottom edge
-        bottom = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
         for s in seeds:
             g = points[points["seed"] == s].sort_values("sep")
             x = g["sep"].to_numpy(float) + offsets[s]
@@ -168,30 +169,22 @@ def across_seeds_figure(
             )
             ok = np.isfinite(v)
             ax.plot(x[ok & ~bound], v[ok & ~bound], "o", color=colors[s], ms=6, alpha=0.85)
-            ax.plot(x[ok & bound], v[ok & bound], "o", mfc="white", mec=colors[s], mew=1.3, ms=7)
-            ax.plot(
-                x[~ok],
-                np.full((~ok).sum(), 0.03),
-                "x",
-                color=colors[s],
-                ms=7,
-                mew=1.5,
-                transform=bottom,
-            )
-        _median_band(ax, by_sep, "lead", "black", "median lead, 95% bootstrap")
+            ax.plot(x[ok & bound], v[ok & bound], "^", color=colors[s], ms=7, alpha=0.85)
+        _median_band(ax, by_sep, "lead", "black", f"median lead{boot}")
         if "n_ahead" in by_sep:
             for r in by_sep.itertuples():
                 ax.annotate(
-                    f"{r.n_ahead}/{r.n_seeds}",
+                    f"{r.n_ahead}/{r.n_seeds} ahead",
                     (r.sep, 1.0),
                     xycoords=("data", "axes fraction"),
                     xytext=(0, -4),
                     textcoords="offset points",
                     ha="center",
                     va="top",
-                    fontsize=7.5,
+                    fontsize=9,
                     color="0.3",
                 )
+        ax.set_xlim(axes[0, 0].get_xlim())  # every separation, with a lead or not
         ax.set_xlabel(f"{concept} separation Δ{concept}")
         ax.set_ylabel("lead over naive prompting (steps)")
         ax.grid(True, which="major", alpha=0.3)
@@ -201,13 +194,17 @@ def across_seeds_figure(
         ax.legend(
             handles=handles
             + [
-                Line2D([], [], color="0.3", marker="o", ls="", label="measured lead"),
+                Line2D([], [], color="0.3", marker="o", ls="", label="lead inside the budget"),
                 Line2D(
-                    [], [], color="0.3", marker="o", mfc="white", ls="", label="naive never reached"
-                ),
-                Line2D([], [], color="0.3", marker="x", ls="", label="no method reached"),
+                    [],
+                    [],
+                    color="0.3",
+                    marker="^",
+                    ls="",
+                    label="≥ lead (naive never reached)",
+                ),  # fmt: skip
             ],
-            fontsize=7.5,
+            fontsize=9,
             loc="upper center",
             bbox_to_anchor=(0.5, -0.14),
             ncol=4,
@@ -217,7 +214,7 @@ def across_seeds_figure(
         if metrics is not None:
             hc = metrics["phenomena"]["hidden_capability"]
             head += f"\n≥ 1 checkpoint ahead in {hc['holds_in']} of {hc['n']} seeds"
-        head += " (top: seeds ahead at each separation)"
+        head += "\n(top: seeds ahead; seeds without a lead not drawn)"
         ax.set_title(head, fontsize=10)
 
     fig.suptitle(title or f"Across seeds: learning of the held-out class vs {concept} separation")
