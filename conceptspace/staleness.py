@@ -1,8 +1,8 @@
-"""What is stale, decided from records alone (docs/method.md, provenance): a job is rerun when
-its provenance record is missing or differs from :func:`conceptspace.pipeline.job_record` (its
-params, code digests or upstream keys changed), when a file it wrote no longer has the size
-and sha256 its record lists (edited, truncated, deleted, or a folder replaced by a file), or
-when a job it builds on is rerun.
+"""What is stale, decided from records alone (docs/pipeline.md, "Provenance and staleness"):
+a job is rerun when its provenance record is missing or differs from
+:func:`conceptspace.pipeline.job_record` (its params, code digests or upstream keys changed),
+when a file it wrote no longer has the size and sha256 its record lists (edited, truncated,
+deleted, or a folder replaced by a file), or when a job it builds on is rerun.
 
 Everything here only reads: the workflow calls :func:`stale_jobs` while Snakemake reads it
 (``snakemake -n`` included), so no stamp is written and no file time is changed; file times

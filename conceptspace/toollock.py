@@ -1,5 +1,6 @@
-"""One tool at a time in a workspace (docs/method.md, "both tools"): Snakemake and DVC write
-the same results folders, so a run of one refuses to start while the other runs.
+"""One tool at a time in a workspace (docs/pipeline.md, "Snakemake and DVC in one workspace"):
+Snakemake and DVC write the same results folders, so a run of one refuses to start while the
+other runs.
 
 * DVC holds ``.dvc/tmp/lock`` (an OS lock, ``zc.lockfile``) for as long as ``dvc repro`` runs:
   :func:`dvc_running` tries that lock without waiting and lets go at once.
