@@ -340,13 +340,14 @@ def dynamics_fit_figure(
     title: str = "Phenomenological ODE model fitted to held-out trajectories",
 ) -> None:
     """One panel per fitted (run, class): the two measured coordinates (markers) and the fitted
-    model (lines) against training step, with the fitted signal ratio a and R²."""
+    model (lines) against training step, with the fitted signal ratio a and R². README width
+    (at most three panels a row), one legend under the panels (never over the data), the step
+    axis over the measured checkpoints only; a switch step beyond them is named in the title."""
     keys = list(fits[["run", "class"]].itertuples(index=False, name=None))
-    n_c = min(4, max(1, len(keys)))
+    n = max(1, len(keys))
+    n_c = 1 if n == 1 else (2 if n in (2, 4) else 3)
     n_r = int(np.ceil(len(keys) / n_c)) if keys else 1
-    fig, axes = plt.subplots(
-        n_r, n_c, figsize=(4.6 * n_c + 0.4, 3.8 * n_r + 0.9), squeeze=False, sharey=True
-    )
+    fig, axes = plt.subplots(n_r, n_c, figsize=(10.0, 2.9 * n_r + 1.4), squeeze=False, sharey=True)
     colors = ["tab:blue", "tab:orange"]
     for k, (run, cls) in enumerate(keys):
         ax = axes.flat[k]
@@ -366,26 +367,45 @@ def dynamics_fit_figure(
                 label=f"{value_label(concept)} measured",
             )
             ax.plot(g["step"], g["fitted"], "-", lw=1.8, color=colors[i], label=f"{concept}: model")
-        ax.axvline(f["switch_step"], color="0.4", ls=":", lw=1.2, label="switch step")
+        steps = curves.loc[(curves["run"] == run) & (curves["class"] == cls), "step"]
+        lo, hi = float(steps.min()), float(steps.max())
+        sw = f["switch_step"]
+        inside = sw is not None and np.isfinite(sw) and lo <= sw <= hi
+        if inside:
+            ax.axvline(sw, color="0.4", ls=":", lw=1.2, label="switch step")
         log_steps(ax)
+        ax.set_xlim(lo / 1.08, hi * 1.08)  # the study's checkpoints, not the model's range
         ax.set_ylim(-0.03, 1.03)
         ax.grid(True, alpha=0.3)
+        ax.tick_params(labelsize=9)
+        notes = [f"at search bound: {f['at_bound']}"] if f.get("at_bound") else []
+        if not inside and sw is not None and np.isfinite(sw):
+            notes.append(f"switch at {sw:,.0f}, outside the checkpoints")
         ax.set_title(
-            f"{run}, {pretty_class(cls)}: a={f['a']:.2f}, R²={f['r2']:.2f}, RMSE={f['rmse']:.3f}"
-            + (f"\n(at search bound: {f['at_bound']})" if f.get("at_bound") else ""),
+            f"{run}, {pretty_class(cls)}: a={f['a']:.2f}, R²={f['r2']:.2f}"
+            + (f"\n({'; '.join(notes)})" if notes else ""),
             fontsize=9.5,
+            loc="left",
         )
-        ax.set_xlabel("training step (log scale)")
+        if k >= len(keys) - n_c:
+            ax.set_xlabel("training step (log scale)", fontsize=9.5)
         if k % n_c == 0:
-            ax.set_ylabel("concept-space coordinate")
-        ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+            ax.set_ylabel("concept-space coordinate", fontsize=9.5)
     for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
+    handles, labels = {}, []
+    for ax in axes.flat[: len(keys)]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    labels = list(handles)
+    fig.legend([handles[k] for k in labels], labels, loc="lower center", ncol=3, fontsize=9,
+               frameon=False)  # fmt: skip
     fig.suptitle(
         title + "\n(a > 1: the second concept has the stronger pull; dotted: switch α = ½)",
         fontsize=11,
     )
-    fig.tight_layout()
+    rows = -(-len(labels) // 3)
+    fig.tight_layout(rect=(0, (0.25 * rows + 0.15) / fig.get_figheight(), 1, 1))
     save_figure(fig, path, pdf=True)
 
 

@@ -127,7 +127,9 @@ def _extension_figures(tables, metrics: dict, fig_dir: Path, *, threshold: float
     """The figures of the analyses beyond two concepts, each drawn only where it applies (the
     report lists whatever PNGs the folder holds)."""
     traj, dist, cd = tables["trajectories"], tables["concept_distance"], metrics["concept_distance"]
-    if not dist.empty:
+    # distance at convergence against learning time is a three-concept analysis (§7.1): with
+    # two concepts there is one held-out class per run and nothing to relate
+    if not dist.empty and len(concepts_of(traj)) >= 3:
         X.distance_time_figure(dist, cd["relation"], fig_dir / "distance_vs_learning_time.png")
     if len(traj) and len(concepts_of(traj)) >= 3:
         X.cube_trajectory_figure(traj, cd["convergence_step"], fig_dir / "trajectories_3d.png")
