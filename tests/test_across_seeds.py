@@ -404,3 +404,25 @@ def test_no_bootstrap_interval_from_two_seeds():
     assert two["median"] == 2000.0 and math.isnan(two["ci_low"]) and math.isnan(two["ci_high"])
     three = bootstrap_median([1000.0, 2000.0, 3000.0], [False, False, False])
     assert three["ci_low"] <= 2000.0 <= three["ci_high"]
+
+
+def test_per_seed_signal_order_is_the_studys_rule():
+    """One signal-order rule: each seed's verdict is fits.is_monotone_decreasing on its points
+    (strictly falling, censored = later than the budget, two censored neighbours tied, at least
+    3 points of which 2 measured)."""
+    import conceptspace.analysis.fits as FT
+
+    cases = {
+        0: [None, 6000, 3000, 1000],  # holds
+        1: [None, None, 3000, 1000],  # two censored neighbours: a tie, holds
+        2: [5000, 6000, 3000, 1000],  # rises once: violated
+        3: [None, None, None, 1000],  # one measured: insufficient
+    }
+    by_seed = X.seed_verdicts(points(cases)).set_index("seed")
+    for seed, ts in cases.items():
+        cens = np.array([t is None for t in ts])
+        t = np.array([BUDGET if v is None else v for v in ts], float)
+        rule = FT.is_monotone_decreasing(np.array(SEPS), t, cens)
+        assert by_seed.loc[seed, "signal_order"] == rule["monotone"]
+        assert by_seed.loc[seed, "signal_order_reason"] == rule["reason"]
+    assert by_seed["signal_order"].tolist() == [True, True, False, False]

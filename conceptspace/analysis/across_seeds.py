@@ -3,7 +3,8 @@
 A study with one seed gives one learning time per concept separation, and three points cannot
 establish an order (the exact one-sided permutation p of a perfect order of three points is
 1/6). This module pools a sweep run with several seeds. It reads nothing from disk and imports
-nothing from the rest of the analysis: its input is one plain table, the *points* table, with one
+only the statistics of :mod:`.censored` and the signal-order rule of :mod:`.fits` from the rest
+of the analysis: its input is one plain table, the *points* table, with one
 row per (run, seed) of the concept under study (by default color, the concept whose separation
 the paper's sweep varies; Park et al., NeurIPS 2024):
 
@@ -83,6 +84,7 @@ from conceptspace.analysis.censored import (
     somers_numerators,
     within_seed_permutations,
 )
+from conceptspace.analysis.fits import is_monotone_decreasing
 
 REQUIRED = ("run", "seed", "sep", "t_held_out", "held_out_censored", "budget")
 """Columns the points table must have (see the module docstring)."""
@@ -297,18 +299,13 @@ def inverse_time_fit(
 
 
 def _monotone_decreasing(sep, t, cens) -> tuple[bool | None, str]:
-    """The study's per-seed signal-order rule (module docstring); None if separations repeat."""
-    sep, t, cens = np.asarray(sep, float), np.asarray(t, float), np.asarray(cens, bool)
+    """The study's per-seed signal-order rule, :func:`~.fits.is_monotone_decreasing` (one rule
+    for a study and for each seed); None if separations repeat."""
+    sep = np.asarray(sep, float)
     if np.unique(sep).size != sep.size:
         return None, "repeated separations"
-    o = np.argsort(sep)
-    y, c = np.where(cens[o], np.inf, t[o]), cens[o]
-    if sep.size < 3 or (~c).sum() < 2:
-        return False, "insufficient"
-    for i in range(sep.size - 1):
-        if not (y[i + 1] < y[i] or (c[i] and c[i + 1])):
-            return False, "violated"
-    return True, "ok"
+    mono = is_monotone_decreasing(sep, np.asarray(t, float), np.asarray(cens, bool))
+    return bool(mono["monotone"]), str(mono["reason"])
 
 
 def seed_verdicts(points: pd.DataFrame) -> pd.DataFrame:

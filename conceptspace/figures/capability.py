@@ -76,7 +76,7 @@ def lead_label(e: pd.DataFrame) -> str | None:
         return None
     med = float(np.median(have["lead_steps"].astype(float)))
     lb = bool(have["lead_is_lower_bound"].astype(bool).any())
-    sign = "≥ " if lb else ("+" if med >= 0 else "")
+    sign = "≥ " if lb else ("+" if med > 0 else "")
     seeds = f", {len(have)} of {n} seeds" if n > 1 else ""
     return f"{sign}{med:,.0f} steps{seeds}"
 
