@@ -173,18 +173,9 @@ def run(argv=None) -> None:
             "train.weight_decay (or keep train.grad_clip on) and run again (docs/method.md "
             "§3.3); the unfinished run is discarded then"
         ) from None
-    except CheckpointError as e:  # a full disk while saving one, say
-        raise ArtifactError(
-            f"run {names}: {e}; a rerun resumes from the last complete checkpoint in "
-            + ", ".join(str(g["work"]) for g in group)
-        ) from None
-    except OSError as e:  # a full disk while writing a log, say
-        where = e.filename or ", ".join(str(g["work"]) for g in group)
-        raise ArtifactError(
-            f"run {names}: cannot write {where} ({e.strerror or e}); free disk space and run "
-            "again: training resumes from the last complete checkpoint in "
-            + ", ".join(str(g["work"]) for g in group)
-        ) from None
+    except (CheckpointError, OSError) as e:  # a full disk while saving a checkpoint or a log
+        cause = str(e) if isinstance(e, CheckpointError) else f"cannot write {e.filename} ({e})"
+        raise ArtifactError(f"run {names}: {cause}; {_after_write_failure(group)}") from None
     for g in group:
         work = g["work"]
         for src, dst in ((work / "ckpt", Path(g["ckpt_dir"])), (work / "log", Path(g["log_dir"]))):
@@ -195,6 +186,27 @@ def run(argv=None) -> None:
             dst.parent.mkdir(parents=True, exist_ok=True)
             src.rename(dst)
         shutil.rmtree(work)
+
+
+def _after_write_failure(group: list[dict]) -> str:
+    """What is left after a failed write and what to do: a work folder without a complete
+    checkpoint holds nothing to resume and is removed (it would only take space); one with
+    checkpoints is kept, and named, so that a rerun resumes from its last one."""
+    kept = []
+    for g in group:
+        work = g["work"]
+        steps = sorted((work / "ckpt").glob("step_*.pt")) if work.is_dir() else []
+        if steps:  # atomic saves: every step file there is complete
+            kept.append(f"{work} (up to {steps[-1].stem})")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    if not kept:
+        return "nothing half-written was kept; free disk space and run again"
+    return (
+        "free disk space and run again: training resumes from the last complete checkpoint in "
+        + ", ".join(kept)
+        + " (remove that folder instead to start afresh)"
+    )
 
 
 def discard_unresumable(g: dict, m: Member, net_cfg, cfg: TrainConfig, ckpt_steps) -> None:

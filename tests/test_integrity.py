@@ -236,18 +236,37 @@ def test_a_diverging_loss_names_run_seed_and_step(tmp_path, tiny_doc, dataset, c
     assert "run c020 seed 0" in err and "at step " in err and "train.weight_decay" in err
 
 
-def test_a_full_disk_in_the_train_stage_exits_2(tmp_path, tiny_doc, dataset, monkeypatch, capsys):
+@pytest.mark.parametrize("saved", [0, 1])
+def test_a_full_disk_in_the_train_stage_exits_2(
+    tmp_path, tiny_doc, dataset, monkeypatch, capsys, saved
+):
+    """The disk fills at the first checkpoint (nothing to resume: no .partial is left) or at the
+    second (the work folder is kept and named, and a rerun resumes from it)."""
+    real_save, calls = checkpoints.torch.save, []
+
     def full_disk(obj, f):
+        calls.append(f)
+        if len(calls) <= saved:
+            return real_save(obj, f)
         Path(f).write_bytes(b"PK half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoints.torch, "save", full_disk)
-    assert _train(_tiny(tmp_path, tiny_doc), dataset, tmp_path / "out") == 2
+    out = tmp_path / "out"
+    assert _train(_tiny(tmp_path, tiny_doc), dataset, out) == 2
     err = capsys.readouterr().err
     assert "No space left on device" in err and "free disk space" in err
-    assert "Traceback" not in err and "run c020 seed 0" in err and "ckpt.partial" in err
-    left = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file()]
-    assert not [n for n in left if n.endswith(".pt") or n.startswith(".tmp-")], left
+    assert "Traceback" not in err and "run c020 seed 0" in err
+    left = [p.name for p in out.rglob("*") if p.is_file()]
+    assert not [n for n in left if n.startswith(".tmp-")], left
+    partial = out / "ckpt.partial"
+    if saved:
+        assert f"{partial} (up to step_000010)" in err
+        assert [p.name for p in (partial / "ckpt").iterdir()] == ["step_000010.pt"]
+    else:
+        assert "nothing half-written was kept" in err and not partial.exists()
+    monkeypatch.setattr(checkpoints.torch, "save", real_save)
+    assert _train(_tiny(tmp_path, tiny_doc), dataset, out) == 0  # free space, run again
 
 
 def test_a_killed_run_resumed_with_another_lr_starts_afresh(tmp_path, tiny_doc, dataset, capsys):
