@@ -731,3 +731,19 @@ def test_memorization_window_opens_when_training_is_recognisable_and_says_when_n
     assert never_saturates["end"] == "last checkpoint"
     never = TJ.memorization_window(steps, acc * 0.5, 800.0, ready_acc=0.75, sigma=0.0)
     assert never["window"] is None and "never reach" in never["reason"]
+
+
+def test_one_json_cleaner_drops_every_non_finite_number():
+    """Metrics and the across-seeds summary go through one cleaner, which writes None for NaN
+    and for infinities alike (strict JSON holds neither)."""
+    import json
+
+    from conceptspace.analysis import across_seeds, verdicts
+    from conceptspace.analysis.jsonready import clean
+
+    x = {1: np.float64(np.inf), "b": [np.nan, -np.inf, np.int64(3)], "c": np.array([0.5, np.nan])}
+    want = {"1": None, "b": [None, None, 3], "c": [0.5, None]}
+    for f in (clean, verdicts._jsonable, across_seeds._clean):
+        assert f(x) == want
+        json.dumps(f(x), allow_nan=False)
+    assert verdicts._none(float("inf")) is None

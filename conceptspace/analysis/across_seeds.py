@@ -85,6 +85,7 @@ from conceptspace.analysis.censored import (
     within_seed_permutations,
 )
 from conceptspace.analysis.fits import is_monotone_decreasing
+from conceptspace.analysis.jsonready import clean
 
 REQUIRED = ("run", "seed", "sep", "t_held_out", "held_out_censored", "budget")
 """Columns the points table must have (see the module docstring)."""
@@ -108,19 +109,7 @@ STATEMENTS = {
 # --------------------------------------------------------------------------------------------
 
 
-def _clean(x: Any) -> Any:
-    """JSON-ready: numpy -> python, NaN/inf -> None, recursively through dicts and lists."""
-    if isinstance(x, Mapping):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if x is pd.NA or x is pd.NaT:
-        return None
-    return x
+_clean = clean  # the analysis's one JSON cleaner
 
 
 def _opt_bool(v: Any) -> bool | None:

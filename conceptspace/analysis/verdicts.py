@@ -28,9 +28,6 @@ guidance, underspecification).
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -40,17 +37,11 @@ import conceptspace.analysis.fits as FT
 import conceptspace.analysis.guidance as G
 import conceptspace.analysis.trajectories as TJ
 import conceptspace.analysis.underspecification as U
+from conceptspace.analysis.jsonready import clean
 
-
-def _none(x: Any) -> Any:
-    """JSON-friendly scalars: NaN -> None, numpy -> python."""
-    if x is None:
-        return None
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    return x
+#: JSON-friendly values: NaN and infinities -> None, numpy -> python (one cleaner for the
+#: analysis, :func:`~.jsonready.clean`)
+_none = clean
 
 
 def sharing_class(classes: list[str], held: str, concept_index: int) -> str | None:
@@ -386,13 +377,7 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
     return _jsonable(metrics)
 
 
-def _jsonable(x: Any) -> Any:
-    """Nested dicts/lists with numpy scalars and NaN made JSON-friendly (see :func:`_none`)."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return _none(x)
+_jsonable = clean
 
 
 def extension_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analyze) -> dict:
