@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conceptspace import pipeline, studies
+from conceptspace import pipeline, staleness, studies
 from conceptspace.model.checkpoints import checkpoint_path, load_model
 from conceptspace.params import ParamsError, validate
 from stages import common
@@ -179,8 +179,10 @@ def test_each_member_writes_its_own_record(grouped_doc, tmp_path, monkeypatch):
     common._LOADED[:] = [(study, grouped_doc)]
     common._record("analyze")
 
-    def read(path):
-        return json.loads(Path(path).read_text())
+    def read(path):  # the record beside its file checksums (conceptspace/staleness.py)
+        record = json.loads(Path(path).read_text())
+        assert isinstance(record.pop(staleness.FILES), dict)
+        return record
 
     for (run, seed), path in zip([("c020", 0), ("c050", 0)], paths, strict=True):
         assert read(path) == pipeline.job_record(grouped_doc, "train", run, seed)
@@ -323,6 +325,7 @@ def test_every_member_is_trained_in_its_group_with_its_own_record(trained, group
         assert ckpt["step"] == steps[-1]
         assert (job / "log" / "checkpoints.csv").is_file()
         record = json.loads((job / pipeline.RECORD).read_text())
+        assert record.pop(staleness.FILES) == staleness.written_files(job)
         assert record == pipeline.job_record(doc, "train", run, seed, trained)
 
 
