@@ -3,10 +3,12 @@ on, and the code each runs (README "Studies"). Both tools are built from it:
 
 * ``dvc.yaml`` (and every study folder's ``dvc.yaml``) is *generated* by :func:`dvc_pipeline`,
   so DVC's code dependencies are each stage's import closure (:func:`code_closure`);
-* the Snakemake rules ask :func:`job_record` for each job's provenance: the params it reads,
-  the digests of the code it runs and the keys of the jobs it builds on. A job whose recorded
-  key (``provenance.json`` beside its outputs, written by the stage) differs from the current
-  one is rerun, in a used workspace or a fresh clone alike.
+* every job's provenance record (``provenance.json`` beside its outputs, written by the stage)
+  holds :func:`job_record`: the params it reads, the digests of the code it runs and the keys
+  of the jobs it builds on, with the size and sha256 of each file it wrote beside the key.
+  ``conceptspace/staleness.py`` compares records with today's :func:`job_record` and with the
+  files, and the Snakemake workflow reruns exactly the stale jobs, in a used workspace or a
+  fresh clone alike.
 
 A *study* is one params document; its artifacts live under ``results/<study>/``.
 
@@ -197,14 +199,6 @@ def job_dir(study_dir: str, stage: str, run: str | None = None, seed: int | None
     if run is None:
         return f"{study_dir}/{stage}"
     return f"{study_dir}/{stage}/{run}/seed{seed}"
-
-
-def recorded_key(path: str | Path) -> str | None:
-    """The key in a provenance record, or None when it is missing or unreadable."""
-    try:
-        return json.loads(Path(path).read_text()).get("key")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 # ---- training groups ----------------------------------------------------------------------

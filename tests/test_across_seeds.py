@@ -426,3 +426,20 @@ def test_per_seed_signal_order_is_the_studys_rule():
         assert by_seed.loc[seed, "signal_order"] == rule["monotone"]
         assert by_seed.loc[seed, "signal_order_reason"] == rule["reason"]
     assert by_seed["signal_order"].tolist() == [True, True, False, False]
+
+
+def test_ols_is_scipys_linregress_with_the_hand_written_numbers():
+    """The 1/T fit's least squares is scipy.stats.linregress; it gives the numbers of the
+    closed-form formulas it replaced (slope, intercept, r², standard error of the slope)."""
+    rng = np.random.default_rng(3)
+    x = np.linspace(0.01, 0.05, 7)
+    y = 0.02 * x + 1e-4 + rng.normal(0, 1e-4, x.size)
+    slope, intercept, r2, se = C.ols(x, y)
+    b, a = np.polyfit(x, y, 1)
+    resid = y - (b * x + a)
+    sxx = ((x - x.mean()) ** 2).sum()
+    assert slope == pytest.approx(b, rel=1e-10) and intercept == pytest.approx(a, rel=1e-8)
+    assert r2 == pytest.approx(1 - (resid @ resid) / ((y - y.mean()) ** 2).sum(), rel=1e-10)
+    assert se == pytest.approx(math.sqrt((resid @ resid) / (x.size - 2) / sxx), rel=1e-10)
+    two = C.ols(x[:2], y[:2])
+    assert math.isnan(two[3]) and math.isnan(C.ols(x, np.ones_like(x))[2])

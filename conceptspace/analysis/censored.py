@@ -34,6 +34,7 @@ import itertools
 import math
 
 import numpy as np
+from scipy import stats
 
 # --------------------------------------------------------------------------------------------
 # medians with censored values and their bootstrap intervals
@@ -188,17 +189,13 @@ def within_seed_permutations(groups: list[np.ndarray], n_perm: int, max_exact: i
 
 
 def ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
-    """slope, intercept, r2, standard error of the slope (NaNs when degenerate)."""
+    """slope, intercept, r2, standard error of the slope (NaNs when degenerate), by
+    ``scipy.stats.linregress``; r2 is NaN for a constant y and the standard error for fewer than
+    three points (no residual degree of freedom)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
     if x.size < 2 or np.ptp(x) == 0:
         return (float("nan"),) * 4
-    slope, intercept = np.polyfit(x, y, 1)
-    resid = y - (slope * x + intercept)
-    ss_res = float(resid @ resid)
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
-    se = (
-        math.sqrt(ss_res / (x.size - 2) / float(((x - x.mean()) ** 2).sum()))
-        if x.size > 2
-        else float("nan")
-    )
-    return float(slope), float(intercept), float(r2), se
+    fit = stats.linregress(x, y)
+    r2 = float(fit.rvalue**2) if np.ptp(y) > 0 else float("nan")
+    se = float(fit.stderr) if x.size > 2 else float("nan")
+    return float(fit.slope), float(fit.intercept), r2, se
