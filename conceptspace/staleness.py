@@ -93,16 +93,21 @@ def _check_files(job: str, listed: Any) -> str | None:
     return None
 
 
+_LABELS = {"upstream": "upstream job"}  # how a field's entries are named in a reason
+
+
 def _what_changed(rec: dict, current: dict) -> str:
-    """The first thing a record's key depends on that is not what it is now."""
-    for field, what in (("params", "params"), ("code", "code"), ("upstream", "upstream job")):
-        was, now = rec.get(field), current[field]
-        if not isinstance(was, dict):
-            return f"its `{field}` is unreadable"
-        changed = sorted(k for k in {*was, *now} if was.get(k) != now.get(k))
-        if changed:
+    """The first thing a record's key depends on that is not what it is now: a params key, a
+    code file, an upstream job, or another field of :func:`conceptspace.pipeline.job_record`."""
+    for field, now in current.items():
+        was = rec.get(field)
+        if field == "key" or was == now:
+            continue
+        if isinstance(was, dict) and isinstance(now, dict):
+            changed = sorted(k for k in {*was, *now} if was.get(k) != now.get(k))
             more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
-            return f"{what} {changed[0]} changed{more}"
+            return f"{_LABELS.get(field, field)} {changed[0]} changed{more}"
+        return f"its `{field}` changed"
     return "its key changed"
 
 
