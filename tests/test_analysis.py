@@ -633,7 +633,10 @@ def test_leads_are_read_per_seed_then_summarized():
     s = CP.summarize_leads(em)
     lin = s[s["method"] == "linear"].iloc[0]
     assert lin["n_seeds"] == 2 and lin["n_leads"] == 2 and lin["n_reached"] == 2
-    assert lin["per_seed"] == {0: [9900 - 2000] * 2, 1: [9900 - 6000] * 2}
+    assert lin["per_seed"] == {
+        s: {"lead": 9900.0 - at, "lead_is_lower_bound": True, "lead_high": 9900.0 - at}
+        for s, at in ((0, 2000), (1, 6000))
+    }
     assert lin["lead_median"] == np.median([7900, 3900]) and lin["lead_median_is_lower_bound"]
     assert (lin["lead_min"], lin["lead_max"]) == (3900, 7900)
 

@@ -51,7 +51,10 @@ def test_best_lead_is_the_per_seed_summary_with_its_censoring():
         "n_seeds": 2,
         "n_reached": 1,
         "n_leads": 1,
-        "per_seed": {"0": [900.0, 2100.0], "1": None},
+        "per_seed": {
+            "0": {"lead": 900.0, "lead_is_lower_bound": True, "lead_high": 2100.0},
+            "1": None,
+        },
     }
     naive = {**lead, "lead_steps": 0.0, "lead_is_lower_bound": False, "per_seed": {}}
     details = {

@@ -270,8 +270,8 @@ def summarize_leads(em: pd.DataFrame) -> pd.DataFrame:
     threshold), ``n_leads`` (seeds with a lead), ``lead_median, lead_median_is_lower_bound,
     lead_min, lead_max, n_lead_lower_bound, emergence_median``, ``lead_high_median,
     lead_high_median_is_lower_bound`` (the median of the other end of the seeds' lead
-    intervals, over the same seeds) and ``per_seed`` (seed -> ``[lead, lead_high]``, None where
-    censored)."""
+    intervals, over the same seeds) and ``per_seed`` (seed -> ``{lead, lead_is_lower_bound,
+    lead_high}``, None where censored)."""
     rows = []
     for (run, cls, method, thr), g in em.groupby(
         ["run", "class", "method", "threshold"], sort=True
@@ -303,10 +303,14 @@ def summarize_leads(em: pd.DataFrame) -> pd.DataFrame:
                 "lead_high_median": high,
                 "lead_high_median_is_lower_bound": high_lb,
                 "per_seed": {
-                    int(s): (None if pd.isna(v) else [float(v), float(h)])
-                    for s, v, h in zip(
-                        g["seed"], g["lead_steps"], g["lead_high_steps"], strict=True
-                    )
+                    int(r.seed): None
+                    if pd.isna(r.lead_steps)
+                    else {
+                        "lead": float(r.lead_steps),
+                        "lead_is_lower_bound": bool(r.lead_is_lower_bound),
+                        "lead_high": float(r.lead_high_steps),
+                    }
+                    for r in g.itertuples()
                 },
             }
         )
