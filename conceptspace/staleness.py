@@ -155,7 +155,21 @@ def stale_jobs(doc: dict, study_dir: str, root: Path = pipeline.ROOT) -> dict[st
                     verdict = Stale(f"it builds on {name}, which reruns", stale[above].quiet)
             if verdict is not None:
                 stale[job] = verdict
+        if stage == "train" and pipeline.grouped(doc):
+            _stale_groups(doc, study_dir, stale)
     return stale
+
+
+def _stale_groups(doc: dict, study_dir: str, stale: dict[str, Stale]) -> None:
+    """A training group reruns as one job (conceptspace/pipeline.py, "Training groups"), so
+    every member of a group with a stale member is stale: its outputs are rewritten."""
+    for group in pipeline.train_groups(doc):
+        jobs = [pipeline.job_dir(study_dir, "train", r, s) for r, s in group.members]
+        first = next((j for j in jobs if j in stale), None)
+        for j in jobs:
+            if first is not None and j not in stale:
+                why = f"it trains in {group.name} with {_name_of(study_dir, first)}, which reruns"
+                stale[j] = Stale(why, stale[first].quiet)
 
 
 def _name_of(study_dir: str, job: str) -> str:

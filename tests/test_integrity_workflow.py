@@ -125,6 +125,17 @@ def test_stale_jobs_carries_a_rerun_downstream_and_says_why(tmp_path, tiny_doc):
     assert "it builds on train c020 seed 0, which reruns: rerunning probe c020 seed 0" in lines
 
 
+def test_a_stale_member_makes_its_whole_training_group_stale(tmp_path, grouped_doc):
+    """A group retrains as one job, rewriting every member's outputs (train_g0: c020, c050)."""
+    study = _study(tmp_path, grouped_doc)
+    _edit(Path(study) / "train" / "c020" / "seed0" / "out.csv")
+    stale = staleness.stale_jobs(grouped_doc, study)
+    assert stale[f"{study}/train/c050/seed0"].reason == (
+        "it trains in train_g0 with train c020 seed 0, which reruns"
+    )
+    assert f"{study}/probe/c050/seed0" in stale and f"{study}/train/c080/seed0" not in stale
+
+
 def test_jobs_never_run_are_stale_but_not_reported(tmp_path, tiny_doc):
     study = str(tmp_path / "results" / "default")
     stale = staleness.stale_jobs(tiny_doc, study)
