@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from conceptspace.measure import classifier, interventions, probing
+from conceptspace.measure.interventions import design
 from conceptspace.model.diffusion import vdm_loss
 from conceptspace.model.schedule import LogSNRSchedule
 from conceptspace.model.unet import UNet
 from conceptspace.params import load_params
-from conceptspace.measure.interventions import design
 from stages.train import net_config
 
 

@@ -464,9 +464,9 @@ def eval_costs(study, device, window: float) -> dict:
     """Seconds per checkpoint of the probe and intervene stages' device work (sampler over all
     of a checkpoint's prompts in one batch, then the probe), with random weights."""
     from conceptspace.measure import classifier, interventions, probing
+    from conceptspace.measure.interventions import design
     from conceptspace.model.schedule import LogSNRSchedule
     from conceptspace.model.unet import UNet
-    from conceptspace.measure.interventions import design
 
     net_cfg, _ = configs_of(study)
     grid = study.grid_for(study.run_ids[0])

@@ -244,12 +244,41 @@ class Params(Section):
                     f"intervene.{name}.concept = {push.concept!r}: not in "
                     f"grid.concepts {self.grid.concepts}"
                 )
+        self._check_doses()
         if "guidance" in self.intervene.methods and self.train.p_uncond == 0:
             raise keyed(
                 "intervene.methods = [..., 'guidance']: classifier-free guidance needs a "
                 "model trained with train.p_uncond > 0"
             )
         return self
+
+    def _check_doses(self) -> None:
+        """Refuse, before any work, doses that would give one prompt twice: an overprompt dose
+        past the edge of the range, or a run whose class mean already sits on the edge, where
+        every dose is the naive prompt (docs/method.md §6). Linear doses are distinct hooks
+        once distinct and non-zero (checked by the section)."""
+        if "overprompt" not in self.intervene.methods:
+            return
+        push = self.intervene.overprompt
+        for run in self.run_ids:
+            grid = self.grid_for(run)
+            if grid.one_hot:
+                continue
+            over = [d for d in push.doses if d > 1]
+            if over:
+                raise keyed(
+                    f"intervene.overprompt.doses = {push.doses}: {over} past 1, the edge of the "
+                    f"{push.concept} range (a dose is the fraction of the way from the class "
+                    "mean to the edge; beyond it every prompt is clipped to the same one)"
+                )
+            for k in grid.held_out_classes:
+                if grid.overprompt_edge(k, push.concept) <= 0:
+                    raise keyed(
+                        f"intervene.overprompt: in run {run!r} the class mean of "
+                        f"{grid.class_name(k)} is already at the edge of the {push.concept} "
+                        "range, so every dose gives the naive prompt; leave overprompt out "
+                        "of intervene.methods or narrow that run's separation"
+                    )
 
     def checkpoint_steps(self) -> list[int]:
         """The checkpoint schedule, known before training starts."""

@@ -38,6 +38,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from conceptspace import numerics
 from conceptspace.params import ParamsError
 from conceptspace.sections import Train
 
@@ -185,6 +186,7 @@ def job_record(
         "seed": seed,
         "params": stage_params(doc, stage, run),
         "code": code_digests(stage, root),
+        "numerics": numerics.settings(),
         "upstream": upstream,
     }
     if stage == "train" and grouped(doc):
@@ -271,11 +273,13 @@ OUTS: dict[str, dict[str, bool]] = {  # file -> cached
     "probe": {"probe.csv": False, "samples.npz": True, "samples.png": True},
     "intervene": {"intervene.csv": False, "embeddings.csv": False},
     "analyze": {
+        "headline.json": False,
         "summary.md": False,
         "details.json": False,
         "trajectories.csv": False,
         "learning_times.csv": False,
         "capability.csv": False,
+        "dose_response.csv": False,
         "losses.csv": False,
         "concept_distance.csv": False,
         "dynamics_fit.csv": False,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from conceptspace.analysis import across_seeds, underspecification
-from conceptspace.analysis.headline import headline
+from conceptspace.analysis.headline import headline, terse
 from conceptspace.analysis.study import EXTENSION_TABLES, analyze_study
 from conceptspace.analysis.verdicts import swept_concept
 from conceptspace.data.dataset import load_card
@@ -311,13 +311,15 @@ def run(argv=None) -> None:
 
     csvs = {"trajectories": "trajectories", "learning_times": "learning_times_summary"}
     csvs |= {k: k for k in frames if k.startswith("across_seeds_")}
-    csvs |= {"capability": "capability", **{name: name for name in EXTENSION_TABLES}}
+    csvs |= {"capability": "capability", "dose_response": "dose_response"}
+    csvs |= {name: name for name in EXTENSION_TABLES}
     for name, df in [(n, frames[key]) for n, key in csvs.items()] + [("losses", data["logs"])]:
         write_with(
             out / f"{name}.csv", lambda tmp, df=df: df.to_csv(tmp, index=False, float_format="%.6f")
         )
     write_json(out / "details.json", metrics)
     write_json(out / "metrics.json", headline(metrics))
+    write_json(out / "headline.json", terse(metrics))
     summary = summary_markdown(metrics, frames.get("across_seeds_points"))
     write_bytes(out / "summary.md", summary.encode())
     print(summary + f"\nFigures: {out / 'figures'}/  Tables: {out}/")

@@ -32,9 +32,9 @@ def test_merge_replaces_runs_and_lists_and_merges_sections():
 
 def test_presets_state_only_what_they_change():
     guidance = yaml.safe_load((ROOT / "configs" / "guidance.yaml").read_text())
-    # its own change (the null token, the guidance method) and the first default's sweep,
-    # schedule and evaluation it was designed on; nothing of the data, classifier or analysis
-    assert set(guidance) == {"runs", "seeds", "train", "probe", "intervene"}
+    # its own change (the null token, the guidance method) and the first default's sweep and
+    # schedule it was designed on; nothing of the data, classifier, evaluation or analysis
+    assert set(guidance) == {"runs", "seeds", "train", "intervene"}
     assert guidance["train"]["p_uncond"] == 0.1 and "guidance" in guidance["intervene"]["methods"]
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert all(guidance["train"][k] != base["train"][k] for k in guidance["train"])

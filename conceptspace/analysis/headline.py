@@ -81,3 +81,14 @@ def _median(row: dict[str, Any], name: str) -> dict[str, Any]:
         "ci": [row[f"{name}_ci_low"], row[f"{name}_ci_high"]],
         "lower_bound": row[f"{name}_median_is_lower_bound"],
     }
+
+
+def terse(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What ``dvc metrics show`` prints for a study (``headline.json``, one terminal line):
+    each phenomenon's verdict, as "k of n seeds" where the study has several seeds."""
+    seeds = metrics.get("across_seeds")
+    if seeds:
+        return {
+            name: f"{p['holds_in']} of {p['n']} seeds" for name, p in seeds["phenomena"].items()
+        }
+    return {name: "yes" if v else "no" for name, v in metrics["phenomena"].items()}
