@@ -4,10 +4,10 @@ then compare the regenerated files with the committed ones (docs/method.md §11)
     python .ci/compare_results.py fingerprint   # before regenerating
     python .ci/compare_results.py compare       # after: fails on any difference
 
-Every file under results/ and dvc.lock must come out byte for byte, except the `platform`
-entry of the provenance records, which says where each job ran and so differs between
-machines by design: a record that differs only there is accepted (and restored to the
-committed bytes so that later checks see a clean tree)."""
+Every file under results/ and dvc.lock must come out byte for byte, except the
+`platform.json` beside each provenance record, which says where its job ran and so differs
+between machines by design: those are accepted (and restored to the committed bytes so that
+later checks see a clean tree)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import sys
 
 from conceptspace import numerics
 
-RECORD = "results/default/fit_classifier/provenance.json"
+RECORD = f"results/default/fit_classifier/{numerics.PLATFORM}"
 
 
 def git(*args: str) -> str:
@@ -26,7 +26,7 @@ def git(*args: str) -> str:
 
 def fingerprint() -> None:
     try:
-        committed = json.loads(git("show", f"HEAD:{RECORD}")).get("platform")
+        committed = json.loads(git("show", f"HEAD:{RECORD}"))
     except subprocess.CalledProcessError:
         committed = None
     here = numerics.platform()
@@ -44,35 +44,20 @@ def fingerprint() -> None:
         )
 
 
-def _without_platform(text: str) -> dict:
-    record = json.loads(text)
-    record.pop("platform", None)
-    return record
-
-
 def compare() -> int:
-    changed = [
-        line[3:] for line in git("status", "--porcelain", "--", "dvc.lock", "results").splitlines()
-    ]
+    status = git("status", "--porcelain", "--", "dvc.lock", "results").splitlines()
     bad = []
-    for path in changed:
-        if path.endswith("provenance.json"):
-            try:
-                old = _without_platform(git("show", f"HEAD:{path}"))
-                new = _without_platform(open(path, encoding="utf-8").read())
-            except (subprocess.CalledProcessError, OSError, json.JSONDecodeError):
-                bad.append(path)
-                continue
-            if old == new:
-                git("checkout", "--", path)
-                continue
+    for path in (line[3:] for line in status):
+        if path.endswith(f"/{numerics.PLATFORM}"):
+            git("checkout", "--", path)
+            continue
         bad.append(path)
     if bad:
         print(f"{len(bad)} regenerated files differ from the committed ones:", file=sys.stderr)
         for path in bad:
             print(f"  {path}", file=sys.stderr)
         return 1
-    print("every regenerated file equals the committed one (platform entries aside)")
+    print(f"every regenerated file equals the committed one ({numerics.PLATFORM} aside)")
     return 0
 
 

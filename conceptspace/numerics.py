@@ -36,6 +36,7 @@ PINNED = {
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
 LEVELS = ("avx2", "native")
+PLATFORM = "platform.json"  # beside each job's provenance record: :func:`platform`
 VARIABLE = "CONCEPTSPACE_NUMERICS"
 
 

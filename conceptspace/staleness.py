@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conceptspace import pipeline
+from conceptspace import numerics, pipeline
 
 FILES = "files"  # the record's field listing each written file's size and sha256
 _CHUNK = 1 << 20
@@ -37,13 +37,13 @@ def sha256(path: Path) -> str:
 
 def written_files(job_dir: str | Path) -> dict[str, dict[str, Any]]:
     """Size and sha256 of every file under a job's folder (output folders such as ``ckpt``
-    walked), by path relative to it; the record itself and hidden files (DVC's
-    ``.gitignore``) are left out."""
+    walked), by path relative to it; the record itself, the platform file beside it
+    (``numerics.PLATFORM``) and hidden files (DVC's ``.gitignore``) are left out."""
     job_dir = Path(job_dir)
     out = {}
     for p in sorted(job_dir.rglob("*")):
         rel = p.relative_to(job_dir)
-        if not p.is_file() or rel.as_posix() == pipeline.RECORD:
+        if not p.is_file() or rel.as_posix() in (pipeline.RECORD, numerics.PLATFORM):
             continue
         if any(part.startswith(".") for part in rel.parts):
             continue

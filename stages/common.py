@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from conceptspace import pipeline, staleness, studies, toollock
+from conceptspace import numerics, pipeline, staleness, studies, toollock
 from conceptspace.io import ArtifactError, write_json
 from conceptspace.params import Params, ParamsError
 
@@ -77,6 +77,9 @@ def _record(stage: str) -> None:
             record = pipeline.job_record(doc, stage, run, seed)
             record[staleness.FILES] = staleness.written_files(Path(path).parent)
             write_json(Path(path), record)
+            # the machine it ran on, beside the record and outside its key and checksums: the
+            # bytes are promised the same on any x86-64 CPU with AVX2 (docs/method.md §11)
+            write_json(Path(path).with_name(numerics.PLATFORM), numerics.platform())
 
 
 def entry(run: Callable[[Sequence[str] | None], None]) -> Callable[[Sequence[str] | None], int]:
