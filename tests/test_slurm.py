@@ -10,6 +10,7 @@ CONCEPTSPACE_REQUIRE_SLURM=1 (set by .ci/run) that is a failure instead."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conceptspace import pipeline, staleness
 from tests.conftest import ROOT, copy_project
 from tests.slurm_cluster import Cluster, ClusterUnavailable, ensure_installed
 
@@ -162,6 +164,12 @@ def test_failed_cluster_job_shows_the_stage_error(runs, cluster):
     _, remote, _ = runs
     ckpt = sorted((remote / "results").rglob("step_*.pt"))[-1]
     ckpt.write_bytes(b"not a checkpoint\n")
+    # as if its job wrote it so: a record that disagrees would retrain it instead
+    # (conceptspace/staleness.py)
+    record = ckpt.parent.parent / pipeline.RECORD
+    entry = json.loads(record.read_text())
+    entry[staleness.FILES] = staleness.written_files(record.parent)
+    record.write_text(json.dumps(entry))
     r = _snakemake(
         remote,
         _env(cluster, remote),
