@@ -68,14 +68,19 @@ def _read_record(path: Path) -> dict | None:
     return rec if isinstance(rec, dict) else None
 
 
-def _check_files(job: str, listed: Any) -> str | None:
-    """The first file of ``listed`` (a record's ``files``) that differs, and how."""
+def _check_files(job: str, listed: Any, cached: frozenset[str] = frozenset()) -> str | None:
+    """The first file of ``listed`` (a record's ``files``) that differs, and how. A missing
+    file under one of the ``cached`` outputs (kept in DVC's cache, not in git) is not a
+    change: a fresh clone has none of them, and the tools restore them when a job downstream
+    needs them (``dvc pull``; Snakemake reruns the job only then)."""
     if not isinstance(listed, dict):
         return f"{job}/{pipeline.RECORD} changed since its job wrote it (`{FILES}` unreadable)"
     for rel, want in sorted(listed.items()):
         p = Path(job) / rel
         if not isinstance(want, dict):
             return f"{job}/{pipeline.RECORD} changed since its job wrote it ({rel!r} unreadable)"
+        if not p.exists() and Path(rel).parts[0] in cached and not _blocked(p, rel):
+            continue
         if not p.is_file():
             what = "is no longer a file" if p.exists() else "is missing"
             for parent in list(p.parents)[: len(Path(rel).parts) - 1]:
@@ -91,6 +96,11 @@ def _check_files(job: str, listed: Any) -> str | None:
         if sha256(p) != want.get("sha256"):
             return f"{p} changed since its job wrote it (sha256 differs)"
     return None
+
+
+def _blocked(p: Path, rel: str) -> bool:
+    """Whether a folder above ``p`` (within its job) was replaced by a file."""
+    return any(q.exists() and not q.is_dir() for q in list(p.parents)[: len(Path(rel).parts) - 1])
 
 
 _LABELS = {"upstream": "upstream job"}  # how a field's entries are named in a reason
@@ -127,7 +137,8 @@ def check_job(job: str, current: dict) -> Stale | None:
         if rec.get(field) != value:
             return Stale(f"{path} changed since its job wrote it ({field!r} differs)")
     if FILES in rec:
-        why = _check_files(job, rec[FILES])
+        outs = pipeline.OUTS.get(str(current.get("stage")), {})
+        why = _check_files(job, rec[FILES], frozenset(f for f, c in outs.items() if c))
         if why:
             return Stale(why)
     return None

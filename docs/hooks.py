@@ -27,7 +27,7 @@ SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
 PARAMS = ROOT / "params.yaml"
 RESULTS = ROOT / "results"
 # The order in which committed studies are shown; any other committed study follows.
-STUDY_ORDER = ("default", "reference", "size_sweep")
+STUDY_ORDER = ("default", "unseen_seeds", "size_sweep", "reference")
 FIGURE_KINDS = (".png", ".gif")
 
 
@@ -202,6 +202,29 @@ def results_page() -> str:
     return f"Committed studies: {intro}.\n\n" + "\n\n".join(results_section(s) for s in studies)
 
 
+# ---- the README's verdict table ---------------------------------------------------------
+README = ROOT / "README.md"
+README_BLOCK = ("<!-- verdicts: start -->", "<!-- verdicts: end -->")
+
+
+def readme_verdicts(study: str = "default") -> str:
+    """The per-seed verdict table of a study's ``summary.md`` (the table that opens with
+    ``| seed |``), as the README shows it between its markers."""
+    lines = (RESULTS / study / "analyze" / "summary.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| seed |"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[start:end])
+
+
+def write_readme_verdicts() -> None:
+    """Refresh the README's table from the committed summary: ``python docs/hooks.py``."""
+    text = README.read_text()
+    head, rest = text.split(README_BLOCK[0], 1)
+    _, tail = rest.split(README_BLOCK[1], 1)
+    block = f"{README_BLOCK[0]}\n{readme_verdicts()}\n{README_BLOCK[1]}"
+    README.write_text(head + block + tail)
+
+
 # ---- MkDocs events ---------------------------------------------------------------------
 
 
@@ -230,3 +253,7 @@ def on_page_markdown(markdown, page, config, files):
         )
         markdown = markdown.replace(marker, link)
     return markdown
+
+
+if __name__ == "__main__":
+    write_readme_verdicts()

@@ -127,3 +127,13 @@ def test_smoke_preset_is_the_tiny_study():
                         assert got == value, f"{section}.{key}"
         else:
             assert smoke[section] == tiny[section], section
+
+
+def test_readme_verdict_table_is_the_committed_one():
+    """The README's per-seed verdicts are the default study's summary table, never a hand
+    copy (refresh with ``python docs/hooks.py`` after regenerating the study)."""
+    hooks = _hooks()
+    text = (ROOT / "README.md").read_text()
+    start, end = hooks.README_BLOCK
+    block = text.split(start, 1)[1].split(end, 1)[0].strip()
+    assert block == hooks.readme_verdicts().strip()

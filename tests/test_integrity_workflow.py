@@ -63,7 +63,9 @@ CASES = {
     "untouched": (lambda j: None, None),
     "edited": (lambda j: _edit(j / "log.csv"), "log.csv changed since its job wrote it (sha256"),
     "truncated": (lambda j: (j / "log.csv").write_text("st"), "truncated or edited"),
-    "deleted": (lambda j: (j / "ckpt" / "step_10.pt").unlink(), "step_10.pt is missing"),
+    "deleted": (lambda j: (j / "log.csv").unlink(), "log.csv is missing"),
+    # a cached output absent, as in a fresh clone without DVC's cache: not a change
+    "cached output absent": (lambda j: (j / "ckpt" / "step_10.pt").unlink(), None),
     "folder replaced": (lambda j: _replace_by_file(j / "ckpt"), "ckpt was replaced by a file"),
     "record edited": (
         lambda j: (j / pipeline.RECORD).write_text(
@@ -291,12 +293,12 @@ EDITS = {
         "provenance.json changed since its job wrote it ('params' differs)",
         "intervene c080 seed 0",
     ),
-    "training log deleted": (
-        "train/c020/seed0/log/train_log.csv",
+    "probe table deleted": (
+        "probe/c020/seed0/probe.csv",
         lambda p: p.unlink(),
-        TRAIN_C020,
-        "train_log.csv is missing since its job wrote it",
-        "train c020 seed 0",
+        {"probe": 1, "analyze": 1},
+        "probe.csv is missing since its job wrote it",
+        "probe c020 seed 0",
     ),
     "checkpoint folder replaced by a file": (
         "train/c020/seed0/ckpt",
