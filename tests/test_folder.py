@@ -242,7 +242,7 @@ MODEL_ONLY = [
     (
         "intervention on another attribute",
         "intervene.linear",
-        {"concept": "Bald", "settings": [1.0]},
+        {"concept": "Bald", "doses": [1.0]},
         "Bald",
     ),
     (

@@ -93,7 +93,7 @@ def test_study_overlays_merge_over_params_yaml():
     paper = G.load_study(ROOT / "configs" / "paper.yaml")
     counts = G.study_counts(paper)
     assert counts["runs"] == 100 and counts["steps"] == 20_000 and counts["checkpoints"] == 60
-    assert counts["probe_images"] == 3 * 32 + 32 and counts["intervene_images"] == 9 * 64
+    assert counts["probe_images"] == 3 * 32 + 32 and counts["intervene_images"] == 10 * 64
 
 
 def test_missing_packages_get_a_clear_error(tmp_path, monkeypatch):
