@@ -169,8 +169,9 @@ def capability_figure(
         head = run_labels.get(run, str(run))
         if len(classes) > 1:
             head += f", {pretty_class(cls)}"
-        sub = "; ".join(leads) if leads else ""
-        ax.set_title(head + (f"\nlead: {sub}" if sub else ""), fontsize=FONT, loc="left")
+        # one line per method, so that a panel's title never runs into its neighbour's
+        sub = "".join(f"\nlead, {text}" for text in leads)
+        ax.set_title(head + sub, fontsize=FONT, loc="left")
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
