@@ -35,9 +35,27 @@ RUNS = list(DOC["runs"])
 SEEDS = list(DOC["seeds"])
 
 
+# The wildcards that name a job's run and seed: `run` and `seed` in every rule but the
+# training rule, whose own names put them on its boxes in `snakemake --dag` (rules/train.smk).
+WILDCARD_NAMES = {"train": ("train_run", "train_seed")}
+
+
 wildcard_constraints:
     run="|".join(RUNS),
     seed=r"\d+",
+    train_run="|".join(RUNS),
+    train_seed=r"\d+",
+
+
+def wildcard_names(rule):
+    """The names of the wildcards for run and seed in the rule ``rule``."""
+    return WILDCARD_NAMES.get(rule, ("run", "seed"))
+
+
+def in_own_wildcards(rule, pattern):
+    """A per-run pattern ({run}, {seed}) in the wildcard names of the rule ``rule``."""
+    run, seed = wildcard_names(rule)
+    return str(pattern).replace("{run}", f"{{{run}}}").replace("{seed}", f"{{{seed}}}")
 
 
 def per_run(pattern):
@@ -51,7 +69,8 @@ def final_outputs():
 
 def cmd(stage):
     """The stage's shell command, the same string as in the study's dvc.yaml."""
-    return pipeline.command(stage, S, PARAMS_FILE, "{wildcards.run}", "{wildcards.seed}")
+    run, seed = wildcard_names(stage)
+    return pipeline.command(stage, S, PARAMS_FILE, f"{{wildcards.{run}}}", f"{{wildcards.{seed}}}")
 
 
 def provenance(stage):
@@ -96,8 +115,9 @@ def _job_dirs(name, wildcards):
         return [pipeline.job_dir(S, "train", run, seed) for run, seed in GROUPS[name].members]
     if name not in pipeline.STAGES:
         return None
-    run = wildcards.get("run")
-    seed = int(wildcards.seed) if run is not None else None
+    run_name, seed_name = wildcard_names(name)
+    run = wildcards.get(run_name)
+    seed = int(wildcards.get(seed_name)) if run is not None else None
     return [pipeline.job_dir(S, name, run, seed)]
 
 

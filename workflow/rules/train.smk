@@ -16,16 +16,22 @@ TRAIN_RESOURCES = {
 
 if not pipeline.grouped(DOC):
 
+    # The rule `train` names its wildcards train_run and train_seed (rules/common.smk:
+    # WILDCARD_NAMES), not run and seed. `snakemake --dag` writes the values of a job's
+    # wildcards on its box (the Snakemake tutorial, "Basics: An example workflow", step 4), but
+    # Snakemake leaves out each name and value that an upstream job already has: under
+    # synthesize's names, the train boxes and the probe and intervene boxes below them would
+    # all read just their rule's name. Paths, commands and provenance are the same strings.
     rule train:
         input:
-            dataset=rules.synthesize.output.dataset,
+            dataset=in_own_wildcards("train", rules.synthesize.output.dataset),
             stamp=stamp("train"),
         output:
-            ckpt=directory(TRAINED["ckpt"]),
-            log=directory(TRAINED["log"]),
-            provenance=TRAINED["provenance"],
+            ckpt=directory(in_own_wildcards("train", TRAINED["ckpt"])),
+            log=directory(in_own_wildcards("train", TRAINED["log"])),
+            provenance=in_own_wildcards("train", TRAINED["provenance"]),
         log:
-            f"logs/{STUDY.name}/train/{{run}}/seed{{seed}}.log",
+            in_own_wildcards("train", f"logs/{STUDY.name}/train/{{run}}/seed{{seed}}.log"),
         threads: DOC["train"]["threads"]
         priority: 10  # the critical path: start every training job before evaluations
         resources:
