@@ -62,7 +62,10 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    """Write strict JSON: NaN and infinities are refused (JSON has no such numbers; use None)."""
+    """The project's one JSON writer: strict JSON, written atomically. It converts nothing: NaN
+    and infinities are refused (JSON has no such numbers; use None), so a missing number is
+    never written silently. ``conceptspace.analysis.jsonready.clean`` is the one function that
+    turns non-finite numbers into None, before they come here."""
     try:
         text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False)
     except ValueError as e:

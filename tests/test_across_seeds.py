@@ -13,6 +13,7 @@ from scipy import stats
 
 import conceptspace.analysis.across_seeds as X
 import conceptspace.analysis.censored as C
+import conceptspace.analysis.fits as FT
 from conceptspace.figures.across_seeds import across_seeds_figure
 
 BUDGET = 9000.0
@@ -127,6 +128,58 @@ def test_the_tracker_case_two_seeds_with_a_tie():
     assert by_seed.loc[1, "signal_order_reason"] == "violated"
 
 
+#: the committed studies' points (results/<study>/analyze/across_seeds_points.csv): seed ->
+#: held-out color learning time at Δcolor 0.2, 0.5, 0.8 (None: censored at the 4,500 budget)
+COMMITTED = {
+    "default": {0: [None, None, 1744], 1: [3903, 2149, 1380], 2: [None, 1557, 1059]},
+    "unseen_seeds": {3: [None, 1059, 657], 4: [3621, 3088, 1059]},
+}
+
+
+def _enumerated_p(p: pd.DataFrame) -> tuple[float, float, int]:
+    """The replaced hand-written test, as a reference: every permutation of the times within
+    each seed, Gehan-scored D of each, exact one- and two-sided p."""
+    import itertools
+
+    x, t = p["sep"].to_numpy(), p["t_held_out"].to_numpy()
+    c, b = p["held_out_censored"].to_numpy(), p["budget"].to_numpy()
+    d0 = C.censored_somers_d(x, t, c, b)["d"]
+    groups = [np.flatnonzero(p["seed"].to_numpy() == s) for s in p["seed"].unique()]
+    ds = []
+    for combo in itertools.product(*(itertools.permutations(g) for g in groups)):
+        i = np.arange(len(p))
+        for g, perm in zip(groups, combo, strict=True):
+            i[g] = perm
+        ds.append(C.censored_somers_d(x, t[i], c[i], b[i])["d"])
+    ds = np.array(ds)
+    return (ds <= d0 + 1e-12).mean(), (np.abs(ds) >= abs(d0) - 1e-12).mean(), ds.size
+
+
+@pytest.mark.parametrize(
+    "study, d, p_one, p_two, n",
+    [("default", -7 / 9, 2 / 216, 4 / 216, 216), ("unseen_seeds", -11 / 12, 1 / 36, 2 / 36, 36)],
+)
+def test_scipy_permutation_test_gives_the_committed_numbers(study, d, p_one, p_two, n):
+    """The pooled order test by scipy.stats.permutation_test (each seed one sample of
+    permutation_type="pairings") gives the numbers the hand-written enumeration gave and the
+    committed summaries print: default "Somers' D -0.78, one-sided permutation p 0.00926
+    (exact)", unseen_seeds "D -0.92, p 0.0278"."""
+    p = points(COMMITTED[study], seps=(0.2, 0.5, 0.8))
+    p["budget"] = 4500.0
+    p.loc[p["held_out_censored"], "t_held_out"] = 4500.0
+    res = X.signal_order_test(p)
+    assert res["d"] == d and res["p_method"] == "exact" and res["n_permutations"] == n
+    assert (res["p_value"], res["p_two_sided"]) == (p_one, p_two)
+    assert (res["p_value"], res["p_two_sided"], n) == _enumerated_p(p)
+    assert f"{res['d']:+.2f} {res['p_value']:.3g}" in ("-0.78 0.00926", "-0.92 0.0278")
+
+
+def test_within_seed_permutations_need_as_many_points_in_every_seed():
+    p = points({0: [8000, 5000, 3000, 1000], 1: [8500, 5500, 3500, 1500]})
+    with pytest.raises(ValueError, match="same number"):
+        X.signal_order_test(p.iloc[:-1])
+
+
 def test_monte_carlo_p_when_exact_enumeration_is_too_large():
     rng = np.random.default_rng(0)
     p = points(
@@ -203,6 +256,15 @@ def test_bootstrap_is_deterministic_and_uses_its_seed():
 
     assert ci(0) == ci(0) and ci(0) != ci(1)
     r = C.bootstrap_median(v, none)
+    # the resamples are scipy.stats.bootstrap's from the same generator; its percentile
+    # interval interpolates between them, the order statistics here lie at or outside it
+    sp = stats.bootstrap(
+        (v,), np.median, n_resamples=2000, method="percentile", rng=np.random.default_rng(0)
+    )
+    draws = np.random.default_rng(0).integers(0, v.size, size=(2000, v.size))
+    assert np.array_equal(sp.bootstrap_distribution, np.median(v[draws], axis=1))
+    lo, hi = sp.confidence_interval
+    assert r["ci_low"] <= lo <= hi <= r["ci_high"]
     # the documented percentile interval: order statistics of the bootstrap medians
     for n_boot, conf, lo, hi in ((2000, 0.95, 49, 1950), (20, 0.5, 4, 15)):
         draws = np.random.default_rng(0).integers(0, v.size, size=(n_boot, v.size))
@@ -409,9 +471,7 @@ def test_no_bootstrap_interval_from_two_seeds():
 def test_per_seed_signal_order_is_the_studys_rule():
     """One signal-order rule: each seed's verdict is fits.is_monotone_decreasing on its points
     (strictly falling, censored = later than the budget, two censored neighbours tied, at least
-    3 points of which 2 measured)."""
-    import conceptspace.analysis.fits as FT
-
+    3 points of which 2 measured; repeated separations: no verdict)."""
     cases = {
         0: [None, 6000, 3000, 1000],  # holds
         1: [None, None, 3000, 1000],  # two censored neighbours: a tie, holds
@@ -426,6 +486,11 @@ def test_per_seed_signal_order_is_the_studys_rule():
         assert by_seed.loc[seed, "signal_order"] == rule["monotone"]
         assert by_seed.loc[seed, "signal_order_reason"] == rule["reason"]
     assert by_seed["signal_order"].tolist() == [True, True, False, False]
+    shared = points({0: [None, 6000, 3000]}, seps=(0.15, 0.4, 0.4))
+    shared.loc[2, "run"] = "c040b"  # two runs at one separation
+    shared = X.seed_verdicts(shared)
+    assert shared["signal_order"].tolist() == [None]
+    assert shared["signal_order_reason"].tolist() == [FT.REPEATED]
 
 
 def test_ols_is_scipys_linregress_with_the_hand_written_numbers():
@@ -434,12 +499,12 @@ def test_ols_is_scipys_linregress_with_the_hand_written_numbers():
     rng = np.random.default_rng(3)
     x = np.linspace(0.01, 0.05, 7)
     y = 0.02 * x + 1e-4 + rng.normal(0, 1e-4, x.size)
-    slope, intercept, r2, se = C.ols(x, y)
+    slope, intercept, r2, se = FT.ols(x, y)
     b, a = np.polyfit(x, y, 1)
     resid = y - (b * x + a)
     sxx = ((x - x.mean()) ** 2).sum()
     assert slope == pytest.approx(b, rel=1e-10) and intercept == pytest.approx(a, rel=1e-8)
     assert r2 == pytest.approx(1 - (resid @ resid) / ((y - y.mean()) ** 2).sum(), rel=1e-10)
     assert se == pytest.approx(math.sqrt((resid @ resid) / (x.size - 2) / sxx), rel=1e-10)
-    two = C.ols(x[:2], y[:2])
-    assert math.isnan(two[3]) and math.isnan(C.ols(x, np.ones_like(x))[2])
+    two = FT.ols(x[:2], y[:2])
+    assert math.isnan(two[3]) and math.isnan(FT.ols(x, np.ones_like(x))[2])

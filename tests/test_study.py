@@ -186,3 +186,17 @@ def test_memorization_without_recognisable_training_classes_is_not_applicable(cf
     verdict = metrics["phenomena_detail"]["memorization"]
     assert verdict["holds"] is None and verdict["applicable"] is False
     assert "c015" in verdict["reason"] and "never reach" in verdict["reason"]
+
+
+def test_two_runs_at_one_separation_leave_signal_order_untested(cfg):
+    """The signal-order rule needs one point per separation (docs/method.md §5.3): where two
+    runs share the swept separation the verdict is None with a reason, as it is per seed
+    across seeds, never a forced no."""
+    probe, interv, info = synthetic_sweep(
+        {"c015": (np.inf, 1000.0), "c040": (3500.0, 2000.0), "c080": (1000.0, 3000.0)}
+    )
+    info.loc[info["run"] == "c080", "sep_color"] = 0.4
+    _, metrics = analyze_study(probe, interv, info, cfg)
+    order = metrics["phenomena_detail"]["signal_order"]
+    assert metrics["phenomena"]["signal_order"] is None
+    assert order["applicable"] is False and "repeated separations" in order["reason"]

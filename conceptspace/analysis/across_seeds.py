@@ -3,10 +3,10 @@
 A study with one seed gives one learning time per concept separation, and three points cannot
 establish an order (the exact one-sided permutation p of a perfect order of three points is
 1/6). This module pools a sweep run with several seeds. It reads nothing from disk and imports
-only the statistics of :mod:`.censored` and the signal-order rule of :mod:`.fits` from the rest
-of the analysis: its input is one plain table, the *points* table, with one
-row per (run, seed) of the concept under study (by default color, the concept whose separation
-the paper's sweep varies; Park et al., NeurIPS 2024):
+only the statistics of :mod:`.censored`, the signal-order rule and least squares of :mod:`.fits`
+and the JSON cleaner from the rest of the analysis: its input is one plain table, the *points*
+table, with one row per (run, seed) of the concept under study (by default color, the concept
+whose separation the paper's sweep varies; Park et al., NeurIPS 2024):
 
 =====================  =======================================================================
 column                 meaning
@@ -80,11 +80,9 @@ from conceptspace.analysis.censored import (
     MIN_BOOTSTRAP,
     bootstrap_median,
     censored_somers_d,
-    ols,
-    somers_numerators,
-    within_seed_permutations,
+    within_seed_permutation_test,
 )
-from conceptspace.analysis.fits import is_monotone_decreasing
+from conceptspace.analysis.fits import is_monotone_decreasing, ols
 from conceptspace.analysis.jsonready import clean
 
 REQUIRED = ("run", "seed", "sep", "t_held_out", "held_out_censored", "budget")
@@ -107,9 +105,6 @@ STATEMENTS = {
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-
-
-_clean = clean  # the analysis's one JSON cleaner
 
 
 def _opt_bool(v: Any) -> bool | None:
@@ -190,30 +185,17 @@ def signal_order_test(
     y = np.where(c, np.inf, t)  # censored last, tied among themselves (midranks)
     if np.unique(y).size > 1:
         out["spearman_rho_midranks"] = float(stats.spearmanr(x, y).statistic)
-    groups = [np.flatnonzero(p["seed"].to_numpy() == s) for s in pd.unique(p["seed"])]
-    rng = np.random.default_rng(random_state)
-    perms, exact = within_seed_permutations(groups, n_perm, max_exact, rng)
-    num = np.concatenate(
-        [
-            somers_numerators(x, t[chunk], c[chunk], b[chunk])
-            for chunk in np.array_split(perms, max(1, len(perms) // 2000))
-        ]
+    test = within_seed_permutation_test(
+        x,
+        t,
+        c,
+        b,
+        p["seed"].to_numpy(),
+        n_perm=n_perm,
+        max_exact=max_exact,
+        rng=np.random.default_rng(random_state),
     )
-    d_perm = num / obs["n_pairs"]
-    eps = 1e-12
-    le = int((d_perm <= obs["d"] + eps).sum())
-    ge_abs = int((np.abs(d_perm) >= abs(obs["d"]) - eps).sum())
-    if exact:
-        p_one, p_two = le / len(d_perm), ge_abs / len(d_perm)
-    else:
-        p_one, p_two = (1 + le) / (1 + len(d_perm)), (1 + ge_abs) / (1 + len(d_perm))
-    out.update(
-        p_value=float(p_one),
-        p_two_sided=float(min(1.0, p_two)),
-        p_method="exact" if exact else "monte_carlo",
-        n_permutations=int(len(d_perm)),
-        holds=bool(obs["d"] < 0 and p_one <= alpha),
-    )
+    out.update(test, holds=bool(obs["d"] < 0 and test["p_value"] <= alpha))
     return out
 
 
@@ -263,6 +245,10 @@ def inverse_time_fit(
         q = float(stats.t.ppf(1 - alpha / 2, n - 2))
         out["slope_ci_t"] = [slope - q * se, slope + q * se]
     seeds = pd.unique(p["seed"])
+    # Not scipy.stats.bootstrap, although it draws the same resamples from the same generator:
+    # a resample with fewer than two distinct x has no slope and is skipped and counted here,
+    # where scipy would carry its NaN into the interval, and the endpoints are order statistics
+    # (as for the medians of .censored), where scipy interpolates between them.
     if len(seeds) >= MIN_BOOTSTRAP and math.isfinite(slope):  # no interval from two seeds
         by_seed = [np.flatnonzero((p["seed"] == s).to_numpy() & ok) for s in seeds]
         rng = np.random.default_rng(random_state)
@@ -287,25 +273,18 @@ def inverse_time_fit(
 # --------------------------------------------------------------------------------------------
 
 
-def _monotone_decreasing(sep, t, cens) -> tuple[bool | None, str]:
-    """The study's per-seed signal-order rule, :func:`~.fits.is_monotone_decreasing` (one rule
-    for a study and for each seed); None if separations repeat."""
-    sep = np.asarray(sep, float)
-    if np.unique(sep).size != sep.size:
-        return None, "repeated separations"
-    mono = is_monotone_decreasing(sep, np.asarray(t, float), np.asarray(cens, bool))
-    return bool(mono["monotone"]), str(mono["reason"])
-
-
 def seed_verdicts(points: pd.DataFrame) -> pd.DataFrame:
     """One row per seed: ``seed, n_points, signal_order, signal_order_reason, memorization,
     hidden_capability, best_lead_steps, best_lead_is_lower_bound`` (verdicts None where the
-    seed cannot test them; the best lead is the largest over the seed's runs)."""
+    seed cannot test them; the best lead is the largest over the seed's runs). Signal order is
+    the study's rule, :func:`~.fits.is_monotone_decreasing`, on the seed's points."""
     p = _check(points)
     rows = []
     for seed, g in p.groupby("seed", sort=True):
-        order, reason = _monotone_decreasing(
-            g["sep"], g["t_held_out"], g["held_out_censored"].to_numpy(bool)
+        order = is_monotone_decreasing(
+            g["sep"].to_numpy(float),
+            g["t_held_out"].to_numpy(float),
+            g["held_out_censored"].to_numpy(bool),
         )
         mem = None
         if "memorized" in g and "turned" in g:
@@ -328,8 +307,8 @@ def seed_verdicts(points: pd.DataFrame) -> pd.DataFrame:
             {
                 "seed": seed,
                 "n_points": int(len(g)),
-                "signal_order": order,
-                "signal_order_reason": reason,
+                "signal_order": order["monotone"],
+                "signal_order_reason": order["reason"],
                 "memorization": mem,
                 "hidden_capability": hidden,
                 "best_lead_steps": best,
@@ -493,7 +472,7 @@ def summarize(
         },
     }
     frames = {"points": p, "by_separation": by_sep, "by_seed": by_seed}
-    return frames, _clean(metrics)
+    return frames, clean(metrics)
 
 
 # --------------------------------------------------------------------------------------------

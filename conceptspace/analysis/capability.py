@@ -63,8 +63,9 @@ ALPHA = 0.05
 def wilson_interval(successes, n, confidence=0.95) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of ``successes`` out of ``n`` (arrays broadcast; ``confidence`` a
     scalar or an array). The same numbers as
-    ``scipy.stats.binomtest(k, n).proportion_ci(confidence, method="wilson")``, vectorized.
-    ``n == 0`` gives ``(0, 1)``."""
+    ``scipy.stats.binomtest(k, n).proportion_ci(confidence, method="wilson")``, vectorized:
+    binomtest takes one count at a time, and this runs over every row of the capability and
+    dose-response tables, each with its own confidence. ``n == 0`` gives ``(0, 1)``."""
     k = np.asarray(successes, dtype=float)
     n = np.asarray(n, dtype=float)
     z = stats.norm.ppf(1 - (1 - np.asarray(confidence, dtype=float)) / 2)

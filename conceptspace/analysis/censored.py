@@ -11,7 +11,10 @@ A censored learning time is only a lower bound: the run's budget (its last check
   ``numpy.random.default_rng`` seeded by ``random_state`` and the separation's index; the
   endpoints are order statistics of the bootstrap medians (no interpolation), and an endpoint is
   flagged a lower bound when a bootstrap median with that value was. Fewer than three seeds give
-  no interval.
+  no interval. (The resamples are those ``scipy.stats.bootstrap(..., paired=True)`` draws from
+  the same generator; its percentile interval is not used because it interpolates between
+  bootstrap medians, which gives endpoints no resample had and so none that can carry the
+  lower-bound flag.)
 * **Signal order across seeds** is Somers' D of learning time on separation over all
   (separation, seed) points, with pairs scored as in Gehan's test for censored data: a pair at two
   different separations is concordant or discordant only when the order of its two learning times
@@ -20,17 +23,20 @@ A censored learning time is only a lower bound: the run's budget (its last check
   the denominator (all pairs at different separations), so D = -1 only when every such pair is
   determined and ordered by decreasing time, and censoring can only pull D towards 0. With a
   common budget this is Kendall's tau with censored times ranked last and tied among themselves,
-  normalised by the pairs untied in separation. Its p-value is a **permutation test** of
-  "no relation" against "decreasing": learning times (with their censored flag and budget) are
-  permuted among the separations *within each seed* (seed effects are left intact), exactly
-  over all permutations when there are at most ``max_exact`` of them, else by ``n_perm`` random
-  permutations (seeded; p = (1 + #{D* <= D}) / (1 + n_perm)). Spearman's rho with midranks
+  normalised by the pairs untied in separation, i.e. ``scipy.stats.somersd`` with censored times
+  set above every measured one; it is computed here because that substitute cannot express
+  budgets that differ between runs. Its p-value is a **permutation test** of "no relation"
+  against "decreasing" by ``scipy.stats.permutation_test``: learning times (with their censored
+  flag and budget) are permuted among the separations *within each seed* (seed effects are left
+  intact; each seed is one sample of ``permutation_type="pairings"``, so every seed needs the
+  same number of points), exactly over all permutations when there are at most ``max_exact`` of
+  them, else by ``n_perm`` random permutations (seeded; p = (1 + #{D* <= D}) / (1 + n_perm)).
+  The two-sided p counts |D*| >= |D| in the same null distribution. Spearman's rho with midranks
   (censored ranked last, tied) is reported alongside for reference.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -169,33 +175,60 @@ def censored_somers_d(sep, t, censored, budget) -> dict:
     }
 
 
-def within_seed_permutations(groups: list[np.ndarray], n_perm: int, max_exact: int, rng):
-    """Index arrays [P, n] permuting positions within each group; exact when feasible."""
-    n = sum(len(g) for g in groups)
-    total = math.prod(math.factorial(len(g)) for g in groups)
-    if total <= max_exact:
-        per_group = [list(itertools.permutations(g)) for g in groups]
-        out = np.empty((total, n), dtype=np.intp)
-        for k, combo in enumerate(itertools.product(*per_group)):
-            row = np.arange(n)
-            for g, perm in zip(groups, combo, strict=True):
-                row[g] = perm
-            out[k] = row
-        return out, True
-    out = np.tile(np.arange(n), (n_perm, 1))
-    for g in groups:
-        out[:, g] = g[rng.permuted(np.tile(np.arange(len(g)), (n_perm, 1)), axis=1)]
-    return out, False
+def within_seed_permutation_test(
+    sep, t, censored, budget, seed, *, n_perm: int, max_exact: int, rng
+) -> dict:
+    """The permutation test of :func:`censored_somers_d` with learning times permuted among
+    the separations within each seed (module docstring), by ``scipy.stats.permutation_test``.
 
+    sep, t, censored, budget, seed: shape [n], one entry per (separation, seed) point; every
+    seed must hold the same number (at least two) of points. Exact over all (k!)^seeds
+    permutations when there are at most ``max_exact``, else ``n_perm`` random ones drawn by
+    ``rng``. Returns ``p_value`` (one-sided, against "decreasing"), ``p_two_sided`` (|D*| >=
+    |D|), ``p_method`` ("exact" | "monte_carlo") and ``n_permutations``.
+    """
+    x = np.asarray(sep, dtype=float)
+    t = np.asarray(t, dtype=float)
+    c = np.asarray(censored, dtype=bool)
+    b = np.asarray(budget, dtype=float)
+    seed = np.asarray(seed)
+    groups = [np.flatnonzero(seed == s) for s in np.unique(seed)]
+    k = {len(g) for g in groups}
+    if len(k) != 1 or min(k) < 2:
+        raise ValueError(
+            "permuting learning times within seeds needs the same number (at least two) of "
+            f"points in every seed; the seeds hold {[len(g) for g in groups]}"
+        )
+    # scipy permutes each sample (one seed's point indices) in place: position j of seed s
+    # keeps its separation x[groups[s][j]] and takes the time of the point moved there
+    x_at = x[np.concatenate(groups)]
+    n_pairs = int((x_at[:, None] != x_at[None, :]).sum() // 2)
 
-def ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
-    """slope, intercept, r2, standard error of the slope (NaNs when degenerate), by
-    ``scipy.stats.linregress``; r2 is NaN for a constant y and the standard error for fewer than
-    three points (no residual degree of freedom)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.size < 2 or np.ptp(x) == 0:
-        return (float("nan"),) * 4
-    fit = stats.linregress(x, y)
-    r2 = float(fit.rvalue**2) if np.ptp(y) > 0 else float("nan")
-    se = float(fit.stderr) if x.size > 2 else float("nan")
-    return float(fit.slope), float(fit.intercept), r2, se
+    def somers_d(*points, axis=-1):
+        i = np.stack(points, axis=-2)
+        i = i.reshape(*i.shape[:-2], -1)
+        return somers_numerators(x_at, t[i], c[i], b[i]) / n_pairs
+
+    total = math.factorial(len(groups[0])) ** len(groups)
+    exact = total <= max_exact
+    res = stats.permutation_test(
+        groups,
+        somers_d,
+        permutation_type="pairings",
+        vectorized=True,
+        n_resamples=total if exact else n_perm,
+        batch=2000,
+        alternative="less",
+        rng=rng,
+    )
+    null, d = res.null_distribution, float(res.statistic)
+    adjust = 0 if exact else 1  # a random null counts the observed permutation too
+    two = (adjust + int((np.abs(null) >= abs(d) * (1 - 100 * np.finfo(float).eps)).sum())) / (
+        null.size + adjust
+    )
+    return {
+        "p_value": float(res.pvalue),
+        "p_two_sided": float(min(1.0, two)),
+        "p_method": "exact" if exact else "monte_carlo",
+        "n_permutations": int(null.size),
+    }

@@ -1,6 +1,8 @@
-"""Learning time against concept signal: the speed fits and the monotone-order test.
+"""Learning time against concept signal: the least-squares fits and the signal-order rule.
 
 docs/method.md §5.3. (The phenomenological ODE of §5.6 is :mod:`.dynamics_model`.)
+:func:`is_monotone_decreasing` is the analysis's one signal-order rule (the study's verdict and
+each seed's verdict across seeds); :func:`ols` the least-squares line of the across-seeds fit.
 """
 
 from __future__ import annotations
@@ -11,6 +13,20 @@ from scipy import stats
 # --------------------------------------------------------------------------------------------
 # Learning time against concept signal
 # --------------------------------------------------------------------------------------------
+
+
+def ols(x, y) -> tuple[float, float, float, float]:
+    """Least squares ``y = slope·x + intercept`` by ``scipy.stats.linregress``: ``(slope,
+    intercept, r2, standard error of the slope)``. All NaN for fewer than two points or a
+    constant x; r2 NaN for a constant y (R² is 0/0 there), the standard error NaN for fewer
+    than three points (no residual degree of freedom; linregress says 0)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.size < 2 or np.ptp(x) == 0:
+        return (float("nan"),) * 4
+    fit = stats.linregress(x, y)
+    r2 = float(fit.rvalue**2) if np.ptp(y) > 0 else float("nan")
+    se = float(fit.stderr) if x.size > 2 else float("nan")
+    return float(fit.slope), float(fit.intercept), r2, se
 
 
 def _linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
@@ -56,38 +72,44 @@ def fit_inverse_time(signal: np.ndarray, T: np.ndarray, censored: np.ndarray | N
     }
 
 
+#: the reason :func:`is_monotone_decreasing` gives when two points share a separation
+REPEATED = "repeated separations"
+
+
 def is_monotone_decreasing(
     x: np.ndarray, y: np.ndarray, censored: np.ndarray | None = None, *, strict: bool = True
 ) -> dict:
-    """Does learning time fall as concept signal grows? (docs/method.md §5.3)
+    """Does learning time fall as concept signal grows? The signal-order rule of
+    docs/method.md §5.3, the one statement of it for the study and for each seed.
 
-    x (signal), y (learning time), censored: shape [N], one point per distinct signal (aggregate
-    seeds first; repeated x raises ValueError). The rule, explicitly:
+    x (signal or separation), y (learning time), censored: shape [N], one point per distinct
+    x (aggregate seeds first). The rule, explicitly:
 
     1. a censored y is only known to be ≥ the budget, so it is treated as +inf;
     2. sorted by x, every consecutive pair must have y strictly decreasing (``strict=False``:
        non-increasing), except that two censored neighbours (inf, inf) are an allowed tie;
     3. the evidence must be sufficient: at least 3 points and at least 2 uncensored ones,
-       otherwise ``monotone`` is False with ``reason="insufficient"``.
+       otherwise ``monotone`` is False with ``reason="insufficient"``;
+    4. repeated x cannot be ordered: ``monotone`` is None (the rule cannot be read, neither
+       yes nor no) with ``reason`` :data:`REPEATED`.
 
-    Returns ``monotone`` (bool), ``reason`` ("ok" | "insufficient" | "violated"),
-    ``violations`` (list of (x_i, x_{i+1}) pairs breaking rule 2), ``n``, ``n_uncensored``,
-    ``spearman_rho`` (of x against y with censored = +inf; negative means decreasing) and
-    ``spearman_p``.
+    Returns ``monotone`` (bool, None for repeated x), ``reason`` ("ok" | "insufficient" |
+    "violated" | :data:`REPEATED`), ``violations`` (list of (x_i, x_{i+1}) pairs breaking rule
+    2), ``n``, ``n_uncensored``, ``spearman_rho`` (of x against y with censored = +inf;
+    negative means decreasing; NaN for repeated x) and ``spearman_p``.
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     cens = np.zeros(x.shape, bool) if censored is None else np.asarray(censored, dtype=bool)
     if not (x.shape == y.shape == cens.shape) or x.ndim != 1:
         raise ValueError("x, y and censored must be 1-D arrays of equal length")
-    if np.unique(x).size != x.size:
-        raise ValueError("x has repeated values: aggregate points with the same signal first")
-    order = np.argsort(x)
+    order = np.argsort(x, kind="stable")
     x, cens = x[order], cens[order]
     y = np.where(cens, np.inf, y[order])
+    repeated = np.unique(x).size != x.size
 
     violations = []
-    for i in range(x.size - 1):
+    for i in range(0 if repeated else x.size - 1):
         both_censored = cens[i] and cens[i + 1]
         ok = y[i + 1] < y[i] if strict else y[i + 1] <= y[i]
         if not (ok or both_censored):
@@ -95,15 +117,17 @@ def is_monotone_decreasing(
 
     n, n_unc = int(x.size), int((~cens).sum())
     rho = p = float("nan")
-    if n >= 2 and np.unique(y).size > 1:
+    if not repeated and n >= 2 and np.unique(y).size > 1:
         res = stats.spearmanr(x, y)  # ranks: +inf is simply the largest
         rho, p = float(res.statistic), float(res.pvalue)
-    if n < 3 or n_unc < 2:
+    if repeated:
+        reason = REPEATED
+    elif n < 3 or n_unc < 2:
         reason = "insufficient"
     else:
         reason = "violated" if violations else "ok"
     return {
-        "monotone": reason == "ok",
+        "monotone": None if repeated else reason == "ok",
         "reason": reason,
         "violations": violations,
         "n": n,

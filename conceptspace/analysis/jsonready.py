@@ -1,9 +1,11 @@
-"""The one JSON cleaner of the analysis: metrics as plain Python that strict JSON can hold.
+"""The one JSON cleaner of the project: metrics as plain Python that strict JSON can hold.
 
 :func:`clean` turns numpy scalars and arrays into Python numbers and lists, every non-finite
-float (NaN, +inf, -inf) and pandas' missing values into None, and mapping keys into strings,
-recursively. ``conceptspace.io.write_json`` refuses NaN and infinities, so whatever the analysis
-hands it has passed through here.
+float (NaN, +inf, -inf alike) and pandas' missing values into None, and mapping keys into
+strings, recursively. It is the only place where a non-finite number becomes None: the analysis
+calls it by this name wherever it hands out numbers (no aliases), and the one JSON writer,
+``conceptspace.io.write_json``, converts nothing and refuses NaN and infinities, so whatever
+the analysis writes has passed through here.
 """
 
 from __future__ import annotations

@@ -7,6 +7,20 @@ import numpy as np
 import pandas as pd
 
 
+def _table(header: str, rows: list[str]) -> list[str]:
+    """A markdown table after a blank line: ``header`` (``| a | b |``), its rule, ``rows``."""
+    return ["", header, "|" + "---|" * (header.count("|") - 1), *rows]
+
+
+def _yes_no(verdict: bool | None) -> str:
+    """A verdict cell: ``n/a`` where it cannot be tested (docs/method.md §8)."""
+    return "n/a" if verdict is None else ("yes" if verdict else "no")
+
+
+def _number(value: float | None, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
 def _steps(row: dict, name: str) -> str:
     """``median [low, high]`` in steps over seeds, ``>`` marking a lower bound (censored)."""
     med = row[f"{name}_median"]
@@ -20,27 +34,35 @@ def _steps(row: dict, name: str) -> str:
     return text
 
 
+def _seed_row(seed: str, v: dict) -> str:
+    """A seed's verdicts and its best lead (``≥``: a lower bound at the budget's end)."""
+    flags = [_yes_no(v[k]) for k in ("signal_order", "memorization", "hidden_capability")]
+    lead = v["best_lead_steps"]
+    lead = "-" if lead is None else f"{'≥' if v['best_lead_is_lower_bound'] else ''}{lead:.0f}"
+    return f"| {seed} | " + " | ".join(flags) + f" | {lead} |"
+
+
 def across_seeds_markdown(a: dict, points: pd.DataFrame) -> list[str]:
     """The verdicts across seeds (docs/method.md §8): k of n seeds per phenomenon, the pooled
     order test, the 1/T fit, and per separation the medians over seeds and each seed's
     memorized class."""
     seeds = ", ".join(str(s) for s in a["seeds"])
-    lines = [
-        "",
-        f"## Across seeds ({a['n_seeds']}: {seeds})",
-        "",
-        "| phenomenon | holds in | 95% interval of the share | seeds where it holds |",
-        "|---|---|---|---|",
-    ]
+    shares = []
     for name, p in a["phenomena"].items():
         lo, hi = p["ci_fraction"]
         ci = "-" if lo is None else f"[{lo:.2f}, {hi:.2f}]"
         held = ", ".join(str(s) for s in p["seeds_holding"]) or "none"
-        lines.append(f"| {name} | {p['holds_in']} of {p['n']} | {ci} | {held} |")
+        shares.append(f"| {name} | {p['holds_in']} of {p['n']} | {ci} | {held} |")
+    lines = [
+        "",
+        f"## Across seeds ({a['n_seeds']}: {seeds})",
+        *_table(
+            "| phenomenon | holds in | 95% interval of the share | seeds where it holds |", shares
+        ),
+    ]
     pooled = a["phenomena"]["signal_order"]["pooled"]
     fit = a["fit_inverse_time"]
-    d = "n/a" if pooled["d"] is None else f"{pooled['d']:+.2f}"
-    pv = "n/a" if pooled["p_value"] is None else f"{pooled['p_value']:.3g}"
+    d, pv = _number(pooled["d"], "+.2f", "n/a"), _number(pooled["p_value"], ".3g", "n/a")
     lines += [
         "",
         f"Pooled signal order over {pooled['n_points']} (separation, seed) points "
@@ -54,12 +76,7 @@ def across_seeds_markdown(a: dict, points: pd.DataFrame) -> list[str]:
             f"Learning speed: 1/T against the {a['concept']} {fit['x']}, slope {fit['slope']:.3g}"
             f"{ci} ({fit['n']} measured points; {fit['n_excluded_censored']} censored left out)."
         )
-    lines += [
-        "",
-        f"| Δ{a['concept']} | held-out median [95% CI] | training median | best lead over "
-        "naive at the capability threshold | memorized class per seed | turned |",
-        "|---|---|---|---|---|---|",
-    ]
+    by_sep = []
     for row in a["by_separation"]:
         at = points[np.isclose(points["sep"], row["sep"])].sort_values("seed")
         mem = ", ".join(
@@ -67,27 +84,21 @@ def across_seeds_markdown(a: dict, points: pd.DataFrame) -> list[str]:
             for s, c in zip(at["seed"], at["nearest_class"], strict=True)
         )
         turned = f"{row['n_turned']} of {row['n_turn_tested']}"
-        lines.append(
+        by_sep.append(
             f"| {row['sep']:g} | {_steps(row, 'held_out')} | {_steps(row, 'train')} | "
             f"{_steps(row, 'lead')} | {mem} | {turned} |"
         )
+    lines += _table(
+        f"| Δ{a['concept']} | held-out median [95% CI] | training median | best lead over "
+        "naive at the capability threshold | memorized class per seed | turned |",
+        by_sep,
+    )
     by_seed = a.get("by_seed", {})
     if by_seed:
-        lines += [
-            "",
+        lines += _table(
             "| seed | signal order | memorization | hidden capability | best lead over naive |",
-            "|---|---|---|---|---|",
-        ]
-        for seed, v in by_seed.items():
-            flags = [
-                "n/a" if v[k] is None else ("yes" if v[k] else "no")
-                for k in ("signal_order", "memorization", "hidden_capability")
-            ]
-            lead = v["best_lead_steps"]
-            lead = (
-                "-" if lead is None else f"{'≥' if v['best_lead_is_lower_bound'] else ''}{lead:.0f}"
-            )
-            lines.append(f"| {seed} | " + " | ".join(flags) + f" | {lead} |")
+            [_seed_row(seed, v) for seed, v in by_seed.items()],
+        )
     lines += [
         "",
         "Steps; `>`: a lower bound (not reached within the budget in some seeds); "
@@ -119,17 +130,38 @@ def _lead_text(emergence: dict) -> str:
     return text
 
 
+def _run_row(run: str, r: dict) -> str:
+    """A run's signal, held-out learning times, memorized class, turn and best lead."""
+    sig = ", ".join(f"{k} {v:.4f}" for k, v in r["signal"].items())
+    lt = ", ".join(
+        f"{k}: {'>' if v['censored_seeds'] else ''}{v['mean']:.0f}"
+        for k, v in r["learning_time_held_out"].items()
+    )
+    t = r["trajectory"]
+    if "by_class" in t:  # several held-out classes: class -> memorized class
+        mem = ", ".join(f"{h}: {v['nearest_class']}" for h, v in t["by_class"].items())
+        turned = ", ".join(f"{h}: {v['turned']}" for h, v in t["by_class"].items())
+    else:
+        mem, turned = t["nearest_class"], t["turned"]
+    return f"| {run} | {sig} | {lt} | {mem} | {turned} | {_lead_text(r['emergence'])} |"
+
+
 def summary_markdown(metrics: dict, points: pd.DataFrame | None = None) -> str:
-    lines = ["# Study summary", "", "| phenomenon | holds | statement |", "|---|---|---|"]
-    for name, d in metrics["phenomena_detail"].items():
-        holds = "n/a" if d["holds"] is None else ("yes" if d["holds"] else "no")
-        lines.append(f"| {name} | {holds} | {d['statement']} |")
-    lines += [
-        "",
-        "| run | signal | held-out learning times | memorized | turned | best lead over naive |",
-        "|---|---|---|---|---|---|",
+    lines = [
+        "# Study summary",
+        *_table(
+            "| phenomenon | holds | statement |",
+            [
+                f"| {name} | {_yes_no(d['holds'])} | {d['statement']} |"
+                for name, d in metrics["phenomena_detail"].items()
+            ],
+        ),
     ]
-    notes = [
+    lines += _table(
+        "| run | signal | held-out learning times | memorized | turned | best lead over naive |",
+        [_run_row(run, r) for run, r in metrics["runs"].items()],
+    )
+    lines += [
         "",
         "Best lead: median over seeds of the per-seed leads, each read with the binomial "
         "intervals (the best dose's Bonferroni-Wilson lower bound at or above the threshold "
@@ -137,24 +169,9 @@ def summary_markdown(metrics: dict, points: pd.DataFrame | None = None) -> str:
         "swapped]; `≥`: naive prompting never reached the threshold, a lower bound at the "
         "budget's end (docs/method.md §6).",
     ]
-    for run, r in metrics["runs"].items():
-        sig = ", ".join(f"{k} {v:.4f}" for k, v in r["signal"].items())
-        lt = ", ".join(
-            f"{k}: {'>' if v['censored_seeds'] else ''}{v['mean']:.0f}"
-            for k, v in r["learning_time_held_out"].items()
-        )
-        lead = _lead_text(r["emergence"])
-        t = r["trajectory"]
-        if "by_class" in t:  # several held-out classes: class -> memorized class
-            mem = ", ".join(f"{h}: {v['nearest_class']}" for h, v in t["by_class"].items())
-            turned = ", ".join(f"{h}: {v['turned']}" for h, v in t["by_class"].items())
-        else:
-            mem, turned = t["nearest_class"], t["turned"]
-        lines.append(f"| {run} | {sig} | {lt} | {mem} | {turned} | {lead} |")
-    lines += notes
     if "concept_distance" in metrics:
         rel = metrics["concept_distance"]["relation"]
-        rho = "n/a" if rel["spearman_rho"] is None else f"{rel['spearman_rho']:+.2f}"
+        rho = _number(rel["spearman_rho"], "+.2f", "n/a")
         lines += [
             "",
             f"Distance to the target corner at training convergence vs class-learned time: "
@@ -163,17 +180,14 @@ def summary_markdown(metrics: dict, points: pd.DataFrame | None = None) -> str:
         ]
     fits = metrics.get("dynamics_model", {}).get("fits", {})
     if fits:
-        lines += [
-            "",
+        lines += _table(
             "| ODE fit (run/class) | a | switch step | R² | at search bound |",
-            "|---|---|---|---|---|",
-        ]
-        for k, f in fits.items():
-            a, sw, r2 = (
-                "-" if f[x] is None else format(f[x], spec)
-                for x, spec in (("a", ".2f"), ("switch_step", ".0f"), ("r2", ".2f"))
-            )
-            lines.append(f"| {k} | {a} | {sw} | {r2} | {f.get('at_bound') or '-'} |")
+            [
+                f"| {k} | {_number(f['a'], '.2f')} | {_number(f['switch_step'], '.0f')} | "
+                f"{_number(f['r2'], '.2f')} | {f.get('at_bound') or '-'} |"
+                for k, f in fits.items()
+            ],
+        )
     if "across_seeds" in metrics and points is not None:
         lines += across_seeds_markdown(metrics["across_seeds"], points)
     return "\n".join(lines) + "\n"

@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+import conceptspace.analysis.capability as CP
 import conceptspace.analysis.concept_distance as CD
 import conceptspace.analysis.dynamics_model as DM
 import conceptspace.analysis.fits as FT
@@ -39,9 +40,14 @@ import conceptspace.analysis.trajectories as TJ
 import conceptspace.analysis.underspecification as U
 from conceptspace.analysis.jsonready import clean
 
-#: JSON-friendly values: NaN and infinities -> None, numpy -> python (one cleaner for the
-#: analysis, :func:`~.jsonready.clean`)
-_none = clean
+#: the columns of a lead read with the intervals (docs/method.md §6.2) that the
+#: hidden-capability verdict cites: the emergence table's, less its threshold, budget, dose
+#: count and the point estimates, which never decide a verdict
+LEAD_EVIDENCE = [
+    c
+    for c in CP.EMERGENCE_COLUMNS
+    if c not in ("threshold", "budget", "n_settings") and not c.startswith("point_")
+]
 
 
 def sharing_class(classes: list[str], held: str, concept_index: int) -> str | None:
@@ -111,15 +117,15 @@ def memorization_of_run(
         in_window = float(dist[(steps >= since) & (steps <= until)].mean())
         final = float(dist[-1])
         out.update(
-            {k: _none(mem[k]) for k in ("nearest_class", "mean_distance", "frac_nearest")},
-            min_distance=_none(mem["min_distance"]),
-            min_distance_step=_none(mem["min_distance_step"]),
-            mean_distances_in_window={k: _none(v) for k, v in mem["mean_distances"].items()},
-            distance_to_held_out_corner_in_window=_none(in_window),
-            final_distance_to_held_out_corner=_none(final),
+            {k: clean(mem[k]) for k in ("nearest_class", "mean_distance", "frac_nearest")},
+            min_distance=clean(mem["min_distance"]),
+            min_distance_step=clean(mem["min_distance_step"]),
+            mean_distances_in_window={k: clean(v) for k, v in mem["mean_distances"].items()},
+            distance_to_held_out_corner_in_window=clean(in_window),
+            final_distance_to_held_out_corner=clean(final),
             turned=bool(final <= in_window - analyze.turn_margin),
         )
-    return {**out, **{k: _none(v) for k, v in turns.items()}}
+    return {**out, **{k: clean(v) for k, v in turns.items()}}
 
 
 def _per_run(d: pd.DataFrame, runs: list[str]) -> pd.DataFrame:
@@ -129,17 +135,17 @@ def _per_run(d: pd.DataFrame, runs: list[str]) -> pd.DataFrame:
 
 
 def _order(d: pd.DataFrame, info: pd.DataFrame, concept: str) -> dict | None:
-    """Monotone-order check of learning time against ``concept``'s separation over the runs of
-    ``d`` (one row per run), or None when separations repeat (one point per separation)."""
+    """The signal-order rule (:func:`~.fits.is_monotone_decreasing`) of learning time against
+    ``concept``'s separation over the runs of ``d`` (one row per run); None when the runs have
+    no such separation."""
     if f"sep_{concept}" not in info:
         return None
-    sep = info.loc[d.index, f"sep_{concept}"].to_numpy()
-    if len(np.unique(sep)) != len(sep):
-        return None
     mono = FT.is_monotone_decreasing(
-        sep, d["learning_time_mean"].to_numpy(), (d["n_censored"] > 0).to_numpy()
+        info.loc[d.index, f"sep_{concept}"].to_numpy(float),
+        d["learning_time_mean"].to_numpy(),
+        (d["n_censored"] > 0).to_numpy(),
     )
-    return {k: _none(v) for k, v in mono.items()}
+    return {k: clean(v) for k, v in mono.items()}
 
 
 def _not_applicable(statement: str, reason: str) -> dict:
@@ -156,6 +162,28 @@ def swept_concept(info: pd.DataFrame, concepts: list[str]) -> str | None:
     if len(varied) == 1:
         return varied[0]
     return "color" if "color" in have else None
+
+
+def signal_order_verdict(
+    held: pd.DataFrame, info: pd.DataFrame, runs: list[str], swept: str | None, concepts
+) -> dict:
+    """Phenomenon 1 (see the module docstring): the signal-order rule of
+    :func:`~.fits.is_monotone_decreasing` on the held-out learning times of the swept concept
+    (``held``: one threshold's rows of the held-out learning-time summary). Not applicable
+    without separations, or when two runs share the swept concept's separation (the rule needs
+    one point per separation, docs/method.md §5.3)."""
+    if swept is None:
+        return _not_applicable(
+            "held-out learning time falls as the concept separation grows",
+            f"the runs have no concept separations (concepts {concepts})",
+        )
+    statement = f"held-out {swept} learning time falls as the {swept} separation grows"
+    rule = _order(_per_run(held[held["concept"] == swept], runs), info, swept)
+    if rule["monotone"] is None:
+        return _not_applicable(
+            statement, f"two runs share a {swept} separation ({rule['reason']}), so no order"
+        )
+    return {"holds": rule["monotone"], "statement": statement, "evidence": rule}
 
 
 def memorization_verdict(
@@ -230,20 +258,17 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
 
     # ---- learning time against concept signal -------------------------------------------
     held = lt_sum[lt_sum["group"] == "held_out"]
-    fits, order = {}, {}
+    fits = {}
     for concept in concepts:
-        fits[concept], order[concept] = {}, {}
+        fits[concept] = {}
         for thr in thresholds:
             d = _per_run(held[(held["concept"] == concept) & (held["threshold"] == thr)], runs)
             signal = info.loc[d.index, f"signal_{concept}"].to_numpy()
             cens = (d["n_censored"] > 0).to_numpy()
             T = d["learning_time_mean"].to_numpy()
             fits[concept][str(thr)] = {
-                k: _none(v) for k, v in FT.fit_inverse_time(signal, T, cens).items()
+                k: clean(v) for k, v in FT.fit_inverse_time(signal, T, cens).items()
             }
-            mono = _order(d, info, concept)
-            if mono is not None:
-                order[concept][str(thr)] = mono
 
     # Training classes too (context for the held-out verdict; not one of the phenomena).
     train_order = {}
@@ -251,9 +276,9 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
     for concept in concepts:
         d = _per_run(tr[tr["concept"] == concept], runs)
         mono = _order(d, info, concept) if len(d) else None
-        if mono is not None:
+        if mono is not None and mono["monotone"] is not None:  # None: repeated separations
             train_order[concept] = {
-                "learning_times": {r: _none(v) for r, v in d["learning_time_mean"].items()},
+                "learning_times": {r: clean(v) for r, v in d["learning_time_mean"].items()},
                 **mono,
             }
 
@@ -270,7 +295,7 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
                 "held_out_classes": held_classes,
                 "nearest_class": None,
                 "turned": None,
-                "saturation_step": _none(TJ.saturation_step(t_run, tol=analyze.saturation_tol)),
+                "saturation_step": clean(TJ.saturation_step(t_run, tol=analyze.saturation_tol)),
                 "heading_step": None,
                 "by_class": {
                     h: memorization_of_run(t_run, a_run, analyze, held=h) for h in held_classes
@@ -280,47 +305,16 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
     # ---- hidden capabilities ------------------------------------------------------------
     thr = analyze.capability_threshold
     emer_thr = emer[(emer["threshold"] == thr) & (emer["method"] != "naive")]
-    lead_rows = []
-    for _, r in emer_thr.iterrows():
-        lead_rows.append(
-            {
-                k: _none(r[k])
-                for k in (
-                    "run",
-                    "seed",
-                    "class",
-                    "method",
-                    "emergence_step",
-                    "censored",
-                    "naive_step",
-                    "naive_censored",
-                    "lead_steps",
-                    "lead_checkpoints",
-                    "lead_is_lower_bound",
-                    "lead_high_steps",
-                    "lead_high_is_lower_bound",
-                )
-            }
-        )
+    lead_rows = [{k: clean(r[k]) for k in LEAD_EVIDENCE} for _, r in emer_thr.iterrows()]
     ahead = [
         r for r in lead_rows if r["lead_checkpoints"] is not None and r["lead_checkpoints"] >= 1
     ]
 
     # ---- the three phenomena ------------------------------------------------------------
     swept = swept_concept(info, concepts)
-    order_statement = f"held-out {swept} learning time falls as the {swept} separation grows"
-    swept_order = order.get(swept, {}).get(str(thresholds[0]), {})
+    held_first = held[held["threshold"] == thresholds[0]]
     phenomena = {
-        "signal_order": {
-            "holds": bool(swept_order.get("monotone", False)),
-            "statement": order_statement,
-            "evidence": swept_order,
-        }
-        if swept is not None
-        else _not_applicable(
-            "held-out learning time falls as the concept separation grows",
-            f"the runs have no concept separations (concepts {concepts})",
-        ),
+        "signal_order": signal_order_verdict(held_first, info, runs, swept, concepts),
         "memorization": memorization_verdict(per_run, info, traj, concepts),
         "hidden_capability": {
             "holds": bool(ahead),
@@ -337,13 +331,13 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
         "runs": {
             run: {
                 "separations": {
-                    c: _none(info.loc[run, f"sep_{c}"]) for c in concepts if f"sep_{c}" in info
+                    c: clean(info.loc[run, f"sep_{c}"]) for c in concepts if f"sep_{c}" in info
                 },
-                "signal": {c: _none(info.loc[run, f"signal_{c}"]) for c in concepts},
+                "signal": {c: clean(info.loc[run, f"signal_{c}"]) for c in concepts},
                 "learning_time_held_out": {
                     f"{row.concept}@{row.threshold:g}": {
-                        "mean": _none(row.learning_time_mean),
-                        "std": _none(row.learning_time_std),
+                        "mean": clean(row.learning_time_mean),
+                        "std": clean(row.learning_time_std),
                         "censored_seeds": int(row.n_censored),
                     }
                     for row in held[held["run"] == run].itertuples()
@@ -352,14 +346,14 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
                 # leads read per seed, then summarized (docs/method.md §6)
                 "emergence": {
                     f"{row.method}@{row.threshold:g}": {
-                        "step": _none(row.emergence_median),
+                        "step": clean(row.emergence_median),
                         "censored": row.n_reached == 0,
-                        "lead_steps": _none(row.lead_median),
+                        "lead_steps": clean(row.lead_median),
                         "lead_is_lower_bound": bool(row.lead_median_is_lower_bound),
-                        "lead_high": _none(row.lead_high_median),
+                        "lead_high": clean(row.lead_high_median),
                         "lead_high_is_lower_bound": bool(row.lead_high_median_is_lower_bound),
-                        "lead_min": _none(row.lead_min),
-                        "lead_max": _none(row.lead_max),
+                        "lead_min": clean(row.lead_min),
+                        "lead_max": clean(row.lead_max),
                         "n_seeds": int(row.n_seeds),
                         "n_reached": int(row.n_reached),
                         "n_leads": int(row.n_leads),
@@ -374,10 +368,7 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
         "signal_order_training_classes": train_order,
     }
     metrics.update(extension_metrics(tables, run_info, analyze))
-    return _jsonable(metrics)
-
-
-_jsonable = clean
+    return clean(metrics)
 
 
 def extension_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analyze) -> dict:
