@@ -679,6 +679,42 @@ def test_fit_inverse_time_exact_on_noise_free_data():
     assert power["power_r2"] == pytest.approx(1.0)
 
 
+#: the committed studies' 1/T fits (results/<study>/analyze/details.json, fits_inverse_time,
+#: threshold 0.8) as np.polyfit and the hand-written r² gave them: (signal, mean held-out
+#: learning time, censored) per run, then slope, intercept, power exponent, prefactor
+COMMITTED_FITS = {
+    "default size": (
+        [0.030927637591958046, 0.0402873195707798, 0.052088648080825806],
+        [1800.0, 3562.0, 3004.3333333333335],
+        [False, True, False],
+        (-0.01052421430208799, 0.0008810446414306345, -0.9826820216165105, 1.8248130788491825e-05),
+    ),
+    "unseen_seeds color": (
+        [0.0032672362867742777, 0.020420223474502563, 0.05227576568722725],
+        [4060.5, 2073.5, 858.0],
+        [True, False, False],
+        (0.02144759667229715, 4.43116273060047e-05, 0.9387047677404389, 0.018605880828965856),
+    ),
+}
+
+
+@pytest.mark.parametrize("study", COMMITTED_FITS)
+def test_fit_inverse_time_by_linregress_gives_the_committed_numbers(study):
+    """The 1/T fits by scipy.stats.linregress (fits.ols) give the numbers np.polyfit gave the
+    committed studies, to 1e-13 (the last one or two of 16 digits differ), r² 1.0 for two
+    points as before."""
+    signal, T, cens, (slope, intercept, exponent, prefactor) = COMMITTED_FITS[study]
+    fit = FT.fit_inverse_time(np.array(signal), np.array(T), cens)
+    assert fit["slope"] == pytest.approx(slope, rel=1e-13)
+    assert fit["intercept"] == pytest.approx(intercept, rel=1e-13)
+    assert fit["power_exponent"] == pytest.approx(exponent, rel=1e-13)
+    assert fit["power_prefactor"] == pytest.approx(prefactor, rel=1e-13)
+    assert fit["r2"] == fit["power_r2"] == 1.0 and fit["n"] == fit["power_n"] == 2
+    # a constant 1/T has no R² (0/0), where the hand-written one said 1
+    flat = FT.fit_inverse_time(np.array(signal), np.full(3, 2000.0))
+    assert flat["slope"] == 0.0 and math.isnan(flat["r2"])
+
+
 def test_fit_inverse_time_drops_censored_and_handles_too_few_points():
     signal = np.array([0.01, 0.02, 0.05, 0.1])
     T = 1.0 / (0.02 * signal + 1e-4)

@@ -136,7 +136,7 @@ def relation(table: pd.DataFrame) -> dict:
     if x.size >= 3 and np.unique(y_rank).size > 1 and np.unique(x).size > 1:
         res = stats.spearmanr(x, y_rank)
         rho, p = float(res.statistic), float(res.pvalue)
-    slope, intercept, r2 = FT._linear_fit(x[~cens], y[~cens])
+    slope, intercept, r2, _ = FT.ols(x[~cens], y[~cens])
     return {
         "n": int(x.size),
         "n_censored": int(cens.sum()),

@@ -1,8 +1,9 @@
 """Learning time against concept signal: the least-squares fits and the signal-order rule.
 
-docs/method.md §5.3. (The phenomenological ODE of §5.6 is :mod:`.dynamics_model`.)
-:func:`is_monotone_decreasing` is the analysis's one signal-order rule (the study's verdict and
-each seed's verdict across seeds); :func:`ols` the least-squares line of the across-seeds fit.
+docs/method.md §5.3. (The phenomenological ODE of §5.6 is :mod:`.dynamics_model`.) This module
+owns both for the whole analysis: :func:`ols` is its one least-squares line (the study's 1/T
+fits, the across-seeds fit, the concept-distance line of §7.1) and :func:`is_monotone_decreasing`
+its one signal-order rule (the study's verdict and each seed's verdict across seeds).
 """
 
 from __future__ import annotations
@@ -29,21 +30,10 @@ def ols(x, y) -> tuple[float, float, float, float]:
     return float(fit.slope), float(fit.intercept), r2, se
 
 
-def _linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """OLS ``y = slope·x + intercept``; returns (slope, intercept, r2), NaNs if degenerate."""
-    if x.size < 2 or np.ptp(x) == 0:
-        return float("nan"), float("nan"), float("nan")
-    slope, intercept = np.polyfit(x, y, 1)
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    ss_res = float(np.sum((y - (slope * x + intercept)) ** 2))
-    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else float("nan"))
-    return float(slope), float(intercept), float(r2)
-
-
 def fit_inverse_time(signal: np.ndarray, T: np.ndarray, censored: np.ndarray | None = None) -> dict:
     """Fit learning speed 1/T against concept signal on the uncensored points (§5.3 extra).
 
-    signal, T, censored: shape [N]. Two fits, both ordinary least squares:
+    signal, T, censored: shape [N]. Two fits, both ordinary least squares (:func:`ols`):
 
     * linear: ``1/T = slope·signal + intercept`` → ``slope, intercept, r2, n``;
     * power law: ``log(1/T) = log(power_prefactor) + power_exponent·log(signal)`` on the points
@@ -56,9 +46,9 @@ def fit_inverse_time(signal: np.ndarray, T: np.ndarray, censored: np.ndarray | N
     t = np.asarray(T, dtype=float)
     cens = np.zeros(x.shape, bool) if censored is None else np.asarray(censored, dtype=bool)
     ok = np.isfinite(x) & np.isfinite(t) & (t > 0) & ~cens
-    slope, intercept, r2 = _linear_fit(x[ok], 1.0 / t[ok])
+    slope, intercept, r2, _ = ols(x[ok], 1.0 / t[ok])
     pos = ok & (x > 0)
-    p_exp, log_c, p_r2 = _linear_fit(np.log(x[pos]), -np.log(t[pos]))
+    p_exp, log_c, p_r2, _ = ols(np.log(x[pos]), -np.log(t[pos]))
     return {
         "slope": slope,
         "intercept": intercept,
