@@ -3,13 +3,13 @@
 ``curves`` (smoothing, sustained crossings, learning times), ``trajectories`` (concept-space
 trajectories, saturation, turns, memorization), ``capability`` (best-dose capability curves
 with their binomial intervals, the dose-response, emergence and leads read with the intervals),
-``fits`` (learning speed against concept signal, the monotone-order test), ``dynamics_model``
+``fits`` (the one least-squares line and the one signal-order rule), ``dynamics_model``
 (the phenomenological ODE), the extensions ``concept_distance``, ``guidance``,
 ``underspecification``; ``study`` (every table of a study: the entry point) and ``verdicts``
 (tables -> metrics and the three phenomena); ``across_seeds`` (the verdicts pooled over seeds,
-with their uncertainty) on ``censored`` (medians, rank correlation and fits of learning times
-some of which are censored); ``headline`` (the few numbers of ``metrics.json``); ``jsonready``
-(the one JSON cleaner).
+with their uncertainty) on ``censored`` (medians and the rank correlation of learning times
+some of which are censored, with its permutation test); ``headline`` (the few numbers of
+``metrics.json``); ``jsonready`` (the one JSON cleaner).
 docs/method.md §5-§8.
 
 May import: numpy, pandas, scipy, and its own modules; nothing of data, model, measure,
