@@ -49,6 +49,8 @@ from conceptspace.sections import (
     Synthesize,
     Train,
     default_value_names,
+    describe,
+    key_of,
     keyed,
 )
 
@@ -289,18 +291,43 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _image_size_fits_net(self) -> Params:
-        levels = len(self.train.net.channels) - 1
-        if self.synthesize.image_size % 2**levels:
-            raise keyed(
-                f"synthesize.image_size = {self.synthesize.image_size}: must be "
-                f"divisible by 2**{levels} for train.net.channels = "
-                f"{self.train.net.channels}"
-            )
+        problem = self.train.net.image_size_problem(self.synthesize.image_size)
+        if problem:
+            raise keyed(f"synthesize.image_size = {self.synthesize.image_size}: {problem}")
         return self
 
     def check_seed(self, seed: int) -> None:
         if seed not in self.seeds:
             raise ParamsError(f"unknown seed {seed}; params.yaml defines seeds {self.seeds}")
+
+    def check_probe_range(self) -> None:
+        """Every separation of the sweep must lie within the probe's training range
+        (``fit_classifier.separations``), where its readings hold (docs/method.md §4.1)."""
+        seps = [s.as_dict() for s in self.fit_classifier.separations or []]
+        if not seps:
+            return
+        for run_id, run_seps in self.runs.items():
+            for concept, value in run_seps.as_dict().items():
+                lo, hi = min(s[concept] for s in seps), max(s[concept] for s in seps)
+                if not lo <= value <= hi:
+                    raise ParamsError(
+                        f"runs.{run_id}.{concept} = {value}: outside the probe's training range "
+                        f"[{lo}, {hi}] (fit_classifier.separations); widen that list"
+                    )
+
+    def check_training_group(self, ids: list[tuple[str, int]]) -> None:
+        """Refuse (run, seed) pairs that cannot be trained as one job: an unknown run or seed,
+        a run named twice, more runs than ``train.ensemble`` (conceptspace/model/ensemble.py)."""
+        for run, seed in ids:
+            self.grid_for(run)
+            self.check_seed(seed)
+        if len(set(ids)) != len(ids):
+            raise ParamsError(f"the group names a run twice: {ids}")
+        if len(ids) > self.train.ensemble:
+            raise ParamsError(
+                f"train.ensemble = {self.train.ensemble}: a group of {len(ids)} runs was given; "
+                "raise train.ensemble or train the runs in smaller groups"
+            )
 
 
 # ---- loading --------------------------------------------------------------------------------
@@ -360,19 +387,6 @@ def _yaml_text(path: Path) -> str:
         ) from None
 
 
-def _loc(parts) -> str:
-    return ".".join(str(p) for p in parts if p not in ("[key]",)) or "<root>"
-
-
-def _lookup(doc: Any, loc) -> Any:
-    for p in loc:
-        try:
-            doc = doc[p]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return doc
-
-
 SCHEMA_HEADER = """\
 # GENERATED from the pydantic models conceptspace/params.py and conceptspace/sections.py; do not
 # edit by hand. Regenerate with
@@ -427,7 +441,7 @@ def schema_errors(doc: Any) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema)
     out = []
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
-        out.append(f"{_loc(err.absolute_path)} = {err.instance!r}: {err.message}")
+        out.append(f"{key_of(err.absolute_path)} = {err.instance!r}: {err.message}")
     return out
 
 
@@ -436,16 +450,7 @@ def validate(doc: Any, source: str = "params.yaml") -> Params:
     try:
         params = Params.model_validate(doc)
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-            value = err.get("input", _lookup(doc, loc))
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "keyed":  # our own validators name key and value themselves
-                prefix = _loc(loc)
-                lines.append(msg if prefix == "<root>" else f"{prefix}.{msg}")
-            else:
-                lines.append(f"{_loc(loc)} = {value!r}: {msg}")
+        lines = describe(e, doc)
         raise ParamsError(f"{source}: invalid parameters:\n  " + "\n  ".join(lines)) from None
     errors = schema_errors(doc)
     if errors:  # the model accepted what the schema rejects: a bug in one of them

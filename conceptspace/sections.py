@@ -2,13 +2,16 @@
 one per stage), each checking its own keys. :class:`conceptspace.params.Params` assembles them
 and checks the relations between sections; it is what the pipeline loads.
 
-A section is the one statement of its settings: the library takes it as it is
-(``TrainConfig.from_section(params.train)``, ``UNetConfig(**params.train.net.model_dump())``),
-and the JSON schema is generated from these models (:func:`conceptspace.params.write_schema`).
+A section is the one statement of its settings, their ranges and the relations between them:
+the library takes it as it is (``TrainConfig.from_section(params.train)``,
+``UNetConfig.from_section(params.train.net, image_size, cond_dim)``), a library config built
+without params is checked by it (:func:`check_values`), and the JSON schema is generated from
+these models (:func:`conceptspace.params.write_schema`).
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,6 +21,8 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -37,6 +42,62 @@ class ParamsError(ValueError):
 def keyed(message: str) -> PydanticCustomError:
     """An error whose message already names its key (relative to the validated model)."""
     return PydanticCustomError("keyed", "{message}", {"message": message})
+
+
+def key_of(parts) -> str:
+    """The dotted key of a location (``train.net.channels``; ``<root>`` for the whole)."""
+    return ".".join(str(p) for p in parts if p not in ("[key]",)) or "<root>"
+
+
+def _lookup(doc: Any, loc) -> Any:
+    for p in loc:
+        try:
+            doc = doc[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return doc
+
+
+def describe(e: ValidationError, doc: Any = None, where: tuple = ()) -> list[str]:
+    """One line per error of ``e``: the key and the value, then what is wrong
+    (``train.lr = 2: Input should be ...``). ``doc`` is what was validated (for values pydantic
+    does not report); ``where`` the key of that within the params document."""
+    lines = []
+    for err in e.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        value = err.get("input", _lookup(doc, loc))
+        msg = err["msg"].removeprefix("Value error, ")
+        key = key_of([*where, *loc])
+        if err["type"] == "keyed":  # our own validators name key and value themselves
+            lines.append(msg if key == "<root>" else f"{key}.{msg}")
+        else:
+            lines.append(f"{key} = {value!r}: {msg}")
+    return lines
+
+
+@cache
+def _field(section: type[BaseModel], key: str) -> TypeAdapter:
+    info = section.model_fields[key]
+    return TypeAdapter(Annotated[(info.annotation, *info.metadata)])
+
+
+def check_values(section: type[BaseModel], values: dict[str, Any], where: str) -> None:
+    """Check the values of a config built by a caller of the library (``TrainConfig``,
+    ``UNetConfig``) as params are checked: each by the field of ``section`` of the same name
+    (its type and range) and, when every field of the section is given, by the section's
+    relations between them. So each check is stated once, here, wherever a value comes from.
+    Raises :class:`ParamsError` naming ``<where>.<key> = <value>``."""
+    if set(section.model_fields) <= set(values):
+        try:
+            section.model_validate({k: values[k] for k in section.model_fields})
+        except ValidationError as e:
+            raise ParamsError("; ".join(describe(e, values, tuple(where.split("."))))) from None
+        return
+    for key, value in values.items():
+        try:
+            _field(section, key).validate_python(value)
+        except ValidationError as e:
+            raise ParamsError("; ".join(describe(e, value, (*where.split("."), key)))) from None
 
 
 def _real(v: Any) -> Any:
@@ -149,6 +210,15 @@ class Net(Section):
         if self.time_dim % 2:
             raise keyed(f"time_dim = {self.time_dim}: must be even")
         return self
+
+    def image_size_problem(self, image_size: int) -> str | None:
+        """Why this U-Net cannot take images of ``image_size`` pixels, or None: each of its
+        ``len(channels) - 1`` downsamplings halves the image (docs/method.md §3.2)."""
+        levels = len(self.channels) - 1
+        if image_size % 2**levels:
+            channels = list(self.channels)
+            return f"must be divisible by 2**{levels} for train.net.channels = {channels}"
+        return None
 
 
 class Checkpoints(Section):

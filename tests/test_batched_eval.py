@@ -8,6 +8,7 @@ moves images by about 2. No checkpoint's images equal another's (each used its o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ from conceptspace.model.unet import UNetConfig
 from tests.squares import squares
 
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
-CFG = TrainConfig(steps=30, batch_size=16, log_every=10)
+CFG = TrainConfig(
+    steps=30, batch_size=16, lr=1e-3, weight_decay=0.01, grad_clip=0.01, p_uncond=0.0, log_every=10
+)
 CKPTS = [10, 20, 30]
 ATOL = 1e-4
 
@@ -105,7 +108,7 @@ def test_checkpoints_of_other_networks_are_refused(ckpts, tmp_path):
     train(
         squares(7),
         other,
-        TrainConfig(steps=2, batch_size=16),
+        replace(CFG, steps=2),
         ckpt_steps=[2],
         ckpt_dir=tmp_path / "ckpt",
         log_dir=tmp_path / "log",

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,9 @@ from tests.squares import squares
 ROOT = Path(__file__).resolve().parent.parent
 # Attention, dropout and CFG dropout on: every random stream and the attention kernel are used.
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
-CFG = TrainConfig(steps=50, batch_size=16, log_every=7, p_uncond=0.2)
+CFG = TrainConfig(
+    steps=50, batch_size=16, lr=1e-3, weight_decay=0.01, grad_clip=0.01, p_uncond=0.2, log_every=7
+)
 CKPTS = [10, 25, 50]
 SEEDS = (3, 4, 5)
 FILES = [f"ckpt/{checkpoint_path(Path(), s).name}" for s in CKPTS]
@@ -249,7 +252,7 @@ def test_bad_groups_are_refused_before_work(trained, tmp_path):
     # A member whose checkpoints come from other settings: refused, nothing written.
     shutil.copytree(ens / "m1" / "ckpt", ms[1].ckpt_dir)
     with pytest.raises(ValueError, match="lr"):
-        cfg = TrainConfig(steps=50, batch_size=16, log_every=7, p_uncond=0.2, lr=5e-4)
+        cfg = replace(CFG, lr=5e-4)
         train_ensemble(ms, NET, cfg, ckpt_steps=CKPTS, progress=False)
     assert not (ms[0].log_dir / "train_log.csv").exists()
     assert not ms[0].ckpt_dir.exists() or not any(ms[0].ckpt_dir.iterdir())

@@ -218,6 +218,28 @@ def test_unknown_run_id_and_seed(root):
         params.check_seed(12345)
 
 
+def test_a_training_group_is_checked_against_params(tiny_doc):
+    params = validate(tiny_doc)  # train.ensemble: 1
+    run, seed = next(iter(tiny_doc["runs"])), tiny_doc["seeds"][0]
+    params.check_training_group([(run, seed)])
+    with pytest.raises(ParamsError, match="unknown run id 'c999'"):
+        params.check_training_group([("c999", seed)])
+    with pytest.raises(ParamsError, match="names a run twice"):
+        params.check_training_group([(run, seed), (run, seed)])
+    other = list(tiny_doc["runs"])[1]
+    with pytest.raises(ParamsError, match="train.ensemble = 1: a group of 2 runs"):
+        params.check_training_group([(run, seed), (other, seed)])
+
+
+def test_a_sweep_outside_the_probes_training_range_is_refused(params_doc):
+    params = validate(params_doc)
+    params.check_probe_range()
+    low = min(s["color"] for s in params_doc["fit_classifier"]["separations"]) / 2
+    run = next(iter(params_doc["runs"]))
+    with pytest.raises(ParamsError, match=rf"runs.{run}.color = {low}: outside the probe's"):
+        validate(_set(params_doc, "runs.RUN.color", low)).check_probe_range()
+
+
 ALL_FOUR = [
     {"color": "red", "size": "large"},
     {"color": "red", "size": "small"},

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,14 @@ from conceptspace.model.checkpoints import (
 )
 from conceptspace.model.training import TrainConfig, checkpoint_steps, train
 from conceptspace.model.unet import UNetConfig
+from conceptspace.params import load_params
 from tests.squares import squares
 
 ROOT = Path(__file__).resolve().parent.parent
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4)
-CFG = TrainConfig(steps=40, batch_size=16, log_every=7, p_uncond=0.2)
+CFG = TrainConfig(
+    steps=40, batch_size=16, lr=1e-3, weight_decay=0.01, grad_clip=0.01, p_uncond=0.2, log_every=7
+)
 CKPTS = [10, 20, 30, 40]
 SEED = 3
 
@@ -84,10 +88,29 @@ def test_checkpoint_steps_known_values():
 
 
 def test_train_config_validation():
-    with pytest.raises(ValueError):
-        TrainConfig(steps=0)
-    with pytest.raises(ValueError):
-        TrainConfig(steps=10, p_uncond=1.0)
+    """The train section's ranges hold for a config built without params: one statement of
+    each (conceptspace/sections.py)."""
+    with pytest.raises(ValueError, match=r"train\.steps = 0"):
+        replace(CFG, steps=0)
+    with pytest.raises(ValueError, match=r"train\.p_uncond = 1\.0"):
+        replace(CFG, p_uncond=1.0)
+    with pytest.raises(ValueError, match=r"train\.lr = 2\.0"):
+        replace(CFG, lr=2.0)
+    with pytest.raises(ValueError, match="log_every"):
+        replace(CFG, log_every=0)
+    assert replace(CFG, grad_clip=None).grad_clip is None  # no clip
+    with pytest.raises(TypeError):  # no default for a setting of the train section
+        TrainConfig(steps=10)
+
+
+def test_train_config_of_the_section():
+    """The library takes the train section itself; grad_clip 0 disables the clip."""
+    params = load_params(ROOT / "params.yaml")
+    cfg = TrainConfig.from_section(params.train)
+    for name in ("steps", "batch_size", "lr", "weight_decay", "grad_clip", "p_uncond"):
+        assert getattr(cfg, name) == getattr(params.train, name), name
+    zero = params.train.model_copy(update={"grad_clip": 0.0})
+    assert TrainConfig.from_section(zero).grad_clip is None
 
 
 def test_outputs_of_a_run(uninterrupted):
@@ -178,7 +201,7 @@ def test_resume_refuses_other_settings(uninterrupted, tmp_path):
         train(
             tiny_data(),
             NET,
-            TrainConfig(steps=40, batch_size=16, lr=5e-4),
+            replace(CFG, lr=5e-4),
             ckpt_steps=CKPTS,
             ckpt_dir=tmp_path / "ckpt",
             log_dir=tmp_path / "log",

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from conceptspace.model.unet import DEFAULT, PAPER, UNet, UNetConfig
+from conceptspace.params import ParamsError, load_params, validate
 
 TINY = UNetConfig(image_size=8, channels=(8, 8), groups=4)
 
@@ -101,6 +102,31 @@ def test_config_validation():
         UNetConfig(channels=(6, 12), groups=4)
     with pytest.raises(ValueError, match="unknown"):
         UNetConfig.from_dict({"colour": 1})
+
+
+def test_config_is_checked_by_the_net_section(params_doc):
+    """UNetConfig states no check of its own: the train.net section's ranges and relations,
+    and its image-size rule, give the messages params.yaml gets (conceptspace/sections.py)."""
+    with pytest.raises(ParamsError, match=r"train\.net\.heads = 3: must divide channels\[-1\]"):
+        UNetConfig(attention=True, heads=3)
+    with pytest.raises(ParamsError, match=r"train\.net\.dropout = 1\.0: Input should be less"):
+        UNetConfig(dropout=1.0)
+    rule = r"must be divisible by 2\*\*2 for train\.net\.channels = \[16, 32, 32\]"
+    with pytest.raises(ParamsError, match=rf"image_size = 10: {rule}"):
+        UNetConfig(image_size=10, channels=(16, 32, 32))
+    params_doc["train"]["net"]["channels"] = [16, 32, 32]
+    params_doc["synthesize"]["image_size"] = 10
+    with pytest.raises(ParamsError, match=rf"synthesize\.image_size = 10: {rule}"):
+        validate(params_doc)
+
+
+def test_config_of_the_net_section(root):
+    net = load_params(root / "params.yaml").train.net
+    cfg = UNetConfig.from_section(net, image_size=8, cond_dim=4)
+    assert (cfg.image_size, cfg.cond_dim, cfg.in_channels) == (8, 4, 3)
+    assert {k: v for k, v in cfg.to_dict().items() if k in type(net).model_fields} == (
+        net.model_dump()
+    )
 
 
 def test_init_scale_multiplies_parameters():

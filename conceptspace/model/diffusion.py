@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from conceptspace.model.schedule import alpha_sigma
 
 NULL_TOKEN = -1.0  # classifier-free guidance "no concept" value, in every entry of h
+DATA_NOISE = 1e-3  # std of the reconstruction likelihood N(x; z_0/α_0, data_noise²)
 
 
 def bpd_factor(image_shape: tuple[int, ...]) -> float:
@@ -79,7 +80,7 @@ def vdm_loss(
     cond: Tensor,
     *,
     generator: torch.Generator | None = None,
-    data_noise: float = 1e-3,
+    data_noise: float = DATA_NOISE,
 ) -> dict[str, Tensor]:
     """Per-sample variational bound of the continuous-time VDM, in bits/dim.
 
@@ -101,7 +102,7 @@ def vdm_loss_from_noise(
     eps: Tensor,
     eps_0: Tensor,
     *,
-    data_noise: float = 1e-3,
+    data_noise: float = DATA_NOISE,
 ) -> dict[str, Tensor]:
     """:func:`vdm_loss` with its random inputs given (times t [B], ε and ε_0 like x): a pure
     function of its arguments, so it can be vectorised over an ensemble of models

@@ -15,6 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+# The initial log-SNR range, as in the authors' code (docs/method.md §3.1).
+GAMMA_MIN, GAMMA_MAX = -5.0, 10.0
+
 
 class LogSNRSchedule(nn.Module):
     """γ(t) = b + |w|·t with b initialised to ``gamma_min`` and w to ``gamma_max − gamma_min``.
@@ -23,7 +26,7 @@ class LogSNRSchedule(nn.Module):
     with these *initial* constants, not with the learned endpoints (docs/method.md §3.1).
     """
 
-    def __init__(self, gamma_min: float = -5.0, gamma_max: float = 10.0) -> None:
+    def __init__(self, gamma_min: float = GAMMA_MIN, gamma_max: float = GAMMA_MAX) -> None:
         super().__init__()
         if not gamma_max > gamma_min:
             raise ValueError(f"gamma_max ({gamma_max}) must exceed gamma_min ({gamma_min})")

@@ -48,9 +48,10 @@ from conceptspace.model.checkpoints import (
     load_checkpoint,
     remove_stale_temporaries,
 )
-from conceptspace.model.diffusion import uncond_dropout, vdm_loss
-from conceptspace.model.schedule import LogSNRSchedule
+from conceptspace.model.diffusion import DATA_NOISE, uncond_dropout, vdm_loss
+from conceptspace.model.schedule import GAMMA_MAX, GAMMA_MIN, LogSNRSchedule
 from conceptspace.model.unet import UNet, UNetConfig
+from conceptspace.sections import Train, check_values
 
 TRAIN_LOG = "train_log.csv"
 CKPT_LOG = "checkpoints.csv"
@@ -75,35 +76,42 @@ def checkpoint_steps(first: int, last: int, count: int) -> list[int]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings; stored in every checkpoint as ``train_config``."""
+    """Optimisation settings; stored in every checkpoint as ``train_config``.
+
+    The fields up to ``p_uncond`` are settings of the ``train`` params section
+    (:class:`conceptspace.sections.Train`), which states their ranges once: they have no
+    default here and are checked by the section however the config is built. The fields from
+    ``data_noise`` on are the library's own (no params key), with their defaults."""
 
     steps: int
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    grad_clip: float | None = 0.01  # global-norm clip; None or 0 disables it
-    p_uncond: float = 0.0  # probability of the classifier-free-guidance null token
-    data_noise: float = 1e-3
-    gamma_min: float = -5.0
-    gamma_max: float = 10.0
+    batch_size: int
+    lr: float
+    weight_decay: float
+    grad_clip: float | None  # global-norm clip; None or 0 disables it
+    p_uncond: float  # probability of the classifier-free-guidance null token
+    data_noise: float = DATA_NOISE
+    gamma_min: float = GAMMA_MIN
+    gamma_max: float = GAMMA_MAX
     log_every: int = 100
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.log_every < 1:
-            raise ValueError(f"steps, batch_size and log_every must be positive: {self}")
-        if not 0.0 <= self.p_uncond < 1.0:
-            raise ValueError(f"p_uncond must lie in [0, 1), got {self.p_uncond}")
-        if self.grad_clip is not None and self.grad_clip < 0:
-            raise ValueError(f"grad_clip must be None or >= 0, got {self.grad_clip}")
+        shared = {k: getattr(self, k) for k in SECTION_FIELDS}
+        shared["grad_clip"] = shared["grad_clip"] or 0.0  # the section's "disabled"
+        check_values(Train, shared, "train")  # a ParamsError, a ValueError
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be positive, got {self.log_every}")
 
     @classmethod
-    def from_section(cls, section: object) -> TrainConfig:
-        """The config of a ``train`` params section: every field the section has by the same
-        name (``grad_clip: 0`` disables the clip); the others keep their defaults."""
-        shared = {f.name: getattr(section, f.name) for f in fields(cls) if hasattr(section, f.name)}
-        if "grad_clip" in shared:
-            shared["grad_clip"] = shared["grad_clip"] or None
+    def from_section(cls, section: Train) -> TrainConfig:
+        """The config of a ``train`` params section: each of its settings by name
+        (``grad_clip: 0`` disables the clip); the library's own fields keep their defaults."""
+        shared = {k: getattr(section, k) for k in SECTION_FIELDS}
+        shared["grad_clip"] = shared["grad_clip"] or None
         return cls(**shared)
+
+
+# The fields of TrainConfig that are settings of the train section, in their order.
+SECTION_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name in Train.model_fields)
 
 
 def _derived_seed(seed: int, stream: str) -> int:
@@ -124,7 +132,7 @@ def evaluate_loss(
     cond: Tensor,
     *,
     seed: int,
-    data_noise: float = 1e-3,
+    data_noise: float = DATA_NOISE,
     batch_size: int = EVAL_BATCH,
 ) -> float:
     """Mean total loss (bits/dim) over a whole set, in eval mode, with a fresh generator.

@@ -35,12 +35,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from conceptspace.sections import Net, ParamsError, check_values
+
 GN_EPS = 1e-6  # the authors' GroupNorm epsilon
 
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Architecture of :class:`UNet`; stored in every checkpoint (``to_dict``)."""
+    """Architecture of :class:`UNet`; stored in every checkpoint (``to_dict``).
+
+    The fields other than ``image_size``, ``in_channels`` and ``cond_dim`` are the settings of
+    the ``train.net`` params section (:class:`conceptspace.sections.Net`), which states their
+    ranges and relations once; a config is checked by it however it is built. The defaults
+    are :data:`DEFAULT`, the library's small network; the pipeline states every setting
+    (:meth:`from_section`)."""
 
     image_size: int = 16
     in_channels: int = 3
@@ -57,19 +65,17 @@ class UNetConfig:
     def __post_init__(self) -> None:
         # Accept lists (e.g. from JSON/YAML) but store a tuple so the config stays hashable.
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if not self.channels or self.blocks_per_level < 1:
-            raise ValueError(f"need at least one level and one block: {self}")
-        for c in self.channels:
-            if c % self.groups:
-                raise ValueError(f"groups={self.groups} must divide every channel count: {c}")
-        if self.attention and self.channels[-1] % self.heads:
-            raise ValueError(f"heads={self.heads} must divide channels[-1]={self.channels[-1]}")
-        if self.image_size % 2 ** (len(self.channels) - 1):
-            raise ValueError(
-                f"image_size={self.image_size} must be divisible by 2**{len(self.channels) - 1}"
-            )
-        if self.time_dim % 2:
-            raise ValueError(f"time_dim must be even, got {self.time_dim}")
+        net = {k: getattr(self, k) for k in Net.model_fields}
+        check_values(Net, net, "train.net")  # a ParamsError, a ValueError
+        problem = Net.model_construct(**net).image_size_problem(self.image_size)
+        if problem:
+            raise ParamsError(f"image_size = {self.image_size}: {problem}")
+
+    @classmethod
+    def from_section(cls, net: Net, image_size: int, cond_dim: int) -> UNetConfig:
+        """The U-Net of a ``train.net`` params section; the image size and the conditioning
+        width come from the data (11 for shapes, 2 per attribute for folder data)."""
+        return cls(image_size=image_size, cond_dim=cond_dim, **net.model_dump())
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, not tuples): safe for JSON and ``torch.load(weights_only)``."""
