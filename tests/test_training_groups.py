@@ -164,7 +164,7 @@ def test_a_members_record_names_its_group(grouped_doc, tiny_doc):
     assert pipeline.job_record(other, "train", run, seed)["key"] != rec["key"]
 
 
-def test_each_member_writes_its_own_record(grouped_doc, tmp_path, monkeypatch):
+def test_each_member_writes_its_own_record(grouped_doc, tmp_path):
     """stages/common.py writes one record per member, the one a lone job of that run writes;
     lone jobs and per-study jobs are unchanged."""
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
@@ -173,11 +173,8 @@ def test_each_member_writes_its_own_record(grouped_doc, tmp_path, monkeypatch):
     )
     lone = argparse.Namespace(run="c080", seed=0, provenance=str(tmp_path / "lone.json"))
     study = argparse.Namespace(provenance=str(tmp_path / "study.json"))
-    monkeypatch.setattr(common, "_LOADED", [])
-    common._LOADED.extend([(group, grouped_doc), (lone, grouped_doc)])
-    common._record("train")
-    common._LOADED[:] = [(study, grouped_doc)]
-    common._record("analyze")
+    common.write_records("train", grouped_doc, common.records(group) + common.records(lone))
+    common.write_records("analyze", grouped_doc, common.records(study))
 
     def read(path):  # the record beside its file checksums (conceptspace/staleness.py)
         record = json.loads(Path(path).read_text())

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,9 @@ except Exception:  # pragma: no cover - checkpoints.py missing or broken: plain 
 FORMAT = "conceptspace.probe.v1"
 RENDER_KINDS = ("random", "mean")
 """``random``: attributes sampled within the class ranges; ``mean``: class-mean attributes."""
+NOISE_LEVELS = (0.0, 0.02, 0.05, 0.08)
+"""Noise added to held-out images for the accuracy metrics: the sampler's raw output carries
+residual noise sigma_0 that falls from about 0.07 to 0.005 over training."""
 
 _EVAL_STREAM = 0x5EE7  # mixes evaluate()'s seed so its renders differ from fit()'s
 _SEP_TOL = 1e-9
@@ -271,8 +274,8 @@ def evaluate(
     grids: list[ConceptGrid],
     image_size: int,
     *,
-    noise_levels: Sequence[float] = (0.0, 0.05, 0.08),
-    n_per_class: int = 256,
+    noise_levels: Sequence[float] = NOISE_LEVELS,
+    n_per_class: int,
     blur_px: float = 1.0,
     seed: int = 1,
 ) -> list[dict]:
@@ -334,7 +337,7 @@ def evaluate_arrays(
     values: np.ndarray,
     concepts: Sequence[str],
     *,
-    noise_levels: Sequence[float] = (0.0, 0.05, 0.08),
+    noise_levels: Sequence[float] = NOISE_LEVELS,
     kind: str = "real",
     seed: int = 1,
 ) -> list[dict]:
@@ -385,6 +388,100 @@ def classifier_meta(
         meta["config"] = asdict(cfg)
     meta.update(extra)
     return meta
+
+
+# ---- the probe of a study (stages/fit_classifier.py) ---------------------------------------
+@dataclass(frozen=True)
+class FittedProbe:
+    """A fitted probe, its ``meta`` (:func:`classifier_meta`), its held-out accuracy rows, its
+    training history and, for folder data, further metrics (``extra``)."""
+
+    probe: ConceptClassifier
+    meta: dict
+    rows: list[dict]
+    history: list[dict]
+    extra: dict = field(default_factory=dict)
+
+    def metrics(self) -> dict:
+        """The study's ``metrics.json``: the lowest accuracy, over all rows and per concept,
+        the noise levels, the final training loss, every row, and ``extra``."""
+        rows, concepts = self.rows, self.meta["concepts"]
+        return {
+            "min_accuracy": min(r["accuracy"] for r in rows),
+            "min_accuracy_by_concept": {
+                c: min(r["accuracy"] for r in rows if r["concept"] == c) for c in concepts
+            },
+            "noise_levels": list(NOISE_LEVELS),
+            "final_loss": self.history[-1]["loss"] if self.history else None,
+            "accuracy": rows,
+            **self.extra,
+        }
+
+
+def fit_on_grids(
+    grids: list[ConceptGrid],
+    sweep: list[ConceptGrid],
+    image_size: int,
+    cfg: ClassifierConfig,
+    *,
+    blur_px: float,
+    noise: float,
+    device: str | torch.device = "cpu",
+) -> FittedProbe:
+    """The probe of shapes data: fitted on renders of all classes of ``grids``, pooled
+    (:func:`fit`), with its held-out accuracy (:func:`evaluate`, ``cfg.n_test`` renders per
+    class) on those grids and on every other grid of the ``sweep``, at :data:`NOISE_LEVELS`."""
+    probe, history = fit(grids, image_size, cfg, blur_px=blur_px, noise=noise, device=device)
+    known = [x.separations for x in grids]
+    eval_grids = grids + [g for g in sweep if g.separations not in known]
+    rows = evaluate(
+        probe,
+        eval_grids,
+        image_size,
+        noise_levels=NOISE_LEVELS,
+        n_per_class=cfg.n_test,
+        blur_px=blur_px,
+    )
+    return FittedProbe(probe, classifier_meta(grids, image_size, cfg), rows, history)
+
+
+def fit_on_folder(
+    folder: Any, grid: ConceptGrid, image_size: int, cfg: ClassifierConfig, device: str = "cpu"
+) -> FittedProbe:
+    """The probe of folder data (a :class:`conceptspace.data.folder.ImageFolder`): fitted on
+    the folder's real images of all classes, up to ``cfg.n_per_class`` per class, and tested
+    on a disjoint, seeded set of up to ``cfg.n_test`` per class (kind ``real``); ``extra``
+    holds the images per class and the noise-free accuracy per class and concept."""
+    ids = folder.class_ids(grid)
+    counts = folder.counts(grid)
+    few = [name for name, c in counts.items() if c < 2]
+    if few:
+        raise ArtifactError(
+            f"{folder.attributes.path}: class(es) {few} have fewer than 2 images; the probe "
+            f"needs training and test images of every class (counts {counts})"
+        )
+    train, test = split_per_class(ids, cfg.n_per_class, cfg.n_test, cfg.seed)
+    values = grid.all_bits()[ids]
+    x_test = folder.load(test, image_size)
+    probe, history = fit_arrays(
+        folder.load(train, image_size), values[train], len(grid.concepts), cfg, device=device
+    )
+    rows = evaluate_arrays(probe, x_test, values[test], grid.concepts, noise_levels=NOISE_LEVELS)
+    by_class = {}  # noise-free accuracy per class and concept (read the held-out class's)
+    for k in range(grid.n_classes):
+        sel = ids[test] == k
+        by_class[grid.class_name(k)] = {
+            r["concept"]: r["accuracy"]
+            for r in evaluate_arrays(
+                probe, x_test[sel], values[test][sel], grid.concepts, noise_levels=(0.0,)
+            )
+        }
+    meta = classifier_meta(
+        [grid], image_size, cfg, source="folder", n_train=int(len(train)), n_test=int(len(test))
+    )
+    return FittedProbe(
+        probe, meta, rows, history, {"counts": counts, "accuracy_by_class": by_class}
+    )
 
 
 def _plain(obj: Any, where: str = "meta") -> Any:

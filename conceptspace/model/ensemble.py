@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -68,8 +69,10 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 from tqdm import tqdm
 
+from conceptspace.io import ArtifactError
 from conceptspace.model.checkpoints import (
     FORMAT,
+    CheckpointError,
     atomic_torch_save,
     canonicalize,
     checkpoint_path,
@@ -92,9 +95,12 @@ from conceptspace.model.training import (
     _truncate_csv,
     _write_text_atomic,
     evaluate_loss,
+    resumable_mismatch,
+    train,
 )
 from conceptspace.model.unet import UNet, UNetConfig
 from conceptspace.model.vectorised import MaskDropout, MemberLoss, dropout_sites
+from conceptspace.sections import Net
 
 
 @dataclass(frozen=True)
@@ -665,3 +671,141 @@ def train_ensemble(
                     canonicalize(trainer.checkpoint(j)), checkpoint_path(m.ckpt_dir, step)
                 )
     bar.close()
+
+
+# ---- a training job: its runs trained in work folders, then put in place -------------------
+
+
+def work_folder(ckpt_dir: str | Path) -> Path:
+    """``<ckpt_dir>.partial``: where a run of a :class:`TrainingJob` trains."""
+    ckpt_dir = Path(ckpt_dir)
+    return ckpt_dir.with_name(ckpt_dir.name + ".partial")
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """The runs of one training job (stages/train.py), trained as one ensemble, or lone when
+    there is one (:func:`.training.train`, the same bits as a group of one would give).
+
+    Each run trains in its work folder (:func:`work_folder`, ``ckpt`` and ``log`` inside),
+    renamed into place once the job is done, so that its outputs are never half-written; a
+    killed job started again resumes from the last checkpoints there."""
+
+    runs: tuple[tuple[str, int], ...]  # (run id, seed) of each member
+    net_cfg: UNetConfig
+    members: tuple[Member, ...]  # each training in its work folder
+    outputs: tuple[tuple[Path, Path], ...]  # (ckpt_dir, log_dir) of each run, once done
+
+    @classmethod
+    def plan(
+        cls,
+        net: Net,
+        runs: Sequence[tuple[str, int]],
+        datasets: Sequence[dict[str, np.ndarray]],
+        ckpt_dirs: Sequence[str | Path],
+        log_dirs: Sequence[str | Path],
+    ) -> TrainingJob:
+        """The job of these runs and their datasets (the arrays :func:`.training.train`
+        takes), with the U-Net of the ``train.net`` section at the datasets' image size and
+        conditioning width; raises :class:`~conceptspace.io.ArtifactError` for runs that
+        cannot be trained together (:func:`check_members`)."""
+        shapes = {(d["train_images"].shape[-1], d["train_cond"].shape[1]) for d in datasets}
+        if len(shapes) != 1:
+            raise ArtifactError(
+                f"the group's datasets differ in image size or conditioning width "
+                f"{sorted(shapes)}; an ensemble trains one network"
+            )
+        net_cfg = UNetConfig.from_section(net, *shapes.pop())
+        members = tuple(
+            Member(d, work_folder(c) / "ckpt", work_folder(c) / "log", s, f"{r}/seed{s}")
+            for (r, s), d, c in zip(runs, datasets, ckpt_dirs, strict=True)
+        )
+        try:
+            check_members(members, net_cfg)
+        except ValueError as e:
+            names = [m.name for m in members]
+            raise ArtifactError(f"cannot train {names} together: {e}") from None
+        outputs = tuple((Path(c), Path(g)) for c, g in zip(ckpt_dirs, log_dirs, strict=True))
+        return cls(tuple(runs), net_cfg, members, outputs)
+
+    @property
+    def label(self) -> str:
+        """The runs, for messages: ``c040 seed 0, c080 seed 0``."""
+        return ", ".join(f"{r} seed {s}" for r, s in self.runs)
+
+    def train(self, cfg: TrainConfig, ckpt_steps: list[int], device: str = "cpu") -> None:
+        """Train the runs and put their checkpoints and logs in place. A work folder written
+        with other settings is discarded first. A failed write raises
+        :class:`~conceptspace.io.ArtifactError` saying what was kept to resume from; a diverged
+        loss raises ``FloatingPointError``, and the work folders stay for a resume."""
+        for run, member in zip(self.runs, self.members, strict=True):
+            self._discard_unresumable(run, member, cfg, ckpt_steps)
+        try:
+            if len(self.members) == 1:
+                m = self.members[0]
+                train(
+                    m.data,
+                    self.net_cfg,
+                    cfg,
+                    ckpt_steps=ckpt_steps,
+                    ckpt_dir=m.ckpt_dir,
+                    log_dir=m.log_dir,
+                    seed=m.seed,
+                    device=device,
+                )
+            else:
+                train_ensemble(
+                    self.members, self.net_cfg, cfg, ckpt_steps=ckpt_steps, device=device
+                )
+        except (CheckpointError, OSError) as e:  # a full disk while saving a checkpoint or a log
+            cause = str(e) if isinstance(e, CheckpointError) else f"cannot write {e.filename} ({e})"
+            raise ArtifactError(
+                f"run {self.label}: {cause}; {self._after_write_failure()}"
+            ) from None
+        for member, (ckpt_dir, log_dir) in zip(self.members, self.outputs, strict=True):
+            work = member.ckpt_dir.parent
+            for src, dst in ((member.ckpt_dir, ckpt_dir), (member.log_dir, log_dir)):
+                if dst.is_dir() and not dst.is_symlink():
+                    shutil.rmtree(dst)
+                elif dst.exists() or dst.is_symlink():  # a file where the folder belongs
+                    dst.unlink()
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                src.rename(dst)
+            shutil.rmtree(work)
+
+    def _discard_unresumable(
+        self, run: tuple[str, int], m: Member, cfg: TrainConfig, ckpt_steps: list[int]
+    ) -> None:
+        """Start a run afresh when its unfinished work folder was written with other settings
+        (a changed lr, say): that folder is only ever resumed, never served as a result, so
+        nothing current is lost; the run's finished outputs stay until replaced."""
+        reason = resumable_mismatch(m.ckpt_dir, ckpt_steps, self.net_cfg, cfg, m.seed)
+        if reason is None:
+            return
+        work = m.ckpt_dir.parent
+        print(
+            f"{run[0]} seed {run[1]}: the unfinished run in {work} cannot be resumed ({reason});"
+            " discarding it and starting afresh",
+            file=sys.stderr,
+        )
+        shutil.rmtree(work)
+
+    def _after_write_failure(self) -> str:
+        """What is left after a failed write and what to do: a work folder without a complete
+        checkpoint holds nothing to resume and is removed (it would only take space); one with
+        checkpoints is kept, and named, so that a rerun resumes from its last one."""
+        kept = []
+        for m in self.members:
+            work = m.ckpt_dir.parent
+            steps = sorted(m.ckpt_dir.glob("step_*.pt")) if work.is_dir() else []
+            if steps:  # atomic saves: every step file there is complete
+                kept.append(f"{work} (up to {steps[-1].stem})")
+            else:
+                shutil.rmtree(work, ignore_errors=True)
+        if not kept:
+            return "nothing half-written was kept; free disk space and run again"
+        return (
+            "free disk space and run again: training resumes from the last complete checkpoint in "
+            + ", ".join(kept)
+            + " (remove that folder instead to start afresh)"
+        )
