@@ -86,10 +86,29 @@ def test_bad_params_same_message_in_both_tools(tmp_path, tiny_doc):
 
 
 def test_report_has_the_figures(snakemake_copy):
-    _sh(snakemake_copy, "snakemake", "--report", "report.html")
+    out = _sh(snakemake_copy, "snakemake", "--report", "report.html")
+    assert "Missing metadata" not in out.stdout + out.stderr  # Snakemake ran every job here
     html = (snakemake_copy / "report.html").read_text(errors="ignore")
     for name in ("trajectories", "learning_times", "capability"):
         assert name in html
+    # the front page names the study and shows its summary (workflow/report/workflow.rst)
+    assert "This report is the study" in html and "results/default/analyze/summary.md" in html
+    assert "# Study summary" in html
+    assert "results/default/analyze/headline.json" in html  # the metrics caption
+
+
+def test_report_of_jobs_snakemake_did_not_run(dvc_copy):
+    """Jobs DVC ran have no Snakemake records: the report warns once per file until
+    `snakemake --touch --forceall` records them, which leaves the study up to date."""
+    before = _sh(dvc_copy, "snakemake", "--report", "report.html")
+    assert "Missing metadata" in before.stdout + before.stderr
+    _sh(dvc_copy, "snakemake", "--touch", "--forceall", "-j", "1")
+    after = _sh(dvc_copy, "snakemake", "--report", "report.html")
+    assert "Missing metadata" not in after.stdout + after.stderr
+    assert "# Study summary" in (dvc_copy / "report.html").read_text(errors="ignore")
+    dry = _sh(dvc_copy, "snakemake", "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+    assert "Data and pipelines are up to date." in _sh(dvc_copy, "dvc", "status").stdout
 
 
 def test_metrics_name_the_three_phenomena(snakemake_copy):
