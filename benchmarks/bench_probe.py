@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from conceptspace.measure import classifier, interventions, probing
@@ -81,9 +80,8 @@ def main() -> None:
     # intervening at one checkpoint
     ic = params.intervene
     plan = design(grid, ic)
-    icond = np.repeat(np.stack([it["cond"] for it in plan]), ic.n, axis=0)
-    scales = torch.tensor(np.repeat([it["scale"] for it in plan], ic.n), dtype=torch.float32)
-    v1, v0 = interventions.single_concept_vectors(grid, ic.linear.concept)
+    icond, v1, v0, scales = interventions.batch(plan, ic.n)
+    scales = torch.from_numpy(scales)
 
     def intervene_one():
         with interventions.linear_intervention(net, v1, v0, scales):

@@ -482,9 +482,8 @@ def eval_costs(study, device, window: float) -> dict:
     pc, iv = study.probe, study.intervene
     cond, _ = probing.prompt_set(grid, pc.n_train, pc.n_held_out, seed=0)
     plan = design(grid, iv)
-    icond = np.repeat(np.stack([it["cond"] for it in plan]), iv.n, axis=0)
-    scales = torch.tensor(np.repeat([it["scale"] for it in plan], iv.n), dtype=torch.float32)
-    v1, v0 = interventions.single_concept_vectors(grid, iv.linear.concept)
+    icond, v1, v0, scales = interventions.batch(plan, iv.n)
+    scales = torch.from_numpy(scales)
 
     def probe_ckpt() -> None:
         images = probing.generate(

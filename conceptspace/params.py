@@ -241,9 +241,10 @@ class Params(Section):
                     )
         for name in ("overprompt", "linear"):
             push = getattr(self.intervene, name)
-            if push.concept not in self.grid.concepts:
+            unknown = [c for c in push.concepts if c not in self.grid.concepts]
+            if unknown:
                 raise keyed(
-                    f"intervene.{name}.concept = {push.concept!r}: not in "
+                    f"intervene.{name}.concepts = {push.concepts}: {unknown} not in "
                     f"grid.concepts {self.grid.concepts}"
                 )
         self._check_doses()
@@ -270,17 +271,18 @@ class Params(Section):
             if over:
                 raise keyed(
                     f"intervene.overprompt.doses = {push.doses}: {over} past 1, the edge of the "
-                    f"{push.concept} range (a dose is the fraction of the way from the class "
+                    "concepts' ranges (a dose is the fraction of the way from the class "
                     "mean to the edge; beyond it every prompt is clipped to the same one)"
                 )
             for k in grid.held_out_classes:
-                if grid.overprompt_edge(k, push.concept) <= 0:
-                    raise keyed(
-                        f"intervene.overprompt: in run {run!r} the class mean of "
-                        f"{grid.class_name(k)} is already at the edge of the {push.concept} "
-                        "range, so every dose gives the naive prompt; leave overprompt out "
-                        "of intervene.methods or narrow that run's separation"
-                    )
+                for concept in push.concepts:
+                    if grid.overprompt_edge(k, concept) <= 0:
+                        raise keyed(
+                            f"intervene.overprompt: in run {run!r} the class mean of "
+                            f"{grid.class_name(k)} is already at the edge of the {concept} "
+                            f"range, so no dose moves it; leave {concept} out of "
+                            "intervene.overprompt.concepts or narrow that run's separation"
+                        )
 
     def checkpoint_steps(self) -> list[int]:
         """The checkpoint schedule, known before training starts."""

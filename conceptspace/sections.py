@@ -234,6 +234,9 @@ class Train(Section):
     weight_decay: Real = Field(ge=0)
     grad_clip: Real = Field(ge=0)  # global gradient-norm clip; 0 disables (paper: 0.01)
     p_uncond: Real = Field(ge=0, lt=1)  # classifier-free guidance: null-prompt probability
+    # decay of the weight average that checkpoints are evaluated with; 0: the raw weights, as
+    # the authors (docs/method.md §3.3)
+    ema: Real = Field(ge=0, lt=1)
     checkpoints: Checkpoints
     device: Literal["auto", "cpu", "cuda"]
     threads: StrictInt = Field(ge=1, le=256)
@@ -280,10 +283,18 @@ class Probe(Section):
 
 
 class ConceptPush(Section):
-    """An elicitation along one concept, at several doses (docs/method.md §6)."""
+    """An elicitation towards the held-out class along one or more concepts, at several doses
+    (docs/method.md §6.1)."""
 
-    concept: ConceptName
+    concepts: list[ConceptName] = Field(min_length=1)
     doses: list[Real] = Field(min_length=1)
+
+    @field_validator("concepts")
+    @classmethod
+    def _distinct_concepts(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"concepts must be distinct: {v} repeats one")
+        return v
 
     @field_validator("doses")
     @classmethod
@@ -301,7 +312,7 @@ class Intervene(Section):
     sampler: Sampler = "ancestral"
     sampler_steps: StrictInt = Field(ge=1, le=1000)
     overprompt: ConceptPush  # dose: fraction of the way from the class mean to the range's edge
-    linear: ConceptPush  # dose s: e(h) + s * (e(v_value) - e(v_other)) at every block
+    linear: ConceptPush  # dose s: e(h) + s * (e(v_class) - e(v_opposite)) at every block
     guidance: list[Real] = Field(min_length=1)  # guidance weights w (train.p_uncond > 0)
     threads: StrictInt = Field(ge=1, le=256)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -50,18 +50,20 @@ def run(argv=None) -> None:
         plan = interventions.design(grid, cfg)
     except ValueError as e:
         raise ParamsError(f"intervene (run {args.run}): {e}; choose distinct doses") from None
-    cond = np.repeat(np.stack([it["cond"] for it in plan]), n, axis=0)
-    scales = torch.tensor(np.repeat([it["scale"] for it in plan], n), dtype=torch.float32)
-    scales = scales.to(device)
-    v1, v0 = interventions.single_concept_vectors(grid, cfg.linear.concept)
-    vectors, pairs = interventions.readout_vectors(grid, cfg.linear.concept)
+    cond, v_to, v_from, scales = interventions.batch(plan, n)
+    scales = torch.from_numpy(scales).to(device)
+    vectors, pairs = interventions.readout_vectors(grid, cfg.linear.concepts[0])
 
     rows, emb_rows = [], []
-    for step, path in tqdm(ckpts, desc=f"intervene {args.run} seed {args.seed}", file=sys.stderr):
+    # progress: a bar on a terminal, none in a job log (one line per checkpoint there)
+    bar = tqdm(ckpts, desc=f"intervene {args.run} seed {args.seed}", file=sys.stderr, disable=None)
+    for step, path in bar:
+        if bar.disable:
+            print(f"intervene {args.run} seed {args.seed}: step {step}", file=sys.stderr)
         net, schedule = evaluation.load_on(path, device)
         ident = {"run": args.run, "seed": args.seed, "step": step}
         kw = dict(steps=cfg.sampler_steps, sampler=cfg.sampler, seed=args.seed, image_size=size)
-        with interventions.linear_intervention(net, v1, v0, scales):
+        with interventions.linear_intervention(net, v_to, v_from, scales):
             images = probing.generate(net, schedule, cond, noise_repeat=len(plan), **kw)
         rows += interventions.summarize(grid, plan, classifier.predict(probe, images), n, **ident)
         if "guidance" in cfg.methods:

@@ -50,7 +50,11 @@ def run(argv=None) -> None:
     cond, class_id = probing.prompt_set(grid, cfg.n_train, cfg.n_held_out, seed=args.seed)
     show = np.concatenate([np.flatnonzero(class_id == k)[:N_SHOW] for k in range(grid.n_classes)])
     tables, shown = [], []
-    for step, path in tqdm(ckpts, desc=f"probe {args.run} seed {args.seed}", file=sys.stderr):
+    # progress: a bar on a terminal, none in a job log (one line per checkpoint there)
+    bar = tqdm(ckpts, desc=f"probe {args.run} seed {args.seed}", file=sys.stderr, disable=None)
+    for step, path in bar:
+        if bar.disable:
+            print(f"probe {args.run} seed {args.seed}: step {step}", file=sys.stderr)
         net, schedule = evaluation.load_on(path, device)
         images = probing.generate(
             net,

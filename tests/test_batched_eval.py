@@ -24,7 +24,14 @@ from tests.squares import squares
 
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
 CFG = TrainConfig(
-    steps=30, batch_size=16, lr=1e-3, weight_decay=0.01, grad_clip=0.01, p_uncond=0.0, log_every=10
+    steps=30,
+    batch_size=16,
+    lr=1e-3,
+    weight_decay=0.01,
+    grad_clip=0.01,
+    p_uncond=0.0,
+    ema=0.0,
+    log_every=10,
 )
 CKPTS = [10, 20, 30]
 ATOL = 1e-4

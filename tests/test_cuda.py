@@ -40,7 +40,14 @@ pytestmark = pytest.mark.skipif(
 ROOT = Path(__file__).resolve().parent.parent
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
 CFG = TrainConfig(
-    steps=40, batch_size=16, lr=1e-3, weight_decay=0.01, grad_clip=0.01, p_uncond=0.2, log_every=7
+    steps=40,
+    batch_size=16,
+    lr=1e-3,
+    weight_decay=0.01,
+    grad_clip=0.01,
+    p_uncond=0.2,
+    ema=0.9,
+    log_every=7,
 )
 CKPTS = [10, 20, 30, 40]
 FILES = ["ckpt/step_000040.pt", "log/train_log.csv", "log/checkpoints.csv"]

@@ -36,7 +36,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # Attention, dropout and CFG dropout on: every random stream and the attention kernel are used.
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
 CFG = TrainConfig(
-    steps=50, batch_size=16, lr=1e-3, weight_decay=0.01, grad_clip=0.01, p_uncond=0.2, log_every=7
+    steps=50,
+    batch_size=16,
+    lr=1e-3,
+    weight_decay=0.01,
+    grad_clip=0.01,
+    p_uncond=0.2,
+    ema=0.9,
+    log_every=7,
 )
 CKPTS = [10, 25, 50]
 SEEDS = (3, 4, 5)

@@ -209,8 +209,8 @@ def folder_doc(tiny_doc: dict, root: Path) -> dict:
     )
     del doc["fit_classifier"]["separations"]
     doc["fit_classifier"].update(n_per_class=16, n_test=6)
-    doc["intervene"]["overprompt"]["concept"] = "Male"
-    doc["intervene"]["linear"]["concept"] = "Male"
+    doc["intervene"]["overprompt"]["concepts"] = ["Male"]
+    doc["intervene"]["linear"]["concepts"] = ["Male"]
     return doc
 
 
@@ -242,7 +242,7 @@ MODEL_ONLY = [
     (
         "intervention on another attribute",
         "intervene.linear",
-        {"concept": "Bald", "doses": [1.0]},
+        {"concepts": ["Bald"], "doses": [1.0]},
         "Bald",
     ),
     (

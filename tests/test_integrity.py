@@ -299,7 +299,13 @@ def test_the_library_names_the_folder_to_remove(tmp_path, tiny_doc, dataset):
     ckpt = tmp_path / "ckpt"
     for lr, steps in ((1e-3, [5]), (2e-3, [5, 10])):
         cfg = TrainConfig(
-            steps=steps[-1], batch_size=16, lr=lr, weight_decay=0.01, grad_clip=0.01, p_uncond=0.0
+            steps=steps[-1],
+            batch_size=16,
+            lr=lr,
+            weight_decay=0.01,
+            grad_clip=0.01,
+            p_uncond=0.0,
+            ema=0.0,
         )
         run = dict(ckpt_steps=steps, ckpt_dir=ckpt, log_dir=tmp_path / "log", seed=0)
         if lr == 1e-3:

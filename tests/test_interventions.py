@@ -68,11 +68,44 @@ def test_shared_noise_across_settings(model):
 def test_overprompt_moves_only_along_the_concept():
     grid = preset("2x2", color=0.2, size=0.4)
     base = grid.class_mean_cond(3)
-    pushed = interventions.overprompt(grid, 3, "color", 2.0)
+    pushed = grid.overprompt_cond(3, ["color"], 2.0)
     np.testing.assert_allclose(
         pushed[4:7], np.clip(base[4:7] + 2 * np.array([-0.2, 0, 0.2]), 0, 1), atol=1e-6
     )
     assert pushed[7] == base[7]
+
+
+def test_a_push_along_several_concepts_moves_each_towards_the_class():
+    """At a strong colour separation the held-out class first imitates the class that shares
+    its colour, so the push that elicits it is along size too (docs/method.md §6.1)."""
+    grid = preset("2x2", color=0.8, size=0.32)
+    k = grid.held_out_classes[0]
+    base = grid.class_mean_cond(k)
+    col, size = grid.cond_slice("color"), grid.cond_slice("size")
+    both = grid.overprompt_cond(k, ["color", "size"], 0.5)
+    np.testing.assert_array_equal(both[col], grid.overprompt_cond(k, ["color"], 0.5)[col])
+    np.testing.assert_array_equal(both[size], grid.overprompt_cond(k, ["size"], 0.5)[size])
+    assert both[size][0] < base[size][0]  # the held-out class is small: pushed smaller
+    v_class, v_opposite = grid.push_vectors(k, ["color", "size"])
+    np.testing.assert_array_equal(v_class, grid.mean_cond({"color": 1, "size": 1}))
+    np.testing.assert_array_equal(v_opposite, grid.mean_cond({"color": 0, "size": 0}))
+
+
+def test_per_row_directions_act_as_separate_interventions(model):
+    """One hook with a direction per row gives each row what a hook with that row's direction
+    alone gives it."""
+    net, _ = model
+    grid = preset("2x2", color=0.4, size=0.4)
+    h = np.tile(grid.class_mean_cond(3), (2, 1))
+    pushes = [grid.push_vectors(3, ["color"]), grid.push_vectors(3, ["color", "size"])]
+    v_to, v_from = (np.stack([p[i] for p in pushes]) for i in (0, 1))
+    scales = torch.tensor([1.0, 2.0])
+    with interventions.linear_intervention(net, v_to, v_from, scales):
+        together = _sample(model, h)
+    for i, (a, b) in enumerate(pushes):
+        with interventions.linear_intervention(net, a, b, torch.full((2,), float(scales[i]))):
+            alone = _sample(model, h)
+        np.testing.assert_allclose(together[i], alone[i], rtol=1e-4, atol=1e-5)
 
 
 def test_embedding_similarity_rows(model):
@@ -94,8 +127,8 @@ def _cfg(overprompt, linear, methods=("naive", "overprompt", "linear")):
 
     return SimpleNamespace(
         methods=list(methods),
-        overprompt=SimpleNamespace(concept="color", doses=list(overprompt)),
-        linear=SimpleNamespace(concept="color", doses=list(linear)),
+        overprompt=SimpleNamespace(concepts=["color"], doses=list(overprompt)),
+        linear=SimpleNamespace(concepts=["color"], doses=list(linear)),
     )
 
 
@@ -104,7 +137,7 @@ def test_overprompt_doses_are_distinct_and_unclipped_at_every_separation(sep):
     grid = preset("2x2", color=sep, size=0.32)
     k = grid.held_out_classes[0]
     naive = grid.class_mean_cond(k)
-    prompts = [interventions.overprompt(grid, k, "color", d) for d in (0.25, 0.5, 0.75, 1.0)]
+    prompts = [grid.overprompt_cond(k, ["color"], d) for d in (0.25, 0.5, 0.75, 1.0)]
     rows = [p.tobytes() for p in [naive, *prompts]]
     assert len(set(rows)) == 5
     assert all(p.min() >= 0 and p.max() <= 1 for p in prompts)

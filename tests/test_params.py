@@ -69,8 +69,8 @@ INVALID = [
     ("empty dose list", "intervene.linear.doses", [], "intervene.linear.doses"),
     (
         "intervention on a concept not in the grid",
-        "intervene.linear.concept",
-        "background",
+        "intervene.linear.concepts",
+        ["color", "background"],
         "background",
     ),
     ("guidance without a guidance-trained model", "intervene.methods", ["naive", "cfg"], "cfg"),
@@ -264,7 +264,9 @@ def test_grid_without_a_class_on_one_side_is_refused(params_doc, grid, side):
             run.pop("size")
         for seps in doc["fit_classifier"]["separations"]:
             seps.pop("size")
-        doc["intervene"]["overprompt"]["concept"] = doc["intervene"]["linear"]["concept"] = "color"
+        doc["intervene"]["overprompt"]["concepts"] = doc["intervene"]["linear"]["concepts"] = [
+            "color"
+        ]
     with pytest.raises(ParamsError, match=f"grid.held_out = .*no {side} class"):
         validate(doc)
 

@@ -29,7 +29,14 @@ from tests.squares import squares
 ROOT = Path(__file__).resolve().parent.parent
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4)
 CFG = TrainConfig(
-    steps=40, batch_size=16, lr=1e-3, weight_decay=0.01, grad_clip=0.01, p_uncond=0.2, log_every=7
+    steps=40,
+    batch_size=16,
+    lr=1e-3,
+    weight_decay=0.01,
+    grad_clip=0.01,
+    p_uncond=0.2,
+    ema=0.9,
+    log_every=7,
 )
 CKPTS = [10, 20, 30, 40]
 SEED = 3
@@ -137,9 +144,27 @@ def test_checkpoint_contents_and_load_model(uninterrupted):
     assert set(ckpt["rng"]) >= {"torch", "batch", "noise", "epoch_perm", "perm_pos"}
     net, schedule, loaded = load_model(path)
     assert net.cfg == NET and not net.training and loaded["step"] == 40
+    # evaluation loads the weight average (docs/method.md §3.3); the raw weights resume
     for k, v in net.state_dict().items():
-        assert torch.equal(v, ckpt["net"][k])
-    assert torch.equal(schedule.b.detach(), ckpt["schedule"]["b"])
+        assert torch.equal(v, ckpt["ema"]["net"][k])
+    assert torch.equal(schedule.b.detach(), ckpt["ema"]["schedule"]["b"])
+    assert not all(torch.equal(ckpt["ema"]["net"][k], v) for k, v in ckpt["net"].items())
+
+
+def test_the_weight_average_leaves_the_raw_trajectory_alone(tmp_path, uninterrupted):
+    """Training with and without the average takes the same steps: the average is read only
+    by evaluation, and the raw weights of every checkpoint are the same bits."""
+    raw = tmp_path / "raw"
+    train(tiny_data(), NET, replace(CFG, ema=0.0), ckpt_steps=CKPTS, ckpt_dir=raw / "ckpt",
+          log_dir=raw / "log", seed=SEED, progress=False)  # fmt: skip
+    a = load_checkpoint(checkpoint_path(raw / "ckpt", 40))
+    b = load_checkpoint(checkpoint_path(uninterrupted / "ckpt", 40))
+    assert "ema" not in a
+    for k, v in a["net"].items():
+        assert torch.equal(v, b["net"][k])
+    net, _, _ = load_model(checkpoint_path(raw / "ckpt", 40))
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, a["net"][k])
 
 
 def test_finished_run_returns_immediately(uninterrupted):

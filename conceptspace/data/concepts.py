@@ -33,6 +33,7 @@ the attribute is present.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -252,25 +253,36 @@ class ConceptGrid:
                 h[COND_SLICES["background"]] = self.background_mean(v)
         return h
 
-    def overprompt_cond(self, cls: int, concept: str, dose: float) -> np.ndarray:
-        """Class-mean prompt of ``cls`` pushed along ``concept`` by ``dose`` (docs/method.md §6).
+    def overprompt_cond(self, cls: int, concepts: Sequence[str], dose: float) -> np.ndarray:
+        """Class-mean prompt of ``cls`` pushed along each of ``concepts`` by ``dose``
+        (docs/method.md §6.1).
 
-        The push is ``h + k * (mean(value) - mean(other value))`` on that concept's entries.
-        Shapes grids: the dose is the fraction of the way from the class mean to the edge of
-        the concept's range, ``k = dose * k_edge`` with ``k_edge`` the push at which the first
-        entry reaches 0 or 1, so doses in (0, 1] give distinct prompts at every separation and
-        none is clipped. Attribute grids (one-hot codes, unbounded): ``k = dose``, the paper's
-        overprompting, e.g. ``[1 + k, -k]``.
+        The push is ``h + k * (mean(value) - mean(other value))`` on each concept's entries,
+        towards the class's own value. Shapes grids: the dose is the fraction of the way from
+        the class mean to the edge of the concept's range, ``k = dose * k_edge`` with ``k_edge``
+        the push at which the first entry reaches 0 or 1, so doses in (0, 1] give distinct
+        prompts at every separation and none is clipped. Attribute grids (one-hot codes,
+        unbounded): ``k = dose``, the paper's overprompting, e.g. ``[1 + k, -k]``.
         """
-        value = self.class_bits(cls)[self.concepts.index(concept)]
+        if isinstance(concepts, str):
+            concepts = [concepts]
         h = self.class_mean_cond(cls)
-        axis = self.mean_cond({concept: value}) - self.mean_cond({concept: 1 - value})
-        sl = self.cond_slice(concept)
-        k = dose if self.one_hot else dose * self.overprompt_edge(cls, concept)
-        h[sl] = h[sl] + k * axis[sl]
-        if not self.one_hot:  # dose <= 1 reaches the edge at most: this only absorbs rounding
-            h[sl] = np.clip(h[sl], 0.0, 1.0)
+        for concept in concepts:
+            value = self.class_bits(cls)[self.concepts.index(concept)]
+            axis = self.mean_cond({concept: value}) - self.mean_cond({concept: 1 - value})
+            sl = self.cond_slice(concept)
+            k = dose if self.one_hot else dose * self.overprompt_edge(cls, concept)
+            h[sl] = h[sl] + k * axis[sl]
+            if not self.one_hot:  # dose <= 1 reaches the edge at most: this only absorbs rounding
+                h[sl] = np.clip(h[sl], 0.0, 1.0)
         return h.astype(np.float32)
+
+    def push_vectors(self, cls: int, concepts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(v_class, v_opposite)``: vectors with only ``concepts`` set, at the class means of
+        ``cls``'s own values and of the opposite ones (the linear intervention's direction,
+        docs/method.md §6.1)."""
+        bits = {c: int(self.class_bits(cls)[self.concepts.index(c)]) for c in concepts}
+        return self.mean_cond(bits), self.mean_cond({c: 1 - b for c, b in bits.items()})
 
     def overprompt_edge(self, cls: int, concept: str) -> float:
         """The push ``k`` (in separations) at which the class mean of ``cls`` first reaches the

@@ -221,7 +221,9 @@ def fit_arrays(
     history: list[dict] = []
     window: list[float] = []
     t0 = time.perf_counter()
-    bar = tqdm(range(1, cfg.steps + 1), desc="probe", disable=not progress, mininterval=1.0)
+    bar = tqdm(
+        range(1, cfg.steps + 1), desc="probe", disable=None if progress else True, mininterval=1.0
+    )
     for step in bar:
         idx = torch.randint(len(x_all), (cfg.batch_size,), generator=gen)
         x, y = x_all[idx], y_all[idx]

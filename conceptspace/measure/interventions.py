@@ -2,18 +2,20 @@
 
 Each method is applied at several *doses*, in units that mean the same at every separation:
 
-- *overprompting*: the class-mean prompt pushed along one concept's axis; the dose is the
-  fraction of the way from the class mean to the edge of the concept's range
-  (:meth:`ConceptGrid.overprompt_cond`), so no two doses give one prompt;
+- *overprompting*: the class-mean prompt pushed along the axes of the chosen concepts,
+  towards the class's own values; the dose is the fraction of the way from the class mean to
+  the edge of each concept's range (:meth:`ConceptGrid.overprompt_cond`), so no two doses
+  give one prompt;
 - *linear latent intervention*: at every ResNet block, the output of its concept projection
-  ``e_b(h)`` is replaced by ``e_b(h) + s * (e_b(v_value) - e_b(v_other))`` with single-concept
-  vectors ``v`` (only that concept's entries set, at the class means); the dose is ``s``, in
-  multiples of the embedded class-mean difference (one separation). This is done with
-  forward hooks on the named ``cond_proj`` modules: one forward pass, no copy of it.
+  ``e_b(h)`` is replaced by ``e_b(h) + s * (e_b(v_class) - e_b(v_opposite))`` with vectors
+  ``v`` holding only the chosen concepts' entries, at the class means of the class's own and
+  of the opposite values (:meth:`ConceptGrid.push_vectors`); the dose is ``s``, in multiples
+  of that embedded difference (one separation). This is done with forward hooks on the named
+  ``cond_proj`` modules: one forward pass, no copy of it.
 - *classifier-free guidance* is a sampler option (see :func:`conceptspace.model.diffusion.sample`).
 
-Hooks take a per-row scale, so all doses (and the naive baseline, scale 0) share one batched
-sampler call with the same noise (:func:`design`).
+Hooks take a per-row direction and scale, so all doses (and the naive baseline, scale 0)
+share one batched sampler call with the same noise (:func:`design`).
 """
 
 from __future__ import annotations
@@ -30,34 +32,51 @@ from conceptspace.data.concepts import ConceptGrid
 METHODS = ("naive", "overprompt", "linear", "guidance")
 
 
-def overprompt(grid: ConceptGrid, cls: int, concept: str, dose: float) -> np.ndarray:
-    """Class-mean prompt of ``cls`` pushed along ``concept`` by ``dose``: [cond_dim]."""
-    return grid.overprompt_cond(cls, concept, dose)
-
-
 def design(grid: ConceptGrid, cfg) -> list[dict]:
     """The batched items of one checkpoint: held-out class x (method, dose), each with its
-    prompt and its linear-intervention scale (0: none). ``cfg`` is the intervene section."""
+    prompt, its linear-intervention direction ``(v_class, v_opposite)`` and scale (0: none).
+    ``cfg`` is the intervene section."""
     plan = []
     for k in grid.held_out_classes:
         mean = grid.class_mean_cond(k)
+        push = grid.push_vectors(k, cfg.linear.concepts)
         if "naive" in cfg.methods:
-            plan.append(_item(k, "naive", 0.0, mean, 0.0))
+            plan.append(_item(k, "naive", 0.0, mean, push, 0.0))
         if "overprompt" in cfg.methods:
             for d in cfg.overprompt.doses:
-                h = overprompt(grid, k, cfg.overprompt.concept, d)
-                plan.append(_item(k, "overprompt", d, h, 0.0))
+                h = grid.overprompt_cond(k, cfg.overprompt.concepts, d)
+                plan.append(_item(k, "overprompt", d, h, push, 0.0))
         if "linear" in cfg.methods:
-            value = grid.class_bits(k)[grid.concepts.index(cfg.linear.concept)]
-            sign = 1.0 if value == 1 else -1.0  # push towards the class's own value
             for d in cfg.linear.doses:
-                plan.append(_item(k, "linear", d, mean, sign * d))
+                plan.append(_item(k, "linear", d, mean, push, d))
     _refuse_duplicates(grid, plan)
     return plan
 
 
-def _item(k: int, method: str, dose: float, cond: np.ndarray, scale: float) -> dict:
-    return {"class": k, "method": method, "setting": float(dose), "cond": cond, "scale": scale}
+def _item(k: int, method: str, dose: float, cond: np.ndarray, push, scale: float) -> dict:
+    return {
+        "class": k,
+        "method": method,
+        "setting": float(dose),
+        "cond": cond,
+        "push": push,
+        "scale": scale,
+    }
+
+
+def batch(plan: list[dict], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(cond, v_class, v_opposite, scales)`` of ``plan``'s items, each repeated ``n`` times:
+    the rows of one sampler call."""
+
+    def rows(values) -> np.ndarray:
+        return np.repeat(np.stack(values), n, axis=0)
+
+    return (
+        rows([it["cond"] for it in plan]),
+        rows([it["push"][0] for it in plan]),
+        rows([it["push"][1] for it in plan]),
+        np.repeat([it["scale"] for it in plan], n).astype(np.float32),
+    )
 
 
 def _refuse_duplicates(grid: ConceptGrid, plan: list[dict]) -> None:
@@ -140,11 +159,13 @@ def linear_intervention(
 ) -> Iterator[None]:
     """Add ``row_scales[i] * (e_b(v_to) - e_b(v_from))`` to every block's concept embedding.
 
+    :param v_to, v_from: one vector ``[cond_dim]`` for every row, or one per row ``[B, cond_dim]``.
     :param row_scales: ``[B]`` one scale per batch row of the forward passes inside the block
         (0 leaves a row untouched, bit for bit).
     """
+    one = np.ndim(v_to) == 1
     directions = {
-        name: (e_to - e_from)[0]
+        name: (e_to - e_from)[0] if one else e_to - e_from
         for (name, e_to), e_from in zip(
             embed(net, v_to).items(), embed(net, v_from).values(), strict=True
         )
@@ -158,7 +179,7 @@ def linear_intervention(
                 raise RuntimeError(
                     f"intervention expects batch {row_scales.shape[0]}, got {out.shape[0]}"
                 )
-            return out + row_scales[:, None] * delta[None, :]
+            return out + row_scales[:, None] * (delta[None, :] if delta.ndim == 1 else delta)
 
         handles.append(module.register_forward_hook(hook))
     try:

@@ -138,9 +138,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_model(path: Path) -> tuple[UNet, LogSNRSchedule, dict[str, Any]]:
-    """Rebuild (net, schedule) from a checkpoint's own config and weights, in eval mode, on CPU.
-
-    Returns (net, schedule, ckpt) where ckpt is the full checkpoint dict.
+    """Rebuild (net, schedule) from a checkpoint's own config and weights, in eval mode, on CPU:
+    the run's weight average where the checkpoint holds one (``ema``, docs/method.md §3.3),
+    else its raw weights. Returns (net, schedule, ckpt) where ckpt is the full checkpoint dict.
     """
     ckpt = load_checkpoint(path)
     bounds = {k: (ckpt.get("train_config") or {}).get(k) for k in ("gamma_min", "gamma_max")}
@@ -149,9 +149,10 @@ def load_model(path: Path) -> tuple[UNet, LogSNRSchedule, dict[str, Any]]:
         raise CheckpointError(f"checkpoint {path}: missing {absent} (the log-SNR bounds)")
     try:
         net = UNet(UNetConfig.from_dict(ckpt["net_config"]))
-        net.load_state_dict(ckpt["net"])
+        weights = ckpt.get("ema") or ckpt
+        net.load_state_dict(weights["net"])
         schedule = LogSNRSchedule(bounds["gamma_min"], bounds["gamma_max"])
-        schedule.load_state_dict(ckpt["schedule"])
+        schedule.load_state_dict(weights["schedule"])
     except (TypeError, ValueError, RuntimeError, KeyError) as e:
         raise CheckpointError(f"checkpoint {path}: cannot rebuild the model ({e})") from e
     return net.eval(), schedule.eval(), ckpt

@@ -70,6 +70,7 @@ from torch.func import functional_call, vmap
 from tqdm import tqdm
 
 from conceptspace.io import ArtifactError
+from conceptspace.model.averaging import WeightAverage, averaged_state, parameters_of
 from conceptspace.model.checkpoints import (
     FORMAT,
     CheckpointError,
@@ -277,6 +278,10 @@ class EnsembleTrainer:
             weight_decay=cfg.weight_decay,
             fused=dev.type in ("cpu", "cuda"),
         )
+        # the weight average each member's checkpoints are evaluated with, as in a lone run
+        self.average = (
+            WeightAverage([self.params[n] for n in self.names], cfg.ema) if cfg.ema > 0 else None
+        )
 
         seeds = [m.seed for m in self.members]
         self.batch_gens = [torch.Generator().manual_seed(_derived_seed(s, "batch")) for s in seeds]
@@ -426,6 +431,8 @@ class EnsembleTrainer:
             if mode.cuda_graph and self._eager_steps >= WARMUP_STEPS:
                 self._capture()
         self.step_count += 1
+        if self.average is not None:
+            self.average.update([self.params[n] for n in self.names], self.step_count)
         return out
 
     def _capture(self) -> None:
@@ -468,17 +475,25 @@ class EnsembleTrainer:
         }
         if self.dev.type == "cuda":
             rng["cuda"] = self.dropout_gens[j].get_state()
-        return {
-            "format": FORMAT,
-            "step": self.step_count,
-            "net_config": self.net_cfg.to_dict(),
-            "train_config": asdict(self.cfg),
-            "net": net.state_dict(),
-            "schedule": schedule.state_dict(),
-            "optimizer": {"state": state, "param_groups": copy.deepcopy(sd["param_groups"])},
-            "rng": rng,
-            "seed": self.members[j].seed,
-        } | ({"fast_mode": fast} if (fast := self.mode.provenance()) else {})
+        ema = {}
+        if self.average is not None:
+            member = [a[j] for a in self.average.tensors]
+            ema = {"ema": averaged_state({"net": net, "schedule": schedule}, member)}
+        return (
+            {
+                "format": FORMAT,
+                "step": self.step_count,
+                "net_config": self.net_cfg.to_dict(),
+                "train_config": asdict(self.cfg),
+                "net": net.state_dict(),
+                "schedule": schedule.state_dict(),
+                "optimizer": {"state": state, "param_groups": copy.deepcopy(sd["param_groups"])},
+                "rng": rng,
+                "seed": self.members[j].seed,
+            }
+            | ema
+            | ({"fast_mode": fast} if (fast := self.mode.provenance()) else {})
+        )
 
     @torch.no_grad()
     def load(self, ckpts: Sequence[dict]) -> None:
@@ -495,6 +510,10 @@ class EnsembleTrainer:
             owner, key = name.split(".", 1)
             value = torch.stack([c[owner][key] for c in ckpts])
             self.params[name].copy_(value.to(self.dev))
+        if self.average is not None:
+            modules = {"net": self.eval_net, "schedule": self.eval_schedule}
+            members = [parameters_of(c["ema"], modules) for c in ckpts]
+            self.average.load([torch.stack(ts) for ts in zip(*members, strict=True)])
         opts = [c["optimizer"] for c in ckpts]
         state = {}
         for i, s0 in opts[0]["state"].items():
@@ -614,7 +633,11 @@ def train_ensemble(
     since_ckpt: list[list[float]] = [[] for _ in members]
     ckpt_set = set(ckpt_steps)
     bar = tqdm(
-        total=cfg.steps, initial=step, desc=f"train x{k}", file=sys.stderr, disable=not progress
+        total=cfg.steps,
+        initial=step,
+        desc=f"train x{k}",
+        file=sys.stderr,
+        disable=None if progress else True,
     )
 
     def flush() -> None:

@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from conceptspace.model.averaging import WeightAverage, averaged_state, parameters_of
 from conceptspace.model.checkpoints import (
     FORMAT,
     CheckpointError,
@@ -78,7 +79,7 @@ def checkpoint_steps(first: int, last: int, count: int) -> list[int]:
 class TrainConfig:
     """Optimisation settings; stored in every checkpoint as ``train_config``.
 
-    The fields up to ``p_uncond`` are settings of the ``train`` params section
+    The fields up to ``ema`` are settings of the ``train`` params section
     (:class:`conceptspace.sections.Train`), which states their ranges once: they have no
     default here and are checked by the section however the config is built. The fields from
     ``data_noise`` on are the library's own (no params key), with their defaults."""
@@ -89,6 +90,7 @@ class TrainConfig:
     weight_decay: float
     grad_clip: float | None  # global-norm clip; None or 0 disables it
     p_uncond: float  # probability of the classifier-free-guidance null token
+    ema: float  # decay of the weight average checkpoints are evaluated with; 0: raw weights
     data_noise: float = DATA_NOISE
     gamma_min: float = GAMMA_MIN
     gamma_max: float = GAMMA_MAX
@@ -395,6 +397,8 @@ def train(
     optimizer = torch.optim.AdamW(
         params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=dev.type in ("cpu", "cuda")
     )
+    modules = {"net": net, "schedule": schedule}
+    average = WeightAverage(params, cfg.ema) if cfg.ema > 0 else None
     batch_gen = torch.Generator().manual_seed(_derived_seed(seed, "batch"))
     noise_gen = torch.Generator(device=dev).manual_seed(_derived_seed(seed, "noise"))
     eval_seed = _derived_seed(seed, "eval")
@@ -406,6 +410,8 @@ def train(
         net.load_state_dict(resume["net"])
         schedule.load_state_dict(resume["schedule"])
         optimizer.load_state_dict(resume["optimizer"])
+        if average is not None:
+            average.load(parameters_of(resume["ema"], modules))
         rng = resume["rng"]
         torch.set_rng_state(rng["torch"])
         if dev.type == "cuda" and "cuda" in rng:
@@ -423,7 +429,13 @@ def train(
 
     pending_rows: list[str] = []
     losses_since_ckpt: list[float] = []
-    bar = tqdm(total=cfg.steps, initial=step, desc="train", file=sys.stderr, disable=not progress)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc="train",
+        file=sys.stderr,
+        disable=None if progress else True,
+    )
     net.train()
     t_last = time.perf_counter()
     while step < cfg.steps:
@@ -442,6 +454,8 @@ def train(
         grad_norm = _grad_norm(params, cfg.grad_clip).item()
         _optimizer_step(optimizer)
         step += 1
+        if average is not None:
+            average.update(params, step)
 
         loss_value = loss.item()
         if not math.isfinite(loss_value):
@@ -494,6 +508,8 @@ def train(
                 "rng": rng,
                 "seed": seed,
             }
+            if average is not None:
+                ckpt["ema"] = averaged_state(modules, average.tensors)
             atomic_torch_save(canonicalize(ckpt), checkpoint_path(ckpt_dir, step))
             bar.set_postfix(val=f"{val:.4f}", held_out=f"{held:.4f}")
     bar.close()
