@@ -565,6 +565,29 @@ def test_emergence_lead_over_naive():
     assert over_s["emergence_step"] == 2000 and over_s["lead_steps"] == 3000
 
 
+def test_emergence_is_read_from_the_first_recognisable_checkpoint():
+    """Before the training classes are recognisable, samples are blobs the classifier may read
+    as the held-out class: a naive curve high there must not count as naive emergence
+    (docs/method.md §6.2)."""
+    steps = np.arange(0, 10_000, 100)
+    naive = step_curve(steps, 5000)
+    naive[:3] = 1.0  # blobs at steps 0-200 read as the held-out class
+    interv = make_interv(
+        {("naive", 0.0): naive, ("overprompt", 1.0): step_curve(steps, 2000)}, steps
+    )
+    early = CP.emergence(interv, thresholds=(0.8,), sigma=0)
+    assert early.loc[early["method"] == "overprompt", "naive_step"].iloc[0] == 0
+    train_acc = pd.DataFrame(
+        {"run": "c020", "seed": 0, "step": steps, "acc": np.where(steps >= 800, 0.95, 0.3)}
+    )
+    since = CP.readable_from(train_acc, ready_acc=0.75, sigma=0)
+    assert since.to_dict("records") == [{"run": "c020", "seed": 0, "step": 800}]
+    em = CP.emergence(interv, thresholds=(0.8,), sigma=0, since=since)
+    over = em[em["method"] == "overprompt"].iloc[0]
+    assert over["naive_step"] == 5000 and over["emergence_step"] == 2000
+    assert over["lead_steps"] == 3000
+
+
 def test_emergence_reads_the_bounds_not_the_point_estimate():
     """An elicited curve at 0.85 of 64 images (lower bound < 0.8) has not surely emerged, and a
     naive curve at 0.75 (upper bound > 0.8) may already be there: no lead, though the point

@@ -13,7 +13,7 @@ import pytest
 import conceptspace.analysis.concept_distance as CD
 import conceptspace.analysis.curves as CV
 import conceptspace.analysis.trajectories as TJ
-from conceptspace.analysis.study import analyze_study
+from conceptspace.analysis.tables import analyze_study
 
 CONCEPTS = ("color", "size", "background")
 NAMES = {"color": ("red", "blue"), "size": ("large", "small"), "background": ("light", "dark")}

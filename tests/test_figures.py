@@ -378,7 +378,7 @@ def test_runs_are_coloured_by_the_swept_concept():
     a colour sweep, and a grid where several separations vary, by Δcolor."""
     import pandas as pd
 
-    from conceptspace.figures.study import drawn_concepts
+    from conceptspace.figures.drawing import drawn_concepts
 
     traj = pd.DataFrame({"run": ["a"], "target_color": [1.0], "target_size": [1.0]})
     size_sweep = pd.DataFrame({"run": ["a", "b"], "sep_color": [0.4, 0.4], "sep_size": [0.15, 0.6]})

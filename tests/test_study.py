@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conceptspace.analysis.study import analyze_study
+from conceptspace.analysis.tables import analyze_study
 from conceptspace.params import load_params
 
 STEPS = np.floor(np.linspace(np.sqrt(400), np.sqrt(6000), 24) ** 2).astype(int)

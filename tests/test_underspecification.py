@@ -64,7 +64,7 @@ def _write_run(root, run, seed, mask):
 
 
 def test_gather_adds_the_realized_fraction_mean_over_seeds(tmp_path):
-    from conceptspace.tables import gather
+    from conceptspace.table_files import gather
 
     masks = {
         ("m0", 0): None,

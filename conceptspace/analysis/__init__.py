@@ -5,7 +5,7 @@ trajectories, saturation, turns, memorization), ``capability`` (best-dose capabi
 with their binomial intervals, the dose-response, emergence and leads read with the intervals),
 ``fits`` (the one least-squares line and the one signal-order rule), ``dynamics_model``
 (the phenomenological ODE), the extensions ``concept_distance``, ``guidance``,
-``underspecification``; ``study`` (every table of a study: the entry point) and ``verdicts``
+``underspecification``; ``tables`` (every table of a study: the entry point) and ``verdicts``
 (tables -> metrics and the three phenomena); ``across_seeds`` (the verdicts pooled over seeds,
 with their uncertainty) on ``censored`` (medians and the rank correlation of learning times
 some of which are censored, with its permutation test); ``headline`` (the few numbers of

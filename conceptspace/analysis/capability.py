@@ -184,9 +184,14 @@ def emergence(
     k: int = 2,
     value: str = "joint_acc",
     alpha: float = ALPHA,
+    since: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Emergence step of every capability curve and its lead over naive prompting, per seed,
     read with the intervals (module docstring).
+
+    ``since``: ``run, seed, step``, the first checkpoint of each run and seed from which the
+    curves are read (:func:`readable_from`); earlier checkpoints sample noisy blobs that the
+    classifier may read as any class, the held-out one included. None: from the first.
 
     ``k``: consecutive checkpoints a bound must stay at or above the threshold;
     ``sigma``: smoothing (checkpoints) of the point estimates only. Output columns:
@@ -195,6 +200,10 @@ def emergence(
     is NaN when the method is censored or there is no naive curve; naive rows have lead 0.
     """
     cap = capability_curves(interv, value=value, alpha=alpha)
+    if since is not None:
+        start = since.set_index(["run", "seed"])["step"]
+        first = pd.MultiIndex.from_frame(cap[["run", "seed"]]).map(start.to_dict().get)
+        cap = cap[cap["step"].to_numpy() >= np.asarray(first, dtype=float)]
     group_keys = ["run", "seed", "class"]
     rows = []
     for key, g in cap.groupby(group_keys, sort=True):
@@ -263,6 +272,19 @@ def emergence(
     return out.sort_values(
         ["run", "seed", "class", "threshold", "method"], kind="stable", ignore_index=True
     )
+
+
+def readable_from(train_acc: pd.DataFrame, ready_acc: float, sigma: float) -> pd.DataFrame:
+    """``run, seed, step``: the first checkpoint of each run and seed at which its training
+    classes are recognisable (mean per-image accuracy ``train_acc`` smoothed with ``sigma``
+    checkpoints ``>= ready_acc``, as memorization is read: docs/method.md §5.5, §6.2); the
+    last checkpoint where they never are (no lead can be read then)."""
+    rows = []
+    for (run, seed), g in train_acc.sort_values("step").groupby(["run", "seed"], sort=True):
+        steps = g["step"].to_numpy()
+        ok = np.flatnonzero(smooth(g["acc"].to_numpy(dtype=float), sigma) >= ready_acc)
+        rows.append({"run": run, "seed": seed, "step": steps[ok[0] if ok.size else -1]})
+    return pd.DataFrame(rows, columns=["run", "seed", "step"])
 
 
 def summarize_leads(em: pd.DataFrame) -> pd.DataFrame:

@@ -47,8 +47,14 @@ def study_tables(
     traj = TJ.trajectories(probe, sigma=analyze.sigma)
     lt = CV.learning_times(probe, thresholds, sigma=analyze.lt_sigma, k=analyze.persistence)
     lt_sum = CV.summarize_over_seeds(lt)
+    train_acc = CV.training_accuracy(probe)
+    since = CP.readable_from(train_acc, analyze.ready_acc, analyze.sigma)
     em = CP.emergence(
-        interv, thresholds, sigma=analyze.emergence_sigma, k=analyze.emergence_persistence
+        interv,
+        thresholds,
+        sigma=analyze.emergence_sigma,
+        k=analyze.emergence_persistence,
+        since=since,
     )
     fits, curves, skipped = DM.fit_held_out(traj)
     if U.COLUMN not in run_info:
@@ -63,7 +69,7 @@ def study_tables(
         "dose_response": CP.dose_response(interv),
         "emergence": em,
         "leads": CP.summarize_leads(em),
-        "train_accuracy": CV.training_accuracy(probe),
+        "train_accuracy": train_acc,
         "concept_distance": CD.distance_to_time(probe, traj, analyze),
         "dynamics_fit": fits,
         "dynamics_curves": curves,

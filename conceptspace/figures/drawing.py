@@ -4,7 +4,7 @@ The two-concept figures are always drawn (trajectories and their animation, lear
 capability and the dose-response of each elicitation method, embeddings, training curves,
 samples over training per run); the figures of the
 extensions only where their analysis applies (docs/method.md §7, §9). Drawing only: the tables
-and metrics come from :func:`conceptspace.analysis.study.analyze_study`.
+and metrics come from :func:`conceptspace.analysis.tables.analyze_study`.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def draw_study(
 ) -> None:
     """Draw every figure of a study into ``fig_dir``.
 
-    ``tables``/``metrics``: of :func:`~conceptspace.analysis.study.analyze_study`;
+    ``tables``/``metrics``: of :func:`~conceptspace.analysis.tables.analyze_study`;
     ``run_info``: one row per run (separations, signals, masked fraction); ``params``: the
     validated params (``analyze``, ``grid_for``, ``seeds``); ``embeddings``/``losses``: the
     intervene stage's embedding table and the training logs; ``samples``: run -> the probe
