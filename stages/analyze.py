@@ -16,13 +16,13 @@ from pathlib import Path
 
 from conceptspace.analysis import across_seeds
 from conceptspace.analysis.headline import headline, terse
-from conceptspace.analysis.study import EXTENSION_TABLES, analyze_study
 from conceptspace.analysis.summary import summary_markdown
+from conceptspace.analysis.tables import EXTENSION_TABLES, analyze_study
 from conceptspace.analysis.verdicts import swept_concept
 from conceptspace.figures.across_seeds import across_seeds_figure
-from conceptspace.figures.study import draw_study
+from conceptspace.figures.drawing import draw_study
 from conceptspace.io import read_npz, write_bytes, write_json, write_with
-from conceptspace.tables import gather
+from conceptspace.table_files import gather
 from stages.common import entry, load, parser
 
 
