@@ -11,7 +11,7 @@
 2. Runs tests/test_cuda.py: training with exact resume (lone runs and ensembles), sampling,
    probing and an intervention on the device, and the stages with ``device: cuda``.
 3. Prints one table, measured with the settings the stages use on CUDA (deterministic cuDNN,
-   math attention; ``stages.common.cuda_reproducible``): training-step time and images/s of a
+   math attention; ``conceptspace.devices.cuda_reproducible``): training-step time and images/s of a
    lone run of the default and of the paper network (configs/paper.yaml) at fp32, TF32, bf16
    autocast, torch's default precision (TF32 convolutions, fp32 matmuls: what the pipeline
    runs) and TF32 without the reproducibility settings; per-checkpoint time and images/s of
@@ -190,7 +190,7 @@ def free(device: torch.device) -> None:
 def variant(name: str, device: torch.device):
     """The precision and kernel settings of one training-table variant; yields the autocast
     factory for the forward pass. Everything is restored afterwards."""
-    from stages.common import cuda_reproducible
+    from conceptspace.devices import cuda_reproducible
 
     cuda = device.type == "cuda"
     saved = _tf32_state() if cuda else None
@@ -341,7 +341,7 @@ def worker(index: int) -> None:
             device = torch.device(spec["device"])
             free(device)
             if device.type == "cuda":
-                from stages.common import cuda_reproducible
+                from conceptspace.devices import cuda_reproducible
 
                 cuda_reproducible()
             net_cfg, cfg = UNetConfig.from_dict(spec["net"]), TrainConfig(**spec["train"])
@@ -700,8 +700,8 @@ def main(argv=None) -> int:
 
     budget = Budget(args.budget)
     installed = ensure_packages(args.wheels)
+    from conceptspace.devices import cuda_reproducible
     from conceptspace.model.unet import UNet
-    from stages.common import cuda_reproducible
 
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -39,7 +39,7 @@ def main(argv=None) -> int:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(args.device)
     if device.type == "cuda":
-        from stages.common import cuda_reproducible
+        from conceptspace.devices import cuda_reproducible
 
         cuda_reproducible()
         where = torch.cuda.get_device_name(device)

@@ -132,8 +132,8 @@ def datasheet_peaks(device: torch.device) -> tuple[float, float] | None:
 
 def step_rate(net_cfg, cfg, device, k: int, mode: str, n_train: int, window: float) -> dict:
     """Model-steps/s of one K-model ensemble in ``mode`` (host reads every 10 steps)."""
+    from conceptspace.devices import cuda_reproducible
     from conceptspace.model.ensemble import EnsembleTrainer
-    from stages.common import cuda_reproducible
 
     members = G.synthetic_members(net_cfg, k, n_train)
     if device.type == "cuda":

@@ -1,20 +1,18 @@
-"""What every stage shares: argument parsing, params loading, clean error exits, devices."""
+"""What every stage shares: argument parsing, params loading, clean error exits and the
+provenance records a job's command line asks for (written by conceptspace/provenance.py)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-from conceptspace import numerics, pipeline, staleness, studies, toollock
-from conceptspace.io import ArtifactError, write_json
+from conceptspace import studies, toollock
+from conceptspace.io import ArtifactError
 from conceptspace.params import Params, ParamsError
+from conceptspace.provenance import Record, write_records
 
 PARAMS_FILE = studies.BASE
-
-Record = tuple[str | None, int | None, str]  # (run, seed, path) of a provenance record
 
 
 def _job_options(
@@ -112,35 +110,6 @@ def asked_records(
         return asked, e
 
 
-def check_group_records(doc: dict, ids: Sequence[tuple[str, int]]) -> None:
-    """A job that writes the records of a group of runs trains exactly one of the study's
-    training groups (conceptspace/pipeline.py, "Training groups"), so that each record names
-    the batched model its run was trained in; a pipeline file cut for another
-    ``train.ensemble`` is refused."""
-    expected = pipeline.group_of(doc, *ids[0])
-    if list(expected.members) != list(ids):
-        want = " ".join(f"{r}/seed{s}" for r, s in expected.members)
-        raise ParamsError(
-            f"train.ensemble = {pipeline.ensemble_size(doc)}: {ids[0][0]}/seed{ids[0][1]} is "
-            f"trained in the group {expected.name} ({want}), not as given; the pipeline file "
-            "is out of date: regenerate it with `python -m stages.study` (DVC), or run snakemake"
-        )
-
-
-def write_records(stage: str, doc: dict, asked: Sequence[Record]) -> None:
-    """Write the job's provenance records beside its outputs, once they are all in place: the
-    params it read, the digests of its code and the keys of the jobs it built on. Each run of
-    a group gets the record a lone job of that run writes (``pipeline.job_record``), with the
-    size and sha256 of every file in its folder beside the key (conceptspace/staleness.py)."""
-    for run, seed, path in asked:
-        record = pipeline.job_record(doc, stage, run, seed)
-        record[staleness.FILES] = staleness.written_files(Path(path).parent)
-        write_json(Path(path), record)
-        # the machine it ran on, beside the record and outside its key and checksums: the
-        # bytes are promised the same on any x86-64 CPU with AVX2 (docs/method.md §11)
-        write_json(Path(path).with_name(numerics.PLATFORM), numerics.platform())
-
-
 def entry(
     run: Callable[[Sequence[str] | None], None], *, group: bool = False
 ) -> Callable[[Sequence[str] | None], int]:
@@ -171,40 +140,3 @@ def entry(
 
     main.__doc__ = run.__doc__
     return main
-
-
-def set_threads(n: int) -> None:
-    """Fix the intra-op thread count (results may depend on it, so it comes from params)."""
-    import torch
-
-    torch.set_num_threads(n)
-    os.environ.setdefault("OMP_NUM_THREADS", str(n))
-
-
-def pick_device(requested: str, key: str = "train.device") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error
-    naming ``key``. On CUDA, :func:`cuda_reproducible` is applied."""
-    import torch
-
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    elif requested == "cuda" and not torch.cuda.is_available():
-        raise ParamsError(f"{key} = 'cuda': no CUDA device is available")
-    if requested == "cuda":
-        cuda_reproducible()
-    return requested
-
-
-def cuda_reproducible() -> None:
-    """Deterministic CUDA kernels, so that a run repeats and resumes bit for bit on the same GPU
-    (docs/method.md): cuDNN picks deterministic convolution algorithms, and attention
-    uses the math kernel (the backward passes of the fused attention kernels are not guaranteed
-    to be deterministic). TF32 settings are left as they are: they change rounding, not
-    repeatability."""
-    import torch
-
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cuda.enable_flash_sdp(False)
-    torch.backends.cuda.enable_mem_efficient_sdp(False)
-    torch.backends.cuda.enable_cudnn_sdp(False)

@@ -25,8 +25,9 @@ import sys
 import conceptspace.measure.classifier as classifier
 from conceptspace.data.concepts import ConceptGrid
 from conceptspace.data.folder import ImageFolder
+from conceptspace.devices import pick_device, set_threads
 from conceptspace.io import write_json
-from stages.common import entry, load, parser, pick_device, set_threads
+from stages.common import entry, load, parser
 
 
 def run(argv=None) -> None:

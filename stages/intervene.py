@@ -25,10 +25,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from conceptspace.devices import pick_device, set_threads
 from conceptspace.io import write_with
 from conceptspace.measure import classifier, evaluation, interventions, probing
 from conceptspace.params import ParamsError
-from stages.common import entry, load, parser, pick_device, set_threads
+from stages.common import entry, load, parser
 
 
 def run(argv=None) -> None:

@@ -23,10 +23,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from conceptspace.devices import pick_device, set_threads
 from conceptspace.figures.style import sample_grid
 from conceptspace.io import write_npz, write_with
 from conceptspace.measure import classifier, evaluation, probing
-from stages.common import entry, load, parser, pick_device, set_threads
+from stages.common import entry, load, parser
 
 N_SHOW = 8
 

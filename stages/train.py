@@ -22,10 +22,12 @@ import sys
 
 from conceptspace.data.concepts import COND_DIM
 from conceptspace.data.dataset import load_dataset, split_arrays
+from conceptspace.devices import pick_device, set_threads
 from conceptspace.model.ensemble import TrainingJob
 from conceptspace.model.training import TrainConfig
 from conceptspace.model.unet import UNetConfig
 from conceptspace.params import ParamsError
+from conceptspace.provenance import check_group_records
 from stages import common
 
 # Repeated options, one value per run of the group: (attribute of the parsed args, key).
@@ -61,7 +63,7 @@ def group_args(args, params, doc: dict) -> list[dict]:
     ids = [(g["run"], g["seed"]) for g in group]
     params.check_training_group(ids)
     if args.provenance:
-        common.check_group_records(doc, ids)
+        check_group_records(doc, ids)
     return group
 
 
@@ -78,9 +80,9 @@ def run(argv=None) -> None:
     args = arg_parser().parse_args(argv)
     params, doc = common.load_document(args)
     group = group_args(args, params, doc)
-    device = common.pick_device(params.train.device)
+    device = pick_device(params.train.device)
     data = [split_arrays(load_dataset(g["dataset"])) for g in group]
-    common.set_threads(params.train.threads)
+    set_threads(params.train.threads)
 
     dirs = [[g[k] for g in group] for k in ("ckpt_dir", "log_dir")]
     job = TrainingJob.plan(params.train.net, [(g["run"], g["seed"]) for g in group], data, *dirs)

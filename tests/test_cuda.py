@@ -2,9 +2,9 @@
 an intervention on the device, and the stages with ``device: cuda``.
 
 Skipped where no GPU is present; ``benchmarks/gpu_check.py`` runs these on a GPU machine.
-CUDA runs use the deterministic kernels the stages select (``stages.common.cuda_reproducible``).
-``CONCEPTSPACE_TEST_DEVICE=cpu`` runs the same tests on the CPU (a dry run of the tests
-themselves on a machine without a GPU).
+CUDA runs use the deterministic kernels the stages select
+(``conceptspace.devices.cuda_reproducible``). ``CONCEPTSPACE_TEST_DEVICE=cpu`` runs the same
+tests on the CPU (a dry run of the tests themselves on a machine without a GPU).
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ import torch
 import yaml
 
 from conceptspace.data.concepts import preset
+from conceptspace.devices import cuda_reproducible
 from conceptspace.measure import classifier, interventions, probing
 from conceptspace.model.checkpoints import checkpoint_path, load_checkpoint, load_model
 from conceptspace.model.ensemble import Member, train_ensemble
 from conceptspace.model.training import TrainConfig, train
 from conceptspace.model.unet import UNetConfig
-from stages.common import cuda_reproducible
 from tests.squares import squares
 
 DEVICE = os.environ.get("CONCEPTSPACE_TEST_DEVICE", "cuda")

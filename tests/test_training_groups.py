@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conceptspace import pipeline, staleness, studies
+from conceptspace import pipeline, provenance, staleness, studies
 from conceptspace.model.checkpoints import checkpoint_path, load_model
 from conceptspace.params import ParamsError, validate
 from stages import common
@@ -165,16 +165,17 @@ def test_a_members_record_names_its_group(grouped_doc, tiny_doc):
 
 
 def test_each_member_writes_its_own_record(grouped_doc, tmp_path):
-    """stages/common.py writes one record per member, the one a lone job of that run writes;
-    lone jobs and per-study jobs are unchanged."""
+    """conceptspace/provenance.py writes one record per member (as stages/common.py reads them
+    from the command line), the one a lone job of that run writes; lone jobs and per-study jobs
+    are unchanged."""
     paths = [tmp_path / "a.json", tmp_path / "b.json"]
     group = argparse.Namespace(
         runs=["c020", "c050"], seeds=[0, 0], provenance=list(map(str, paths))
     )
     lone = argparse.Namespace(run="c080", seed=0, provenance=str(tmp_path / "lone.json"))
     study = argparse.Namespace(provenance=str(tmp_path / "study.json"))
-    common.write_records("train", grouped_doc, common.records(group) + common.records(lone))
-    common.write_records("analyze", grouped_doc, common.records(study))
+    provenance.write_records("train", grouped_doc, common.records(group) + common.records(lone))
+    provenance.write_records("analyze", grouped_doc, common.records(study))
 
     def read(path):  # the record beside its file checksums (conceptspace/staleness.py)
         record = json.loads(Path(path).read_text())

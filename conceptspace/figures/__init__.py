@@ -3,7 +3,7 @@
 ``style`` (colours, markers, axes helpers, saving), one module per figure family:
 ``trajectories``, ``learning_times``, ``capability``, ``diagnostics`` (samples, embeddings,
 training curves), ``extensions`` (3-D trajectories, distance vs learning time, guidance, ODE
-fits, underspecification); ``study.draw_study`` draws every figure a study calls for.
+fits, underspecification); ``drawing.draw_study`` draws every figure a study calls for.
 docs/method.md §9.
 
 May import: :mod:`conceptspace.analysis` (to read table layouts, never to compute results),
