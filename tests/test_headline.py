@@ -28,7 +28,8 @@ def test_committed_headline_is_the_headline_of_the_committed_detail():
 def test_headline_is_short_and_carries_the_seed_verdicts():
     details = json.loads((ANALYZE / "details.json").read_text())
     h = headline(details)
-    assert _leaves(h) < 40 * max(1, len(h["runs"]))  # a few dozen numbers per run, not hundreds
+    # a few dozen numbers per run, not hundreds (each run's best lead carries three per seed)
+    assert _leaves(h) < 50 * max(1, len(h["runs"]))
     seeds = details["across_seeds"]
     a = h["across_seeds"]
     for name, p in seeds["phenomena"].items():
