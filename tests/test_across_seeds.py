@@ -128,8 +128,9 @@ def test_the_tracker_case_two_seeds_with_a_tie():
     assert by_seed.loc[1, "signal_order_reason"] == "violated"
 
 
-#: the committed studies' points (results/<study>/analyze/across_seeds_points.csv): seed ->
-#: held-out color learning time at Δcolor 0.2, 0.5, 0.8 (None: censored at the 4,500 budget)
+#: the points of the studies as committed at 4,500 steps (results/<study>/analyze/
+#: across_seeds_points.csv before the 6,500-step schedule): seed -> held-out color learning
+#: time at Δcolor 0.2, 0.5, 0.8 (None: censored at the 4,500 budget); fixed reference data
 COMMITTED = {
     "default": {0: [None, None, 1744], 1: [3903, 2149, 1380], 2: [None, 1557, 1059]},
     "unseen_seeds": {3: [None, 1059, 657], 4: [3621, 3088, 1059]},

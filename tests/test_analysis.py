@@ -702,7 +702,7 @@ def test_fit_inverse_time_exact_on_noise_free_data():
     assert power["power_r2"] == pytest.approx(1.0)
 
 
-#: the committed studies' 1/T fits (results/<study>/analyze/details.json, fits_inverse_time,
+#: the 1/T fits of the studies as committed at 4,500 steps (details.json, fits_inverse_time,
 #: threshold 0.8) as np.polyfit and the hand-written r² gave them: (signal, mean held-out
 #: learning time, censored) per run, then slope, intercept, power exponent, prefactor
 COMMITTED_FITS = {
