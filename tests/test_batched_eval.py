@@ -18,21 +18,12 @@ import torch
 from conceptspace.measure import batched, interventions, probing
 from conceptspace.model import diffusion
 from conceptspace.model.checkpoints import checkpoint_path, load_model
-from conceptspace.model.training import TrainConfig, train
+from conceptspace.model.training import train
 from conceptspace.model.unet import UNetConfig
-from tests.squares import squares
+from tests.squares import squares, tiny_config
 
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
-CFG = TrainConfig(
-    steps=30,
-    batch_size=16,
-    lr=1e-3,
-    weight_decay=0.01,
-    grad_clip=0.01,
-    p_uncond=0.0,
-    ema=0.0,
-    log_every=10,
-)
+CFG = tiny_config(steps=30, p_uncond=0.0, ema=0.0, log_every=10)
 CKPTS = [10, 20, 30]
 ATOL = 1e-4
 

@@ -28,9 +28,9 @@ from conceptspace.devices import cuda_reproducible
 from conceptspace.measure import classifier, interventions, probing
 from conceptspace.model.checkpoints import checkpoint_path, load_checkpoint, load_model
 from conceptspace.model.ensemble import Member, train_ensemble
-from conceptspace.model.training import TrainConfig, train
+from conceptspace.model.training import train
 from conceptspace.model.unet import UNetConfig
-from tests.squares import squares
+from tests.squares import squares, tiny_config
 
 DEVICE = os.environ.get("CONCEPTSPACE_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(
@@ -39,16 +39,7 @@ pytestmark = pytest.mark.skipif(
 
 ROOT = Path(__file__).resolve().parent.parent
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
-CFG = TrainConfig(
-    steps=40,
-    batch_size=16,
-    lr=1e-3,
-    weight_decay=0.01,
-    grad_clip=0.01,
-    p_uncond=0.2,
-    ema=0.9,
-    log_every=7,
-)
+CFG = tiny_config()
 CKPTS = [10, 20, 30, 40]
 FILES = ["ckpt/step_000040.pt", "log/train_log.csv", "log/checkpoints.csv"]
 

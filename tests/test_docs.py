@@ -16,7 +16,7 @@ import yaml
 from conceptspace import studies
 from tests.conftest import ROOT
 
-TEST_COMMAND = "python -m pytest -q"
+TEST_COMMAND = "python -m pytest -q -n 2 --dist loadfile"
 SETUP = (
     "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt"
     " && pip install --no-deps -e ."

@@ -28,23 +28,14 @@ from conceptspace.model.ensemble import (
     dropout_sites,
     train_ensemble,
 )
-from conceptspace.model.training import TrainConfig, train
+from conceptspace.model.training import train
 from conceptspace.model.unet import UNet, UNetConfig
-from tests.squares import squares
+from tests.squares import squares, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
 # Attention, dropout and CFG dropout on: every random stream and the attention kernel are used.
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4, attention=True, heads=2, time_dim=16)
-CFG = TrainConfig(
-    steps=50,
-    batch_size=16,
-    lr=1e-3,
-    weight_decay=0.01,
-    grad_clip=0.01,
-    p_uncond=0.2,
-    ema=0.9,
-    log_every=7,
-)
+CFG = tiny_config(steps=50)
 CKPTS = [10, 25, 50]
 SEEDS = (3, 4, 5)
 FILES = [f"ckpt/{checkpoint_path(Path(), s).name}" for s in CKPTS]

@@ -24,20 +24,11 @@ from conceptspace.model.checkpoints import (
 from conceptspace.model.training import TrainConfig, checkpoint_steps, train
 from conceptspace.model.unet import UNetConfig
 from conceptspace.params import load_params
-from tests.squares import squares
+from tests.squares import squares, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
 NET = UNetConfig(image_size=8, channels=(8, 8), groups=4)
-CFG = TrainConfig(
-    steps=40,
-    batch_size=16,
-    lr=1e-3,
-    weight_decay=0.01,
-    grad_clip=0.01,
-    p_uncond=0.2,
-    ema=0.9,
-    log_every=7,
-)
+CFG = tiny_config()
 CKPTS = [10, 20, 30, 40]
 SEED = 3
 
