@@ -14,6 +14,7 @@ from scipy import stats
 import conceptspace.analysis.across_seeds as X
 import conceptspace.analysis.censored as C
 import conceptspace.analysis.fits as FT
+import conceptspace.analysis.summary as S
 from conceptspace.figures.across_seeds import across_seeds_figure
 
 BUDGET = 9000.0
@@ -310,6 +311,38 @@ def test_a_seed_where_a_phenomenon_fails_is_counted():
     first = frames["by_separation"].set_index("sep").loc[0.15]
     assert first["n_ahead"] == 2 and first["lead_median"] == 1600
     assert first["lead_median_is_lower_bound"]  # leads over a naive prompt that never got there
+
+
+def test_leads_are_grouped_by_the_class_the_prompt_first_imitates():
+    """Three kinds of lead per imitated class: inside the budget, a lower bound at its end, none;
+    a run that imitates no class is grouped as "none"."""
+    nan = float("nan")
+    p = points(
+        {0: [None, 6000, 3000, 1000], 1: [None, 5000, 2000, 800]},
+        nearest_class={
+            0: ["red_small", "red_small", "blue_large", "blue_large"],
+            1: ["red_small", None, "blue_large", "blue_large"],
+        },
+        lead_steps={0: [1500.0, 2000.0, -300.0, nan], 1: [900.0, 400.0, nan, 1200.0]},
+        lead_is_lower_bound={0: [False, True, False, False], 1: [False, False, False, False]},
+        turned=True,
+        t_train=500.0,
+        train_censored=False,
+    )
+    groups = X.summarize(p)[1]["leads_by_imitated_class"]
+    assert list(groups) == ["blue_large", "none", "red_small"]
+    red = groups["red_small"]
+    assert (red["runs"], red["inside"], red["lower_bound"], red["none"]) == (3, 2, 1, 0)
+    assert red["leads"][1] == {"run": "c015", "seed": 1, "lead": 900.0, "kind": "inside"}
+    assert red["leads"][2] == {"run": "c040", "seed": 0, "lead": 2000.0, "kind": "lower_bound"}
+    blue = groups["blue_large"]
+    assert (blue["runs"], blue["inside"], blue["lower_bound"], blue["none"]) == (4, 2, 0, 2)
+    assert [x["lead"] for x in blue["leads"]] == [-300.0, None, None, 1200.0]
+    assert groups["none"]["leads"] == [{"run": "c040", "seed": 1, "lead": 400.0, "kind": "inside"}]
+    text = "\n".join(S.across_seeds_markdown(X.summarize(p)[1], p))
+    assert "| red_small | 3 | 2: c015/0: 1500, c015/1: 900 | 1: c040/0: ≥2000 | 0: - |" in text
+    assert "| blue_large | 4 | 2: c060/0: -300, c080/1: 1200 | 0: - | 2: c060/1, c080/0 |" in text
+    assert X.leads_by_imitated_class(points({0: [None, 6000, 3000, 1000]})) == {}
 
 
 def test_no_turn_means_no_memorization_and_untestable_seeds_are_not_counted():

@@ -37,6 +37,11 @@ def test_headline_is_short_and_carries_the_seed_verdicts():
         assert a["seeds_holding"][name] == p["seeds_holding"]
     assert set(a["held_out_median"]) == {f"{s:g}" for s in seeds["separations"]}
     assert a["inverse_time_slope"] == seeds["fit_inverse_time"]["slope"]
+    by_class = seeds["leads_by_imitated_class"]
+    assert set(a["leads_by_imitated_class"]) == set(by_class)
+    for cls, counts in a["leads_by_imitated_class"].items():
+        assert counts == {k: by_class[cls][k] for k in ("runs", "inside", "lower_bound", "none")}
+        assert sum(counts[k] for k in ("inside", "lower_bound", "none")) == counts["runs"]
 
 
 def test_best_lead_is_the_per_seed_summary_with_its_censoring():

@@ -320,6 +320,34 @@ def seed_verdicts(points: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def leads_by_imitated_class(points: pd.DataFrame) -> dict:
+    """Each (run, seed)'s best lead, grouped by the training class its held-out prompt first
+    imitates (``nearest_class``; ``"none"`` where it imitates none): where the prompt lacks the
+    weaker concept and where it lacks the stronger one, elicitation has different work to do
+    (docs/method.md §8). ``{class: {"runs", "inside", "lower_bound", "none", "leads"}}``:
+    counts of the three kinds of lead, ``inside`` (measured inside the budget: naive prompting
+    reached the threshold too), ``lower_bound`` (read at the budget's end) and ``none`` (no
+    method's lower bound reached the threshold), and ``leads``, a list of ``{run, seed, lead,
+    kind}`` (lead None for ``none``) in run and seed order. Empty without the lead columns."""
+    p = _check(points)
+    if "nearest_class" not in p or "lead_steps" not in p:
+        return {}
+    out: dict[str, dict] = {}
+    for r in p.sort_values(["run", "seed"], kind="stable").itertuples(index=False):
+        cls = r.nearest_class if isinstance(r.nearest_class, str) else "none"
+        lead = _opt_float(r.lead_steps)
+        if math.isnan(lead):
+            lead, kind = None, "none"
+        else:
+            lower = _opt_bool(getattr(r, "lead_is_lower_bound", False))
+            kind = "lower_bound" if lower else "inside"
+        g = out.setdefault(cls, {"runs": 0, "inside": 0, "lower_bound": 0, "none": 0, "leads": []})
+        g["runs"] += 1
+        g[kind] += 1
+        g["leads"].append({"run": r.run, "seed": int(r.seed), "lead": lead, "kind": kind})
+    return dict(sorted(out.items()))
+
+
 def k_of_n(flags, confidence: float = 0.95) -> dict:
     """How many of the testable seeds show a phenomenon: ``holds_in`` (k), ``n``, ``fraction``,
     ``ci_fraction`` (Clopper-Pearson interval on k/n) and ``holds_in_all``. ``flags``: one
@@ -422,6 +450,7 @@ def summarize(
     * ``by_separation``: the rows of that frame as records;
     * ``by_seed``: seed -> that seed's verdicts and best lead (:func:`seed_verdicts`);
     * ``fit_inverse_time``: :func:`inverse_time_fit`;
+    * ``leads_by_imitated_class``: :func:`leads_by_imitated_class`;
     * ``methods``: how the bootstrap, the permutation test and censoring were done.
     """
     p = _check(points)
@@ -455,6 +484,7 @@ def summarize(
         "fit_inverse_time": inverse_time_fit(
             p, x=fit_x, n_boot=n_boot, confidence=confidence, random_state=random_state
         ),
+        "leads_by_imitated_class": leads_by_imitated_class(p),
         "methods": {
             "median_interval": (
                 f"percentile bootstrap of the median, seeds at each separation resampled with "

@@ -19,8 +19,9 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     interval, in how many seeds, and per seed);
     across seeds: each phenomenon's "k of n", the seeds where it holds, each seed's verdicts
     and best lead, the pooled order
-    test, the slope of 1/T with its interval, and per separation the median held-out learning
-    time and lead over seeds with their intervals."""
+    test, the slope of 1/T with its interval, per separation the median held-out learning
+    time and lead over seeds with their intervals, and how many runs have each kind of lead
+    per class the held-out prompt first imitates."""
     out: dict[str, Any] = {"phenomena": dict(metrics["phenomena"]), "runs": {}}
     for run, m in metrics["runs"].items():
         times = m.get("learning_time_held_out", {})
@@ -68,6 +69,11 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
             },
             "lead_median": {
                 f"{row['sep']:g}": _median(row, "lead") for row in seeds["by_separation"]
+            },
+            # the counts only; each run's lead is in details.json and summary.md
+            "leads_by_imitated_class": {
+                cls: {k: g[k] for k in ("runs", "inside", "lower_bound", "none")}
+                for cls, g in seeds.get("leads_by_imitated_class", {}).items()
             },
         }
     return out

@@ -99,6 +99,7 @@ def across_seeds_markdown(a: dict, points: pd.DataFrame) -> list[str]:
             "| seed | signal order | memorization | hidden capability | best lead over naive |",
             [_seed_row(seed, v) for seed, v in by_seed.items()],
         )
+    lines += _imitated_table(a.get("leads_by_imitated_class", {}))
     lines += [
         "",
         "Steps; `>`: a lower bound (not reached within the budget in some seeds); "
@@ -106,6 +107,38 @@ def across_seeds_markdown(a: dict, points: pd.DataFrame) -> list[str]:
         "the budget (a lower bound at the budget's end, not a lead inside it).",
     ]
     return lines
+
+
+def _imitated_table(groups: dict) -> list[str]:
+    """Each (run, seed)'s best lead by the training class its held-out prompt first imitates
+    (:func:`~.across_seeds.leads_by_imitated_class`)."""
+
+    def cell(g: dict, kind: str) -> str:
+        picked = [
+            f"{x['run']}/{x['seed']}"
+            + (
+                ""
+                if x["lead"] is None
+                else f": {'≥' if kind == 'lower_bound' else ''}{x['lead']:.0f}"
+            )
+            for x in g["leads"]
+            if x["kind"] == kind
+        ]
+        return f"{g[kind]}: " + (", ".join(picked) or "-")
+
+    rows = [
+        f"| {cls} | {g['runs']} | {cell(g, 'inside')} | {cell(g, 'lower_bound')} | "
+        f"{cell(g, 'none')} |"
+        for cls, g in groups.items()
+    ]
+    if not rows:
+        return []
+    return _table(
+        "| first imitates | runs | best lead measured inside the budget (run/seed: steps) | "
+        "a lower bound at the budget's end | no method's lower bound reached the "
+        "threshold |",
+        rows,
+    )
 
 
 def _lead_text(emergence: dict) -> str:
