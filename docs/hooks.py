@@ -208,12 +208,18 @@ README_BLOCK = ("<!-- verdicts: start -->", "<!-- verdicts: end -->")
 
 
 def readme_verdicts(study: str = "default") -> str:
-    """The per-seed verdict table of a study's ``summary.md`` (the table that opens with
-    ``| seed |``), as the README shows it between its markers."""
+    """The per-seed verdict table and the table of leads by the class the held-out prompt
+    first imitates, from a study's ``summary.md`` (the tables that open with ``| seed |`` and
+    ``| first imitates |``), as the README shows them between its markers."""
     lines = (RESULTS / study / "analyze" / "summary.md").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| seed |"))
-    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
-    return "\n".join(lines[start:end])
+    tables = []
+    for header in ("| seed |", "| first imitates |"):
+        start = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
+        if start is None:
+            continue
+        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), None)
+        tables.append("\n".join(lines[start:end]))
+    return "\n\n".join(tables)
 
 
 def write_readme_verdicts() -> None:
