@@ -111,20 +111,15 @@ def across_seeds_markdown(a: dict, points: pd.DataFrame) -> list[str]:
 
 def _imitated_table(groups: dict) -> list[str]:
     """Each (run, seed)'s best lead by the training class its held-out prompt first imitates
-    (:func:`~.across_seeds.leads_by_imitated_class`)."""
+    (:func:`~.across_seeds.leads_by_imitated_class`), one column per kind of lead."""
+
+    def lead(x: dict) -> str:
+        if x["lead"] is None:
+            return f"{x['run']}/{x['seed']}"
+        return f"{x['run']}/{x['seed']}: {'≥' if x['kind'] == 'lower_bound' else ''}{x['lead']:.0f}"
 
     def cell(g: dict, kind: str) -> str:
-        picked = [
-            f"{x['run']}/{x['seed']}"
-            + (
-                ""
-                if x["lead"] is None
-                else f": {'≥' if kind == 'lower_bound' else ''}{x['lead']:.0f}"
-            )
-            for x in g["leads"]
-            if x["kind"] == kind
-        ]
-        return f"{g[kind]}: " + (", ".join(picked) or "-")
+        return f"{g[kind]}: " + (", ".join(lead(x) for x in g["leads"] if x["kind"] == kind) or "-")
 
     rows = [
         f"| {cls} | {g['runs']} | {cell(g, 'inside')} | {cell(g, 'lower_bound')} | "
@@ -135,8 +130,7 @@ def _imitated_table(groups: dict) -> list[str]:
         return []
     return _table(
         "| first imitates | runs | best lead measured inside the budget (run/seed: steps) | "
-        "a lower bound at the budget's end | no method's lower bound reached the "
-        "threshold |",
+        "a lower bound at the budget's end | no method's lower bound reached the threshold |",
         rows,
     )
 
