@@ -84,11 +84,13 @@ def extend(study: str, run: str, seed: int, params, steps: int, work: Path) -> p
     table = folder / f"intervene_to_{steps}.csv"
     if table.exists():
         return pd.read_csv(table)
+    committed = RESULTS / study / "train" / run / f"seed{seed}"
     ckpt = folder / "ckpt"
     ckpt.mkdir(parents=True, exist_ok=True)
-    shutil.copy(
-        checkpoint_path(RESULTS / study / "train" / run / f"seed{seed}" / "ckpt", budget),
-        checkpoint_path(ckpt, budget),
+    # plain copies (DVC may link its outputs read-only): the last checkpoint and the losses so far
+    shutil.copyfile(checkpoint_path(committed / "ckpt", budget), checkpoint_path(ckpt, budget))
+    shutil.copytree(
+        committed / "log", folder / "log", copy_function=shutil.copyfile, dirs_exist_ok=True
     )
     data = split_arrays(
         load_dataset(RESULTS / study / "synthesize" / run / f"seed{seed}" / "dataset.npz")
