@@ -116,12 +116,13 @@ def extend(study: str, run: str, seed: int, params, steps: int, work: Path) -> p
     )
     icfg = params.intervene
     plan = interventions.design(grid, icfg)
-    cond, v_to, v_from, scales = interventions.batch(plan, icfg.n)
+    cond, row_class, scales = interventions.batch(plan, icfg.n)
     rows = []
     with torch.no_grad():
         for step in extra:
             net, schedule = evaluation.load_on(checkpoint_path(ckpt, step), "cpu")
-            with interventions.linear_intervention(net, v_to, v_from, torch.from_numpy(scales)):
+            push = interventions.row_directions(net, grid, row_class, icfg.linear.concepts)
+            with interventions.linear_intervention(net, push, torch.from_numpy(scales)):
                 images = probing.generate(
                     net,
                     schedule,

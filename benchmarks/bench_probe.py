@@ -80,11 +80,12 @@ def main() -> None:
     # intervening at one checkpoint
     ic = params.intervene
     plan = design(grid, ic)
-    icond, v1, v0, scales = interventions.batch(plan, ic.n)
+    icond, row_class, scales = interventions.batch(plan, ic.n)
     scales = torch.from_numpy(scales)
 
     def intervene_one():
-        with interventions.linear_intervention(net, v1, v0, scales):
+        push = interventions.row_directions(net, grid, row_class, ic.linear.concepts)
+        with interventions.linear_intervention(net, push, scales):
             imgs = probing.generate(
                 net,
                 schedule,

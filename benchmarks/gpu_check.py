@@ -482,7 +482,7 @@ def eval_costs(study, device, window: float) -> dict:
     pc, iv = study.probe, study.intervene
     cond, _ = probing.prompt_set(grid, pc.n_train, pc.n_held_out, seed=0)
     plan = design(grid, iv)
-    icond, v1, v0, scales = interventions.batch(plan, iv.n)
+    icond, row_class, scales = interventions.batch(plan, iv.n)
     scales = torch.from_numpy(scales)
 
     def probe_ckpt() -> None:
@@ -493,7 +493,8 @@ def eval_costs(study, device, window: float) -> dict:
 
     def intervene_ckpt() -> None:
         kw = dict(steps=iv.sampler_steps, seed=0, image_size=size)
-        with interventions.linear_intervention(net, v1, v0, scales.to(device)):
+        push = interventions.row_directions(net, grid, row_class, iv.linear.concepts)
+        with interventions.linear_intervention(net, push, scales.to(device)):
             images = probing.generate(net, schedule, icond, noise_repeat=len(plan), **kw)
         classifier.predict(probe, images)
         if "guidance" in iv.methods:

@@ -1,15 +1,20 @@
 """One numeric code path on every x86-64 CPU (docs/method.md §11).
 
-PyTorch's own kernels, oneDNN (convolutions), MKL (matrix products) and NumPy each pick their
-kernels by the instruction sets the CPU has, and kernels of different widths sum in different
-orders: the same code gives different float bytes on a CPU with AVX-512 or AMX and on one
-without. :func:`pin` fixes every one of them to one level before any of them is loaded:
+PyTorch's own kernels, oneDNN (convolutions), MKL (matrix products), NumPy and OpenBLAS
+(NumPy's and SciPy's matrix products) each pick their kernels by the instruction sets the CPU
+has, and kernels of different widths sum in different orders: the same code gives different
+float bytes on a CPU with AVX-512 or AMX and on one without. :func:`pin` fixes every one of
+them to one level before any of them is loaded:
 
 - PyTorch's kernels: ``ATEN_CPU_CAPABILITY=avx2``;
 - oneDNN: ``ONEDNN_MAX_CPU_ISA=AVX2`` (no AVX-512, AVX-512 BF16 or AMX kernels);
 - MKL: ``MKL_CBWR=COMPATIBLE``, its conditional numerical reproducibility branch that MKL
   promises on every x86-64 CPU (the AVX2 branch is promised on Intel CPUs only);
-- NumPy: its AVX-512 dispatch targets disabled (``NPY_DISABLE_CPU_FEATURES``).
+- NumPy: its AVX-512 dispatch targets disabled (``NPY_DISABLE_CPU_FEATURES``);
+- OpenBLAS, which NumPy and SciPy bundle: its Haswell kernels (``OPENBLAS_CORETYPE``), the
+  AVX2 and FMA ones, whatever core it detects (it reads the CPU itself: on an AVX2-only AMD
+  EPYC it picks Haswell, on one with AVX-512 AVX-512 kernels, and the blur of every rendered
+  image, a matrix product, differs in its last bits between the two).
 
 AVX2 is what every x86-64 CPU of the last decade has; the cost of the pin against native
 dispatch is measured by ``benchmarks/bench_numerics.py`` (docs: performance). The level and
@@ -34,6 +39,7 @@ PINNED = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "COMPATIBLE",
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    "OPENBLAS_CORETYPE": "Haswell",
 }
 LEVELS = ("avx2", "native")
 PLATFORM = "platform.json"  # beside each job's provenance record: :func:`platform`
@@ -104,6 +110,7 @@ def effective() -> dict[str, object]:
         "numpy_dispatch": numpy_max,
         "mkl_cbwr": os.environ.get("MKL_CBWR", "native"),
         "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "native"),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "native"),
     }
 
 

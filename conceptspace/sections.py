@@ -312,7 +312,7 @@ class Intervene(Section):
     sampler: Sampler = "ancestral"
     sampler_steps: StrictInt = Field(ge=1, le=1000)
     overprompt: ConceptPush  # dose: fraction of the way from the class mean to the range's edge
-    linear: ConceptPush  # dose s: e(h) + s * (e(v_class) - e(v_opposite)) at every block
+    linear: ConceptPush  # dose s: e(h) + s * d at every block, d weighing the concepts equally
     guidance: list[Real] = Field(min_length=1)  # guidance weights w (train.p_uncond > 0)
     threads: StrictInt = Field(ge=1, le=256)
     device: Literal["auto", "cpu", "cuda"] = "auto"

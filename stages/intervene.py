@@ -51,7 +51,7 @@ def run(argv=None) -> None:
         plan = interventions.design(grid, cfg)
     except ValueError as e:
         raise ParamsError(f"intervene (run {args.run}): {e}; choose distinct doses") from None
-    cond, v_to, v_from, scales = interventions.batch(plan, n)
+    cond, row_class, scales = interventions.batch(plan, n)
     scales = torch.from_numpy(scales).to(device)
     vectors, pairs = interventions.readout_vectors(grid, cfg.linear.concepts[0])
 
@@ -64,7 +64,8 @@ def run(argv=None) -> None:
         net, schedule = evaluation.load_on(path, device)
         ident = {"run": args.run, "seed": args.seed, "step": step}
         kw = dict(steps=cfg.sampler_steps, sampler=cfg.sampler, seed=args.seed, image_size=size)
-        with interventions.linear_intervention(net, v_to, v_from, scales):
+        push = interventions.row_directions(net, grid, row_class, cfg.linear.concepts)
+        with interventions.linear_intervention(net, push, scales):
             images = probing.generate(net, schedule, cond, noise_repeat=len(plan), **kw)
         rows += interventions.summarize(grid, plan, classifier.predict(probe, images), n, **ident)
         if "guidance" in cfg.methods:

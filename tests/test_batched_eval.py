@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from conceptspace.data.concepts import preset
 from conceptspace.measure import batched, interventions, probing
 from conceptspace.model import diffusion
 from conceptspace.model.checkpoints import checkpoint_path, load_model
@@ -85,13 +86,14 @@ def test_batched_samplers_guidance_and_shared_noise_blocks(ckpts, sampler):
 def test_batched_linear_intervention_equals_per_checkpoint(ckpts):
     """An intervention's hooks inside the vectorised function use each checkpoint's own
     concept embeddings: the same images as the per-checkpoint intervention."""
-    v1, v0 = np.eye(11, dtype=np.float32)[4], np.eye(11, dtype=np.float32)[5]
+    grid = preset("2x2", color=0.4, size=0.4)
     cond = np.tile(_cond(2), (2, 1))
     scales = torch.tensor([0.0, 0.0, 2.0, 2.0])
     kw = dict(steps=4, image_shape=(3, 8, 8), noise_repeat=2)
 
     def fn(net, schedule):
-        with interventions.linear_intervention(net, v1, v0, scales):
+        push = interventions.row_directions(net, grid, [3] * len(cond), ["color", "size"])
+        with interventions.linear_intervention(net, push, scales):
             gen = torch.Generator().manual_seed(9)
             return probing.sample(net, schedule, torch.from_numpy(cond), generator=gen, **kw)
 

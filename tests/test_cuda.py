@@ -201,7 +201,7 @@ def test_sampling_probing_and_intervention_on_cuda_match_cpu(lone_run):
     path = checkpoint_path(lone_run / "ckpt", 40)
     grid = preset("2x2", color=0.4, size=0.4)
     cond, _ = probing.prompt_set(grid, 4, 4, seed=0)
-    v1, v0 = interventions.single_concept_vectors(grid, "color")
+    k = grid.held_out_classes[0]
     scales = torch.linspace(0.0, 2.0, len(cond))
     torch.manual_seed(0)
     probe = classifier.ConceptClassifier(2, width=4).eval()
@@ -211,7 +211,8 @@ def test_sampling_probing_and_intervention_on_cuda_match_cpu(lone_run):
             net, schedule, _ = load_model(path)
             net, schedule = net.to(device), schedule.to(device)
             naive = probing.generate(net, schedule, cond, steps=5, seed=1, image_size=8)
-            with interventions.linear_intervention(net, v1, v0, scales.to(device)):
+            push = interventions.row_directions(net, grid, [k] * len(cond), ["color"])
+            with interventions.linear_intervention(net, push, scales.to(device)):
                 pushed = probing.generate(net, schedule, cond, steps=5, seed=1, image_size=8)
             probs = classifier.predict(probe.to(device), naive)
             out[device] = naive, pushed, probs

@@ -25,13 +25,18 @@ def model():
     return net.eval(), LogSNRSchedule()
 
 
+def _rows(net, grid, concepts, n, k=3):
+    """The direction of class ``k`` along ``concepts`` for each of ``n`` rows."""
+    return interventions.row_directions(net, grid, [k] * n, concepts)
+
+
 def _sample(model, cond, scales=None, **kw):
     net, schedule = model
     grid = preset("2x2", color=0.4, size=0.4)
-    v1, v0 = interventions.single_concept_vectors(grid, "color")
     if scales is None:
         return probing.generate(net, schedule, cond, steps=4, seed=3, image_size=8, **kw)
-    with interventions.linear_intervention(net, v1, v0, torch.as_tensor(scales)):
+    push = _rows(net, grid, ["color"], len(scales))
+    with interventions.linear_intervention(net, push, torch.as_tensor(scales)):
         return probing.generate(net, schedule, cond, steps=4, seed=3, image_size=8, **kw)
 
 
@@ -48,10 +53,51 @@ def test_scale_zero_is_bit_identical_and_nonzero_changes(model):
 def test_hooks_are_removed_after_use(model):
     net, _ = model
     grid = preset("2x2", color=0.4, size=0.4)
-    v1, v0 = interventions.single_concept_vectors(grid, "color")
-    with interventions.linear_intervention(net, v1, v0, torch.ones(2)):
+    with interventions.linear_intervention(net, _rows(net, grid, ["color"], 2), torch.ones(2)):
         pass
     assert all(not m._forward_hooks for m in interventions.projections(net).values())
+
+
+def test_one_direction_per_row_or_refused(model):
+    net, _ = model
+    grid = preset("2x2", color=0.4, size=0.4)
+    with pytest.raises(ValueError, match="3 directions for 2 row scales"):
+        with interventions.linear_intervention(net, _rows(net, grid, ["color"], 3), torch.ones(2)):
+            pass
+
+
+def test_one_concept_pushes_along_its_embedded_difference(model):
+    """With one concept the direction is the authors' single-concept intervention:
+    e_b(v_class) - e_b(v_opposite), the vectors holding only that concept."""
+    net, _ = model
+    grid = preset("2x2", color=0.4, size=0.4)
+    push = interventions.push_directions(net, grid, [3], ["color"])
+    e1, e0 = (interventions.embed(net, v) for v in grid.push_vectors(3, ["color"]))
+    for name, d in push.items():
+        torch.testing.assert_close(d[0], (e1[name] - e0[name])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_several_concepts_are_weighed_equally(model):
+    """The direction makes the same angle with each concept's embedded difference (neither
+    dominates, docs/method.md §6.1) and is as long as the joint difference."""
+    net, _ = model
+    grid = preset("2x2", color=0.8, size=0.32)
+    k = grid.held_out_classes[0]
+    push = interventions.push_directions(net, grid, [k], ["color", "size"])
+    joint = [interventions.embed(net, v) for v in grid.push_vectors(k, ["color", "size"])]
+    alone = {
+        c: [interventions.embed(net, v) for v in grid.push_vectors(k, [c])]
+        for c in ("color", "size")
+    }
+    for name, d in push.items():
+        d = d[0]
+        cos = [
+            torch.nn.functional.cosine_similarity(d, (e1[name] - e0[name])[0], dim=0)
+            for e1, e0 in alone.values()
+        ]
+        torch.testing.assert_close(cos[0], cos[1], rtol=1e-4, atol=1e-5)
+        assert cos[0] > 0
+        torch.testing.assert_close(d.norm(), (joint[0][name] - joint[1][name])[0].norm())
 
 
 def test_shared_noise_across_settings(model):
@@ -97,13 +143,13 @@ def test_per_row_directions_act_as_separate_interventions(model):
     net, _ = model
     grid = preset("2x2", color=0.4, size=0.4)
     h = np.tile(grid.class_mean_cond(3), (2, 1))
-    pushes = [grid.push_vectors(3, ["color"]), grid.push_vectors(3, ["color", "size"])]
-    v_to, v_from = (np.stack([p[i] for p in pushes]) for i in (0, 1))
+    pushes = [_rows(net, grid, ["color"], 2), _rows(net, grid, ["color", "size"], 2)]
+    mixed = {name: torch.stack([pushes[0][name][0], pushes[1][name][1]]) for name in pushes[0]}
     scales = torch.tensor([1.0, 2.0])
-    with interventions.linear_intervention(net, v_to, v_from, scales):
+    with interventions.linear_intervention(net, mixed, scales):
         together = _sample(model, h)
-    for i, (a, b) in enumerate(pushes):
-        with interventions.linear_intervention(net, a, b, torch.full((2,), float(scales[i]))):
+    for i, push in enumerate(pushes):
+        with interventions.linear_intervention(net, push, torch.full((2,), float(scales[i]))):
             alone = _sample(model, h)
         np.testing.assert_allclose(together[i], alone[i], rtol=1e-4, atol=1e-5)
 

@@ -28,7 +28,11 @@ WITHOUT_AVX512 = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "ATEN_CPU_CAPABILITY": "avx2",
     "NPY_DISABLE_CPU_FEATURES": numerics.PINNED["NPY_DISABLE_CPU_FEATURES"],
+    "OPENBLAS_CORETYPE": "Haswell",  # what OpenBLAS detects on an AVX2-only CPU
 }
+# OpenBLAS reads the CPU itself: another core type stands in for another CPU on any machine
+# (Sandybridge: AVX without FMA, which every x86-64 CPU with AVX2 can run)
+OTHER_OPENBLAS = {"OPENBLAS_CORETYPE": "Sandybridge"}
 
 
 def _has_avx512() -> bool:
@@ -59,6 +63,17 @@ def test_pin_sets_every_library(pinned):
     assert eff["numpy_dispatch"] in ("X86_V3", "baseline")
     assert eff["mkl_cbwr"] == "COMPATIBLE"
     assert eff["onednn_max_isa"] == "AVX2"
+    assert eff["openblas_coretype"] == "Haswell"
+
+
+def test_pinned_bytes_equal_under_another_openblas_core(pinned):
+    """The rendered images' blur is a matrix product through OpenBLAS, whose kernels follow
+    the CPU it detects: the pin holds them at one core type whatever the machine says."""
+    assert _run("avx2", OTHER_OPENBLAS)["sha256"] == pinned["sha256"]
+
+
+def test_without_the_pin_another_openblas_core_changes_the_bytes():
+    assert _run("native", OTHER_OPENBLAS)["sha256"] != _run("native")["sha256"]
 
 
 @pytest.mark.skipif(not _has_avx512(), reason="needs a CPU with AVX-512 to simulate one without")

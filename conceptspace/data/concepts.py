@@ -279,8 +279,8 @@ class ConceptGrid:
 
     def push_vectors(self, cls: int, concepts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(v_class, v_opposite)``: vectors with only ``concepts`` set, at the class means of
-        ``cls``'s own values and of the opposite ones (the linear intervention's direction,
-        docs/method.md §6.1)."""
+        ``cls``'s own values and of the opposite ones (whose embedded difference sets the
+        linear intervention's direction and length, docs/method.md §6.1)."""
         bits = {c: int(self.class_bits(cls)[self.concepts.index(c)]) for c in concepts}
         return self.mean_cond(bits), self.mean_cond({c: 1 - b for c, b in bits.items()})
 

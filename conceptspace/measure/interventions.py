@@ -7,11 +7,15 @@ Each method is applied at several *doses*, in units that mean the same at every 
   the edge of each concept's range (:meth:`ConceptGrid.overprompt_cond`), so no two doses
   give one prompt;
 - *linear latent intervention*: at every ResNet block, the output of its concept projection
-  ``e_b(h)`` is replaced by ``e_b(h) + s * (e_b(v_class) - e_b(v_opposite))`` with vectors
-  ``v`` holding only the chosen concepts' entries, at the class means of the class's own and
-  of the opposite values (:meth:`ConceptGrid.push_vectors`); the dose is ``s``, in multiples
-  of that embedded difference (one separation). This is done with forward hooks on the named
-  ``cond_proj`` modules: one forward pass, no copy of it.
+  ``e_b(h)`` is replaced by ``e_b(h) + s * d_b``. The direction ``d_b`` weighs the chosen
+  concepts equally (:func:`push_directions`): each concept's embedded difference
+  ``e_b(v_c,class) - e_b(v_c,opposite)`` (single-concept vectors, the authors' intervention)
+  is scaled to unit length, the unit vectors are summed, and the sum is scaled to the length
+  of the joint difference ``e_b(v_class) - e_b(v_opposite)`` (vectors holding all the chosen
+  concepts, :meth:`ConceptGrid.push_vectors`). The dose is ``s``, in multiples of that joint
+  difference (one separation); with one concept ``d_b`` is the authors' single-concept
+  difference. This is done with forward hooks on the named ``cond_proj`` modules: one
+  forward pass, no copy of it.
 - *classifier-free guidance* is a sampler option (see :func:`conceptspace.model.diffusion.sample`).
 
 Hooks take a per-row direction and scale, so all doses (and the naive baseline, scale 0)
@@ -20,12 +24,13 @@ share one batched sampler call with the same noise (:func:`design`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from conceptspace.data.concepts import ConceptGrid
 
@@ -34,47 +39,34 @@ METHODS = ("naive", "overprompt", "linear", "guidance")
 
 def design(grid: ConceptGrid, cfg) -> list[dict]:
     """The batched items of one checkpoint: held-out class x (method, dose), each with its
-    prompt, its linear-intervention direction ``(v_class, v_opposite)`` and scale (0: none).
-    ``cfg`` is the intervene section."""
+    prompt and its linear-intervention scale (0: none; the direction is the class's own,
+    :func:`push_directions`). ``cfg`` is the intervene section."""
     plan = []
     for k in grid.held_out_classes:
         mean = grid.class_mean_cond(k)
-        push = grid.push_vectors(k, cfg.linear.concepts)
         if "naive" in cfg.methods:
-            plan.append(_item(k, "naive", 0.0, mean, push, 0.0))
+            plan.append(_item(k, "naive", 0.0, mean, 0.0))
         if "overprompt" in cfg.methods:
             for d in cfg.overprompt.doses:
                 h = grid.overprompt_cond(k, cfg.overprompt.concepts, d)
-                plan.append(_item(k, "overprompt", d, h, push, 0.0))
+                plan.append(_item(k, "overprompt", d, h, 0.0))
         if "linear" in cfg.methods:
             for d in cfg.linear.doses:
-                plan.append(_item(k, "linear", d, mean, push, d))
+                plan.append(_item(k, "linear", d, mean, d))
     _refuse_duplicates(grid, plan)
     return plan
 
 
-def _item(k: int, method: str, dose: float, cond: np.ndarray, push, scale: float) -> dict:
-    return {
-        "class": k,
-        "method": method,
-        "setting": float(dose),
-        "cond": cond,
-        "push": push,
-        "scale": scale,
-    }
+def _item(k: int, method: str, dose: float, cond: np.ndarray, scale: float) -> dict:
+    return {"class": k, "method": method, "setting": float(dose), "cond": cond, "scale": scale}
 
 
-def batch(plan: list[dict], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(cond, v_class, v_opposite, scales)`` of ``plan``'s items, each repeated ``n`` times:
-    the rows of one sampler call."""
-
-    def rows(values) -> np.ndarray:
-        return np.repeat(np.stack(values), n, axis=0)
-
+def batch(plan: list[dict], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(cond, classes, scales)`` of ``plan``'s items, each repeated ``n`` times: the rows of
+    one sampler call, with each row's held-out class (for its direction) and its scale."""
     return (
-        rows([it["cond"] for it in plan]),
-        rows([it["push"][0] for it in plan]),
-        rows([it["push"][1] for it in plan]),
+        np.repeat(np.stack([it["cond"] for it in plan]), n, axis=0),
+        np.repeat([it["class"] for it in plan], n),
         np.repeat([it["scale"] for it in plan], n).astype(np.float32),
     )
 
@@ -133,11 +125,6 @@ def readout_vectors(grid: ConceptGrid, concept: str):
     return names, pairs
 
 
-def single_concept_vectors(grid: ConceptGrid, concept: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(v_value1, v_value0)``: vectors with only ``concept`` set to each class mean."""
-    return grid.mean_cond({concept: 1}), grid.mean_cond({concept: 0})
-
-
 def projections(net: nn.Module) -> dict[str, nn.Module]:
     """The named concept projections (one per ResNet block), in forward order."""
     modules = dict(net.named_modules())
@@ -153,33 +140,72 @@ def embed(net: nn.Module, v: np.ndarray | Tensor) -> dict[str, Tensor]:
     return {name: m(v) for name, m in projections(net).items()}
 
 
+@torch.no_grad()
+def push_directions(
+    net: nn.Module, grid: ConceptGrid, classes: Sequence[int], concepts: Sequence[str]
+) -> dict[str, Tensor]:
+    """The linear intervention's direction ``d_b`` of each class at every block,
+    ``[len(classes), C_b]``, the concepts weighed equally (docs/method.md §6.1).
+
+    Per class and block: each concept's embedded difference, scaled to unit length, summed
+    over ``concepts``, and the sum scaled to the length of the joint difference. A push along
+    several concepts at once through the nonlinear projection is dominated by one of them
+    (at a strong colour separation it drives colour to 1 and size to 0); weighed equally,
+    each concept moves. With one concept the direction is that concept's embedded difference.
+    """
+    out: dict[str, list[Tensor]] = {name: [] for name in net.cond_projection_names()}
+    for k in classes:
+        joint = _difference(net, *grid.push_vectors(k, concepts))
+        units = [_difference(net, *grid.push_vectors(k, [c])) for c in concepts]
+        for name in out:
+            total = torch.stack([F.normalize(u[name], dim=0) for u in units]).sum(0)
+            out[name].append(joint[name].norm() * F.normalize(total, dim=0))
+    return {name: torch.stack(rows) for name, rows in out.items()}
+
+
+def row_directions(
+    net: nn.Module, grid: ConceptGrid, row_class: Sequence[int], concepts: Sequence[str]
+) -> dict[str, Tensor]:
+    """:func:`push_directions` of each batch row's class (``row_class``, as :func:`batch`
+    gives it): per block ``[B, C_b]``, the ``directions`` of :func:`linear_intervention`."""
+    classes = sorted({int(k) for k in row_class})
+    push = push_directions(net, grid, classes, concepts)
+    device = next(net.parameters()).device
+    index = torch.as_tensor([classes.index(int(k)) for k in row_class], device=device)
+    return {name: d[index] for name, d in push.items()}
+
+
+def _difference(net: nn.Module, v_to: np.ndarray, v_from: np.ndarray) -> dict[str, Tensor]:
+    """Each block's ``e_b(v_to) - e_b(v_from)`` of two conditioning vectors, ``[C_b]``."""
+    to, frm = embed(net, v_to), embed(net, v_from)
+    return {name: (to[name] - frm[name])[0] for name in to}
+
+
 @contextmanager
 def linear_intervention(
-    net: nn.Module, v_to: np.ndarray, v_from: np.ndarray, row_scales: Tensor
+    net: nn.Module, directions: dict[str, Tensor], row_scales: Tensor
 ) -> Iterator[None]:
-    """Add ``row_scales[i] * (e_b(v_to) - e_b(v_from))`` to every block's concept embedding.
+    """Add ``row_scales[i] * directions[b][i]`` to every block ``b``'s concept embedding.
 
-    :param v_to, v_from: one vector ``[cond_dim]`` for every row, or one per row ``[B, cond_dim]``.
+    :param directions: per block (the names of :func:`projections`), one direction per batch
+        row ``[B, C_b]``, e.g. :func:`push_directions` indexed by each row's class.
     :param row_scales: ``[B]`` one scale per batch row of the forward passes inside the block
         (0 leaves a row untouched, bit for bit).
     """
-    one = np.ndim(v_to) == 1
-    directions = {
-        name: (e_to - e_from)[0] if one else e_to - e_from
-        for (name, e_to), e_from in zip(
-            embed(net, v_to).items(), embed(net, v_from).values(), strict=True
-        )
-    }
     handles = []
     for name, module in projections(net).items():
         delta = directions[name]
+        if delta.shape[0] != row_scales.shape[0]:
+            raise ValueError(
+                f"{name}: {delta.shape[0]} directions for {row_scales.shape[0]} row scales"
+            )
 
         def hook(_m, _inp, out, delta=delta):
             if out.shape[0] != row_scales.shape[0]:
                 raise RuntimeError(
                     f"intervention expects batch {row_scales.shape[0]}, got {out.shape[0]}"
                 )
-            return out + row_scales[:, None] * (delta[None, :] if delta.ndim == 1 else delta)
+            return out + row_scales[:, None] * delta
 
         handles.append(module.register_forward_hook(hook))
     try:
