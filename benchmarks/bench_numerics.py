@@ -53,7 +53,8 @@ print(json.dumps({"train_step": step, "probe": sampling(256), "intervene": sampl
 
 def run(level: str) -> dict:
     env = {**os.environ, "CONCEPTSPACE_NUMERICS": level, "PYTHONPATH": str(ROOT)}
-    for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "NPY_DISABLE_CPU_FEATURES"):
+    pinned = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "NPY_DISABLE_CPU_FEATURES")
+    for k in (*pinned, "OPENBLAS_CORETYPE"):
         env.pop(k, None)
     out = subprocess.run(
         [sys.executable, "-c", WORKLOAD], env=env, capture_output=True, text=True, check=True
