@@ -147,23 +147,31 @@ def test_default_config_accuracy(one_thread):
 
 
 def test_predictions_do_not_depend_on_position(fitted):
+    """Moving the shape changes no prediction at the class means, and no confident prediction
+    (probability within 0.2 of 0 or 1) at random attributes. A random radius or colour near the
+    boundary between two classes gives a probability near 0.5 that a move may push across, as
+    the pixel grid renders the shape a little differently (e.g. radius 0.503 of a small shape:
+    0.68 at one position, 0.17 at another); most predictions must be confident, so the check
+    cannot pass on an undecided probe."""
     probe, _ = fitted
     rng = np.random.default_rng(3)
     for grid in _grids(EVAL_COLORS):
         for at_mean in (True, False):
             values = np.repeat(grid.all_bits(), 16, axis=0)
             attrs = sample_attributes(grid, values, rng, at_mean=at_mean)
-            base = predict(probe, render(attrs, SIZE, noise=0.0)) > 0.5
+            p = predict(probe, render(attrs, SIZE, noise=0.0))
+            base = p > 0.5
+            confident = np.ones_like(base) if at_mean else np.abs(p - 0.5) > 0.3
             if at_mean:
                 np.testing.assert_array_equal(base, values == 1)
+            assert confident.mean() >= 0.9, (grid.separations, confident.mean())
             for _ in range(4):
                 attrs.position = rng.uniform(-0.5, 0.5, size=attrs.position.shape).astype(
                     np.float32
                 )
                 moved = predict(probe, render(attrs, SIZE, noise=0.0)) > 0.5
-                agree = (moved == base).all(axis=1).mean()
-                # class means: exactly; random attributes: a rare borderline radius may flip
-                assert agree == 1.0 if at_mean else agree >= 0.98, (grid.separations, agree)
+                flipped = int(((moved != base) & confident).sum())
+                assert flipped == 0, (grid.separations, at_mean, flipped)
 
 
 # ---- artifacts ------------------------------------------------------------------------------
