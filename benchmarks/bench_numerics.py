@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conceptspace import numerics
+
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = ("avx2", "native")
 
@@ -53,8 +55,7 @@ print(json.dumps({"train_step": step, "probe": sampling(256), "intervene": sampl
 
 def run(level: str) -> dict:
     env = {**os.environ, "CONCEPTSPACE_NUMERICS": level, "PYTHONPATH": str(ROOT)}
-    pinned = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "NPY_DISABLE_CPU_FEATURES")
-    for k in (*pinned, "OPENBLAS_CORETYPE"):
+    for k in numerics.PINNED:  # the level alone decides what is pinned
         env.pop(k, None)
     out = subprocess.run(
         [sys.executable, "-c", WORKLOAD], env=env, capture_output=True, text=True, check=True
