@@ -33,8 +33,9 @@ PRESET_FIGURES = {
 }
 # The default design with other runs, seeds or scale (tests/test_workflow.py runs the default
 # design on tiny params): paper.yaml at the original scale, reference.yaml more separations
-# and seeds, smoke.yaml the tiny params themselves, unseen_seeds.yaml other seeds only.
-SWEEPS = {"paper", "reference", "smoke", "unseen_seeds"}
+# and seeds, smoke.yaml the tiny params themselves, unseen_seeds.yaml other seeds only,
+# long_budget.yaml a longer schedule.
+SWEEPS = {"long_budget", "paper", "reference", "smoke", "unseen_seeds"}
 
 # Keys that set a study's size, not its design: a reduced run takes them from the tiny params.
 SCALE_KEYS = {
