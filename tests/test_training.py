@@ -195,6 +195,38 @@ def test_resume_after_sigkill_is_bit_identical(uninterrupted, tmp_path):
     )
 
 
+def _state_bytes(x) -> list[bytes]:
+    """Every tensor and value of a checkpoint entry, in a fixed order, as bytes."""
+    if torch.is_tensor(x):
+        return [x.detach().cpu().numpy().tobytes()]
+    if isinstance(x, dict):
+        return [b for k in sorted(x, key=str) for b in _state_bytes(x[k])]
+    if isinstance(x, list | tuple):
+        return [b for v in x for b in _state_bytes(v)]
+    return [repr(x).encode()]
+
+
+def test_budget_and_checkpoint_schedule_do_not_change_the_run(uninterrupted, tmp_path):
+    """A longer budget with other checkpoints (configs/long_budget.yaml against the default)
+    trains the same run: at a step both save, weights, average, optimizer and random streams
+    are identical, so a longer study extends the shorter one."""
+    longer = replace(CFG, steps=CKPTS[-1] + 15)
+    train(
+        tiny_data(),
+        NET,
+        longer,
+        ckpt_steps=[15, CKPTS[-1], longer.steps],
+        ckpt_dir=tmp_path / "ckpt",
+        log_dir=tmp_path / "log",
+        seed=SEED,
+        progress=False,
+    )
+    a = load_checkpoint(checkpoint_path(uninterrupted / "ckpt", CKPTS[-1]))
+    b = load_checkpoint(checkpoint_path(tmp_path / "ckpt", CKPTS[-1]))
+    for key in ("net", "ema", "schedule", "optimizer", "rng"):
+        assert _state_bytes(a[key]) == _state_bytes(b[key]), key
+
+
 def test_resume_skips_a_corrupt_checkpoint_and_truncates_logs(uninterrupted, tmp_path):
     shutil.copytree(uninterrupted, tmp_path, dirs_exist_ok=True)  # logs run to step 40
     (tmp_path / "ckpt" / "step_000040.pt").unlink()
