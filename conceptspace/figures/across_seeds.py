@@ -99,8 +99,25 @@ def across_seeds_figure(
     fig, axes = plt.subplots(
         1, 2 if has_lead else 1, figsize=(12.0 if has_lead else 6.6, 6.0), squeeze=False
     )
-    ax = axes[0, 0]
+    args = (points, by_sep, seeds, colors, offsets, concept, metrics)
+    _learning_time_panel(axes[0, 0], *args)
+    if has_lead:
+        _lead_panel(axes[0, 1], *args, xlim=axes[0, 0].get_xlim())
 
+    fig.suptitle(title or f"Across seeds: learning of the held-out class vs {concept} separation")
+    fig.tight_layout()
+    save_figure(fig, path, pdf=True)
+
+
+def _bootstrap_note(by_sep: pd.DataFrame) -> str:
+    """The legend's note on the median's band: a bootstrap interval needs three seeds."""
+    return ", 95% bootstrap" if by_sep["n_seeds"].max() >= 3 else ""
+
+
+def _learning_time_panel(ax, points, by_sep, seeds, colors, offsets, concept, metrics) -> None:
+    """Left: each seed's held-out learning time against separation (open markers: censored, at
+    the budget), the training and held-out medians with their bands, and the signal-order
+    test in the title."""
     budget = float(points["budget"].max())
     ax.axhline(budget, color="0.5", ls=":", lw=1)
     ax.annotate(
@@ -124,7 +141,7 @@ def across_seeds_figure(
         ax.plot(x[cens], t[cens], "o", mfc="white", mec=colors[s], mew=1.3, ms=6, zorder=3)
     if "train_median" in by_sep:
         _median_band(ax, by_sep, "train", "0.55", "training classes: median", ls="--")
-    boot = ", 95% bootstrap" if by_sep["n_seeds"].max() >= 3 else ""
+    boot = _bootstrap_note(by_sep)
     _median_band(ax, by_sep, "held_out", "black", f"held-out class: median{boot}")
     _steps_axis(ax)
     ax.set_ylim(top=budget * 1.6)
@@ -155,68 +172,68 @@ def across_seeds_figure(
         head += f"\n{stat}monotone in {so['holds_in']} of {so['n']} seeds"
     ax.set_title(head, fontsize=10)
 
-    if has_lead:
-        ax = axes[0, 1]
-        ax.axhline(0, color="0.5", lw=0.9)
-        for s in seeds:
-            g = points[points["seed"] == s].sort_values("sep")
-            x = g["sep"].to_numpy(float) + offsets[s]
-            v = g["lead_steps"].astype(float).to_numpy()
-            bound = (
-                _bools(g["lead_is_lower_bound"])
-                if "lead_is_lower_bound" in g
-                else np.zeros(len(g), bool)
-            )
-            ok = np.isfinite(v)
-            ax.plot(x[ok & ~bound], v[ok & ~bound], "o", color=colors[s], ms=6, alpha=0.85)
-            ax.plot(x[ok & bound], v[ok & bound], "^", color=colors[s], ms=7, alpha=0.85)
-        _median_band(ax, by_sep, "lead", "black", f"median lead{boot}")
-        if "n_ahead" in by_sep:
-            for r in by_sep.itertuples():
-                ax.annotate(
-                    f"{r.n_ahead}/{r.n_seeds} ahead",
-                    (r.sep, 1.0),
-                    xycoords=("data", "axes fraction"),
-                    xytext=(0, -4),
-                    textcoords="offset points",
-                    ha="center",
-                    va="top",
-                    fontsize=9,
-                    color="0.3",
-                )
-        ax.set_xlim(axes[0, 0].get_xlim())  # every separation, with a lead or not
-        ax.set_xlabel(f"{concept} separation Δ{concept}")
-        ax.set_ylabel("lead over naive prompting (steps)")
-        ax.grid(True, which="major", alpha=0.3)
-        lo, hi = ax.get_ylim()
-        ax.set_ylim(lo - 0.08 * (hi - lo), hi + 0.12 * (hi - lo))
-        handles, _ = ax.get_legend_handles_labels()
-        ax.legend(
-            handles=handles
-            + [
-                Line2D([], [], color="0.3", marker="o", ls="", label="lead inside the budget"),
-                Line2D(
-                    [],
-                    [],
-                    color="0.3",
-                    marker="^",
-                    ls="",
-                    label="≥ lead (naive never reached)",
-                ),  # fmt: skip
-            ],
-            fontsize=9,
-            loc="upper center",
-            bbox_to_anchor=(0.5, -0.14),
-            ncol=4,
-            frameon=False,
-        )
-        head = "best elicitation lead over naive prompting, per seed"
-        if metrics is not None:
-            hc = metrics["phenomena"]["hidden_capability"]
-            head += f"\n≥ 1 checkpoint ahead in {hc['holds_in']} of {hc['n']} seeds"
-        head += "\n(top: seeds ahead; seeds without a lead not drawn)"
-        ax.set_title(head, fontsize=10)
 
-    fig.suptitle(title or f"Across seeds: learning of the held-out class vs {concept} separation")
-    fig.tight_layout()
-    save_figure(fig, path, pdf=True)
+def _lead_panel(ax, points, by_sep, seeds, colors, offsets, concept, metrics, xlim) -> None:
+    """Right: each seed's best lead of an elicitation method over naive prompting (a filled
+    circle measured inside the budget, a triangle a lower bound), the median lead with its
+    band, and the count of seeds ahead at the top of each separation."""
+    boot = _bootstrap_note(by_sep)
+    ax.axhline(0, color="0.5", lw=0.9)
+    for s in seeds:
+        g = points[points["seed"] == s].sort_values("sep")
+        x = g["sep"].to_numpy(float) + offsets[s]
+        v = g["lead_steps"].astype(float).to_numpy()
+        bound = (
+            _bools(g["lead_is_lower_bound"])
+            if "lead_is_lower_bound" in g
+            else np.zeros(len(g), bool)
+        )
+        ok = np.isfinite(v)
+        ax.plot(x[ok & ~bound], v[ok & ~bound], "o", color=colors[s], ms=6, alpha=0.85)
+        ax.plot(x[ok & bound], v[ok & bound], "^", color=colors[s], ms=7, alpha=0.85)
+    _median_band(ax, by_sep, "lead", "black", f"median lead{boot}")
+    if "n_ahead" in by_sep:
+        for r in by_sep.itertuples():
+            ax.annotate(
+                f"{r.n_ahead}/{r.n_seeds} ahead",
+                (r.sep, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(0, -4),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                fontsize=9,
+                color="0.3",
+            )
+    ax.set_xlim(xlim)  # every separation, with a lead or not
+    ax.set_xlabel(f"{concept} separation Δ{concept}")
+    ax.set_ylabel("lead over naive prompting (steps)")
+    ax.grid(True, which="major", alpha=0.3)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo - 0.08 * (hi - lo), hi + 0.12 * (hi - lo))
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(
+        handles=handles
+        + [
+            Line2D([], [], color="0.3", marker="o", ls="", label="lead inside the budget"),
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="^",
+                ls="",
+                label="≥ lead (naive never reached)",
+            ),  # fmt: skip
+        ],
+        fontsize=9,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=4,
+        frameon=False,
+    )
+    head = "best elicitation lead over naive prompting, per seed"
+    if metrics is not None:
+        hc = metrics["phenomena"]["hidden_capability"]
+        head += f"\n≥ 1 checkpoint ahead in {hc['holds_in']} of {hc['n']} seeds"
+    head += "\n(top: seeds ahead; seeds without a lead not drawn)"
+    ax.set_title(head, fontsize=10)

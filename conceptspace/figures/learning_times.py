@@ -73,12 +73,7 @@ def learning_time_figure(
     :param fit_threshold: the threshold a plain ``fits[concept]`` was fitted at (legend only).
     """
     info = run_info.drop_duplicates("run").set_index("run")
-    concepts = [
-        c for c in pd.unique(lt_summary["concept"]) if f"signal_{c}" in info.columns
-    ] or list(pd.unique(lt_summary["concept"]))
-    # a concept whose signal is one value over the runs (not swept) gives a degenerate column
-    varied = [c for c in concepts if f"signal_{c}" in info and info[f"signal_{c}"].nunique() > 1]
-    concepts = varied or concepts
+    concepts = _swept_concepts(lt_summary, info)
     n_seeds = int(lt_summary["n_seeds"].max()) if "n_seeds" in lt_summary else 1
     thresholds = sorted(float(t) for t in pd.unique(lt_summary["threshold"]))
     n = len(concepts)
@@ -93,125 +88,163 @@ def learning_time_figure(
         d = lt_summary[lt_summary["concept"] == concept].copy()
         d["signal"] = d["run"].map(info[col]) if col in info.columns else np.nan
         d = d.dropna(subset=["signal"])
-        budgets = d["budget"].dropna().unique()
         x_all = d["signal"].to_numpy(float)
-
         for i, thr in enumerate(thresholds):
-            color, ls, marker = threshold_style(thr, i)
             # thresholds side by side (a few points apart) so equal values stay visible
             dx = 4.0 * (i - (len(thresholds) - 1) / 2)
-            tr_t = mtransforms.offset_copy(ax_t.transData, fig=fig, x=dx, y=0, units="points")
-            tr_v = mtransforms.offset_copy(ax_v.transData, fig=fig, x=dx, y=0, units="points")
-            # training classes (reference)
-            tr = d[(d["group"] == "train") & np.isclose(d["threshold"], thr)].sort_values("signal")
-            if not tr.empty:
-                ax_t.plot(
-                    tr["signal"],
-                    tr["learning_time_mean"],
-                    ls="--",
-                    lw=1.0,
-                    color=color,
-                    alpha=0.35,
-                    marker=marker,
-                    ms=4,
-                    mfc="none",
-                    label=f"training classes, θ={thr:g}",
-                )
-            ho = d[(d["group"] == "held_out") & np.isclose(d["threshold"], thr)]
-            ho = ho.sort_values("signal")
-            if ho.empty:
+            shift = [
+                mtransforms.offset_copy(ax.transData, fig=fig, x=dx, y=0, units="points")
+                for ax in (ax_t, ax_v)
+            ]
+            style = threshold_style(thr, i)
+            rows = d[np.isclose(d["threshold"], thr)]
+            _draw_training_reference(ax_t, rows[rows["group"] == "train"], thr, style)
+            held_out = rows[rows["group"] == "held_out"].sort_values("signal")
+            if held_out.empty:
                 continue
-            x = ho["signal"].to_numpy(float)
-            t = ho["learning_time_mean"].to_numpy(float)
-            # a spread over seeds only where there are several seeds
-            sd = np.nan_to_num(ho["learning_time_std"].to_numpy(float)) * (n_seeds > 1)
-            cens = ho["mean_is_lower_bound"].to_numpy(bool)
-            ncens = ho["n_censored"].to_numpy(int)
-            nseed = ho["n_seeds"].to_numpy(int) if "n_seeds" in ho else np.full(len(ho), -1)
-            ax_t.plot(x, t, ls=ls, color=color, lw=1.8, label=f"held-out class, θ={thr:g}")
-            ax_t.errorbar(
-                x, t, yerr=sd, fmt="none", ecolor=color, elinewidth=1.2, capsize=3, transform=tr_t
-            )
-            _censored_points(ax_t, x, t, cens, marker, color, tr_t)
-            for xi, ti, k, m in zip(x[cens], t[cens], ncens[cens], nseed[cens], strict=True):
-                _bound_arrow(ax_t, xi, ti * 1.06, ti * 1.5, color, tr_t)
-                if m > 1 and k < m:  # short count beside the arrow: k of m seeds censored
-                    ax_t.annotate(
-                        f"{k}/{m}",
-                        (xi, ti * 1.5),
-                        xycoords=tr_t,
-                        xytext=(-4 if i == 0 else 4, 0),
-                        textcoords="offset points",
-                        fontsize=8.5,
-                        color=color,
-                        ha="right" if i == 0 else "left",
-                        va="bottom",
-                    )
-            # speed 1/T (x1000); a censored T gives an upper bound on 1/T
-            v = 1000.0 / t
-            v_lo = 1000.0 / (t + sd)
-            v_hi = 1000.0 / np.maximum(t - sd, 1e-9)
-            ax_v.errorbar(
-                x,
-                v,
-                yerr=[v - v_lo, v_hi - v],
-                fmt="none",
-                ecolor=color,
-                elinewidth=1,
-                capsize=3,
-                transform=tr_v,
-            )
-            _censored_points(ax_v, x, v, cens, marker, color, tr_v, label=f"θ={thr:g}")
-            for xi, vi in zip(x[cens], v[cens], strict=True):
-                _bound_arrow(ax_v, xi, vi * 0.95, vi * 0.55, color, tr_v)
-            # offset transforms do not autoscale: register the data extent explicitly
-            ax_v.update_datalim(np.column_stack([np.r_[x, x], np.r_[v_lo, v_hi]]))
-            ax_v.autoscale_view()
+            _draw_held_out(ax_t, ax_v, shift, held_out, thr, i, style, n_seeds)
             fit = _fit_for(fits, concept, thr)
             if fit is not None:
-                _draw_fit(ax_v, fit, x_all, color, f"fit θ={thr:g}")
+                _draw_fit(ax_v, fit, x_all, style[0], f"fit θ={thr:g}")
 
         if plain_fits and concept in fits:
             lab = f"{concept}: linear fit" + (
                 f" (θ={fit_threshold:g})" if fit_threshold is not None else ""
             )
             _draw_fit(ax_v, fits[concept], x_all, "black", lab)
+        _label_column(ax_t, ax_v, d, concept)
 
-        for b in budgets:
-            ax_t.axhline(b, color="0.5", ls=":", lw=1)
-        if len(budgets):
+    handles, labels = _legend_entries(axes)
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
+    spread = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
+    fig.suptitle(f"{title}  ({spread})", fontsize=12)
+    rows = -(-len(handles) // 2)
+    fig.subplots_adjust(
+        left=0.09, right=0.98, top=0.88, hspace=0.5, wspace=0.3,
+        bottom=(0.25 * rows + 0.75) / fig.get_figheight(),
+    )  # fmt: skip
+    save_figure(fig, path, pdf=True)
+
+
+def _swept_concepts(lt_summary: pd.DataFrame, info: pd.DataFrame) -> list[str]:
+    """The concepts to draw a column for: those with a measured signal, and of them those whose
+    signal varies over the runs (one that is not swept gives a degenerate column)."""
+    concepts = [
+        c for c in pd.unique(lt_summary["concept"]) if f"signal_{c}" in info.columns
+    ] or list(pd.unique(lt_summary["concept"]))
+    varied = [c for c in concepts if f"signal_{c}" in info and info[f"signal_{c}"].nunique() > 1]
+    return varied or concepts
+
+
+def _draw_training_reference(ax_t, train: pd.DataFrame, thr: float, style) -> None:
+    """The training classes' learning time at one threshold, faint, for reference."""
+    if train.empty:
+        return
+    color, _, marker = style
+    train = train.sort_values("signal")
+    ax_t.plot(
+        train["signal"],
+        train["learning_time_mean"],
+        ls="--",
+        lw=1.0,
+        color=color,
+        alpha=0.35,
+        marker=marker,
+        ms=4,
+        mfc="none",
+        label=f"training classes, θ={thr:g}",
+    )
+
+
+def _draw_held_out(ax_t, ax_v, shift, ho: pd.DataFrame, thr: float, i: int, style, n_seeds: int):
+    """The held-out class at one threshold: learning time T on ``ax_t`` and speed 1/T on
+    ``ax_v``, each with its spread over seeds and an arrow at a censored (bound) value.
+    ``shift``: the two axes' data transforms moved sideways by this threshold's offset."""
+    color, ls, marker = style
+    tr_t, tr_v = shift
+    x = ho["signal"].to_numpy(float)
+    t = ho["learning_time_mean"].to_numpy(float)
+    # a spread over seeds only where there are several seeds
+    sd = np.nan_to_num(ho["learning_time_std"].to_numpy(float)) * (n_seeds > 1)
+    cens = ho["mean_is_lower_bound"].to_numpy(bool)
+    ncens = ho["n_censored"].to_numpy(int)
+    nseed = ho["n_seeds"].to_numpy(int) if "n_seeds" in ho else np.full(len(ho), -1)
+    ax_t.plot(x, t, ls=ls, color=color, lw=1.8, label=f"held-out class, θ={thr:g}")
+    ax_t.errorbar(
+        x, t, yerr=sd, fmt="none", ecolor=color, elinewidth=1.2, capsize=3, transform=tr_t
+    )
+    _censored_points(ax_t, x, t, cens, marker, color, tr_t)
+    for xi, ti, k, m in zip(x[cens], t[cens], ncens[cens], nseed[cens], strict=True):
+        _bound_arrow(ax_t, xi, ti * 1.06, ti * 1.5, color, tr_t)
+        if m > 1 and k < m:  # short count beside the arrow: k of m seeds censored
             ax_t.annotate(
-                f"budget ({fmt_steps(max(budgets))} steps)",
-                (0.99, max(budgets)),
-                xycoords=("axes fraction", "data"),
-                xytext=(0, -3),
+                f"{k}/{m}",
+                (xi, ti * 1.5),
+                xycoords=tr_t,
+                xytext=(-4 if i == 0 else 4, 0),
                 textcoords="offset points",
                 fontsize=8.5,
-                color="0.4",
-                ha="right",
-                va="top",
+                color=color,
+                ha="right" if i == 0 else "left",
+                va="bottom",
             )
-            ax_t.set_ylim(top=max(budgets) * 2.8)
-        ax_t.set_yscale("log")
-        ax_t.margins(x=0.08)
-        for ax in (ax_t, ax_v):
-            ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
-            ax.set_xlabel(f"measured {concept} signal (pixel MSE)")
-            ax.grid(True, which="major", alpha=0.3)
-        # run names on a top axis at their signal
-        runs_x = d.drop_duplicates("run")[["run", "signal"]].sort_values("signal")
-        top = ax_t.secondary_xaxis("top")
-        top.set_xticks(runs_x["signal"].to_numpy(float), [str(r) for r in runs_x["run"]])
-        top.tick_params(labelsize=8.5, colors="0.35", rotation=30, length=2)
-        ax_t.set_ylabel("learning time T (training steps, log)")
-        ax_t.set_title(f"{concept}: steps until the held-out class reaches θ", fontsize=10)
+    # speed 1/T (x1000); a censored T gives an upper bound on 1/T
+    v = 1000.0 / t
+    v_lo = 1000.0 / (t + sd)
+    v_hi = 1000.0 / np.maximum(t - sd, 1e-9)
+    ax_v.errorbar(
+        x, v, yerr=[v - v_lo, v_hi - v], fmt="none", ecolor=color, elinewidth=1, capsize=3,
+        transform=tr_v,
+    )  # fmt: skip
+    _censored_points(ax_v, x, v, cens, marker, color, tr_v, label=f"θ={thr:g}")
+    for xi, vi in zip(x[cens], v[cens], strict=True):
+        _bound_arrow(ax_v, xi, vi * 0.95, vi * 0.55, color, tr_v)
+    # offset transforms do not autoscale: register the data extent explicitly
+    ax_v.update_datalim(np.column_stack([np.r_[x, x], np.r_[v_lo, v_hi]]))
+    ax_v.autoscale_view()
 
-        ax_v.axhline(0, color="0.6", lw=0.8)
-        ax_v.margins(x=0.08)
-        ax_v.set_ylabel("learning speed 1/T (per 1000 steps)")
-        ax_v.set_title(f"{concept}: learning speed 1/T", fontsize=10)
 
-    # one legend under the panels, never over the data
+def _label_column(ax_t, ax_v, d: pd.DataFrame, concept: str) -> None:
+    """One concept's column: the budget line, scales, axis labels, titles and the run names on
+    a top axis at their signal."""
+    budgets = d["budget"].dropna().unique()
+    for b in budgets:
+        ax_t.axhline(b, color="0.5", ls=":", lw=1)
+    if len(budgets):
+        ax_t.annotate(
+            f"budget ({fmt_steps(max(budgets))} steps)",
+            (0.99, max(budgets)),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, -3),
+            textcoords="offset points",
+            fontsize=8.5,
+            color="0.4",
+            ha="right",
+            va="top",
+        )
+        ax_t.set_ylim(top=max(budgets) * 2.8)
+    ax_t.set_yscale("log")
+    ax_t.margins(x=0.08)
+    for ax in (ax_t, ax_v):
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.set_xlabel(f"measured {concept} signal (pixel MSE)")
+        ax.grid(True, which="major", alpha=0.3)
+    runs_x = d.drop_duplicates("run")[["run", "signal"]].sort_values("signal")
+    top = ax_t.secondary_xaxis("top")
+    top.set_xticks(runs_x["signal"].to_numpy(float), [str(r) for r in runs_x["run"]])
+    top.tick_params(labelsize=8.5, colors="0.35", rotation=30, length=2)
+    ax_t.set_ylabel("learning time T (training steps, log)")
+    ax_t.set_title(f"{concept}: steps until the held-out class reaches θ", fontsize=10)
+
+    ax_v.axhline(0, color="0.6", lw=0.8)
+    ax_v.margins(x=0.08)
+    ax_v.set_ylabel("learning speed 1/T (per 1000 steps)")
+    ax_v.set_title(f"{concept}: learning speed 1/T", fontsize=10)
+
+
+def _legend_entries(axes) -> tuple[list, list[str]]:
+    """One legend under the panels, never over the data: the top-left panel's entries, each
+    speed panel's fits once, and the open-marker key."""
     h_t, l_t = axes[0, 0].get_legend_handles_labels()
     h_v, l_v = [], []
     for ax in axes[1]:
@@ -223,17 +256,7 @@ def learning_time_figure(
         [], [], marker="o", mfc="white", mec="0.3", ls="", ms=7,
         label="open marker ↑: not reached within the budget (a lower bound; k/n seeds)",
     )  # fmt: skip
-    handles = h_t + h_v + [open_marker]
-    labels = l_t + l_v + [open_marker.get_label()]
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
-    spread = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
-    fig.suptitle(f"{title}  ({spread})", fontsize=12)
-    rows = -(-len(handles) // 2)
-    fig.subplots_adjust(
-        left=0.09, right=0.98, top=0.88, hspace=0.5, wspace=0.3,
-        bottom=(0.25 * rows + 0.75) / fig.get_figheight(),
-    )  # fmt: skip
-    save_figure(fig, path, pdf=True)
+    return h_t + h_v + [open_marker], l_t + l_v + [open_marker.get_label()]
 
 
 def _draw_fit(ax, fit: Mapping, x: np.ndarray, color, label: str) -> None:
