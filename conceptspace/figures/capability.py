@@ -137,41 +137,15 @@ def capability_figure(
             if g.empty:
                 continue
             color = method_color(method, others)
-            s, mean, lo, hi = _seed_curve(g)
-            if lo is not None:
-                ax.fill_between(s, lo, hi, color=color, alpha=0.15, lw=0)
-            (h,) = ax.plot(s, mean, "-", color=color, lw=2.0 if method == "naive" else 1.6)
-            n_set = int(g["n_settings"].max()) if "n_settings" in g else 1
-            lab = METHOD_LABELS.get(method, str(method))
-            handles.setdefault(method, h).set_label(
-                lab + (f" (best of {n_set} doses)" if n_set > 1 else "")
-            )
-            e = em_run[em_run["method"] == method]
-            if method == "naive":
-                col = "naive_step"
-                ok = e["naive_censored"].astype(bool) == False  # noqa: E712
-                marker = {"marker": "o", "mfc": "white", "mec": color, "mew": 1.5}
-            else:
-                col, ok = "emergence_step", ~e["censored"].astype(bool)
-                marker = {"marker": "v", "mfc": color, "mec": color}
-                if not e.empty:
-                    text = lead_label(e)
-                    short = {"overprompt": "overprompt"}.get(method, str(method))
-                    leads.append(f"{short} {text}" if text else f"{short} none")
-            for step in e.loc[ok, col].astype(float):
-                ax.plot([step], [threshold], ls="none", ms=7, zorder=6, **marker)
-        ax.axhline(threshold, color="0.4", lw=0.9, ls="-.", zorder=1)
-        if logx:
-            log_steps(ax)
-        ax.set_ylim(-0.02, 1.04)
-        ax.grid(True, alpha=0.25)
-        ax.tick_params(labelsize=FONT)
+            lead = _draw_method(ax, g, em_run[em_run["method"] == method], method, color,
+                                threshold, handles)  # fmt: skip
+            if lead is not None:
+                leads.append(lead)
         head = run_labels.get(run, str(run))
         if len(classes) > 1:
             head += f", {pretty_class(cls)}"
         # one line per method, so that a panel's title never runs into its neighbour's
-        sub = "".join(f"\nlead, {text}" for text in leads)
-        ax.set_title(head + sub, fontsize=FONT, loc="left")
+        _finish_panel(ax, head + "".join(f"\nlead, {text}" for text in leads), threshold, logx)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
@@ -204,6 +178,48 @@ def capability_figure(
     legend_in = 0.25 * -(-n_leg // 3) + 0.1  # legend rows at the bottom, inches
     fig.tight_layout(rect=(0, legend_in / fig.get_figheight(), 1, 1))
     save_figure(fig, path, pdf=True)
+
+
+def _draw_method(ax, g: pd.DataFrame, e: pd.DataFrame, method: str, color, threshold: float,
+                 handles: dict) -> str | None:  # fmt: skip
+    """One method's curve in a panel: the mean over seeds, the seeds' binomial band, and a
+    marker per seed where it crosses ``threshold`` (naive prompting: its upper bound, open
+    circle; an elicitation: its lower bound, filled triangle). Returns the elicitation's lead
+    for the panel's title ("<method> <lead>" or "<method> none"), None for naive prompting."""
+    s, mean, lo, hi = _seed_curve(g)
+    if lo is not None:
+        ax.fill_between(s, lo, hi, color=color, alpha=0.15, lw=0)
+    (h,) = ax.plot(s, mean, "-", color=color, lw=2.0 if method == "naive" else 1.6)
+    n_set = int(g["n_settings"].max()) if "n_settings" in g else 1
+    lab = METHOD_LABELS.get(method, str(method))
+    handles.setdefault(method, h).set_label(
+        lab + (f" (best of {n_set} doses)" if n_set > 1 else "")
+    )
+    lead = None
+    if method == "naive":
+        col = "naive_step"
+        ok = e["naive_censored"].astype(bool) == False  # noqa: E712
+        marker = {"marker": "o", "mfc": "white", "mec": color, "mew": 1.5}
+    else:
+        col, ok = "emergence_step", ~e["censored"].astype(bool)
+        marker = {"marker": "v", "mfc": color, "mec": color}
+        if not e.empty:
+            text = lead_label(e)
+            lead = f"{method} {text}" if text else f"{method} none"
+    for step in e.loc[ok, col].astype(float):
+        ax.plot([step], [threshold], ls="none", ms=7, zorder=6, **marker)
+    return lead
+
+
+def _finish_panel(ax, title: str, threshold: float, logx: bool) -> None:
+    """A capability panel's threshold line, axes and title."""
+    ax.axhline(threshold, color="0.4", lw=0.9, ls="-.", zorder=1)
+    if logx:
+        log_steps(ax)
+    ax.set_ylim(-0.02, 1.04)
+    ax.grid(True, alpha=0.25)
+    ax.tick_params(labelsize=FONT)
+    ax.set_title(title, fontsize=FONT, loc="left")
 
 
 # --------------------------------------------------------------------------------------------
