@@ -250,14 +250,40 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
     ``analyze`` the params section). JSON-ready: NaN becomes None."""
     thresholds = tuple(analyze.thresholds)
     traj, lt_sum = tables["trajectories"], tables["learning_times_summary"]
-    emer, leads = tables["emergence"], tables["leads"]
-    train_acc = tables["train_accuracy"]
     info = run_info.set_index("run")
     runs = list(info.index)
     concepts = TJ.concepts_of(traj)
-
-    # ---- learning time against concept signal -------------------------------------------
     held = lt_sum[lt_sum["group"] == "held_out"]
+    per_run = {
+        run: _trajectory_summary(traj[traj["run"] == run], tables["train_accuracy"], run, analyze)
+        for run in runs
+    }
+    swept = swept_concept(info, concepts)
+    held_first = held[held["threshold"] == thresholds[0]]
+    phenomena = {
+        "signal_order": signal_order_verdict(held_first, info, runs, swept, concepts),
+        "memorization": memorization_verdict(per_run, info, traj, concepts),
+        "hidden_capability": _hidden_capability_verdict(
+            tables["emergence"], analyze.capability_threshold
+        ),
+    }
+    metrics = {
+        "phenomena": {k: v["holds"] for k, v in phenomena.items()},
+        "phenomena_detail": phenomena,
+        "runs": {
+            run: _run_metrics(run, info, concepts, held, per_run[run], tables["leads"])
+            for run in runs
+        },
+        "fits_inverse_time": _inverse_time_fits(held, info, runs, concepts, thresholds),
+        # the training classes too (context for the held-out verdict; not one of the phenomena)
+        "signal_order_training_classes": _training_order(lt_sum, info, runs, concepts, thresholds),
+    }
+    metrics.update(extension_metrics(tables, run_info, analyze))
+    return clean(metrics)
+
+
+def _inverse_time_fits(held: pd.DataFrame, info, runs, concepts, thresholds) -> dict:
+    """Held-out learning speed 1/T against concept signal, per concept and threshold."""
     fits = {}
     for concept in concepts:
         fits[concept] = {}
@@ -269,8 +295,11 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
             fits[concept][str(thr)] = {
                 k: clean(v) for k, v in FT.fit_inverse_time(signal, T, cens).items()
             }
+    return fits
 
-    # Training classes too (context for the held-out verdict; not one of the phenomena).
+
+def _training_order(lt_sum: pd.DataFrame, info, runs, concepts, thresholds) -> dict:
+    """The signal-order rule on the training classes' learning times, per concept."""
     train_order = {}
     tr = lt_sum[(lt_sum["group"] == "train") & (lt_sum["threshold"] == thresholds[0])]
     for concept in concepts:
@@ -281,94 +310,81 @@ def study_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analy
                 "learning_times": {r: clean(v) for r, v in d["learning_time_mean"].items()},
                 **mono,
             }
+    return train_order
 
-    # ---- memorization and turns -------------------------------------------------------
-    per_run = {}
-    for run in runs:
-        t_run, a_run = traj[traj["run"] == run], train_acc[train_acc["run"] == run]
-        held_classes = sorted(t_run.loc[t_run["held_out"].astype(bool), "class"].unique())
-        if len(held_classes) == 1:
-            per_run[run] = memorization_of_run(t_run, a_run, analyze)
-        else:  # several held-out classes (e.g. 2x2x2): one summary per class
-            per_run[run] = {
-                "held_out_class": None,
-                "held_out_classes": held_classes,
-                "nearest_class": None,
-                "turned": None,
-                "saturation_step": clean(TJ.saturation_step(t_run, tol=analyze.saturation_tol)),
-                "heading_step": None,
-                "by_class": {
-                    h: memorization_of_run(t_run, a_run, analyze, held=h) for h in held_classes
-                },
-            }
 
-    # ---- hidden capabilities ------------------------------------------------------------
-    thr = analyze.capability_threshold
+def _trajectory_summary(t_run: pd.DataFrame, train_acc: pd.DataFrame, run, analyze) -> dict:
+    """One run's memorization and turn (:func:`memorization_of_run`); with several held-out
+    classes (e.g. 2x2x2), one summary per class under ``by_class``."""
+    a_run = train_acc[train_acc["run"] == run]
+    held_classes = sorted(t_run.loc[t_run["held_out"].astype(bool), "class"].unique())
+    if len(held_classes) == 1:
+        return memorization_of_run(t_run, a_run, analyze)
+    return {
+        "held_out_class": None,
+        "held_out_classes": held_classes,
+        "nearest_class": None,
+        "turned": None,
+        "saturation_step": clean(TJ.saturation_step(t_run, tol=analyze.saturation_tol)),
+        "heading_step": None,
+        "by_class": {h: memorization_of_run(t_run, a_run, analyze, held=h) for h in held_classes},
+    }
+
+
+def _hidden_capability_verdict(emer: pd.DataFrame, thr: float) -> dict:
+    """Phenomenon 3: some elicitation method is ahead of naive prompting by at least one
+    checkpoint under the interval rule (docs/method.md §6.2); the ten longest leads as
+    evidence."""
     emer_thr = emer[(emer["threshold"] == thr) & (emer["method"] != "naive")]
     lead_rows = [{k: clean(r[k]) for k in LEAD_EVIDENCE} for _, r in emer_thr.iterrows()]
     ahead = [
         r for r in lead_rows if r["lead_checkpoints"] is not None and r["lead_checkpoints"] >= 1
     ]
+    return {
+        "holds": bool(ahead),
+        "statement": (
+            f"an elicitation method's best dose has its lower bound at or above {thr} "
+            "at least one checkpoint before naive prompting's upper bound reaches it"
+        ),
+        "evidence": sorted(ahead, key=lambda r: -(r["lead_steps"] or 0))[:10],
+    }
 
-    # ---- the three phenomena ------------------------------------------------------------
-    swept = swept_concept(info, concepts)
-    held_first = held[held["threshold"] == thresholds[0]]
-    phenomena = {
-        "signal_order": signal_order_verdict(held_first, info, runs, swept, concepts),
-        "memorization": memorization_verdict(per_run, info, traj, concepts),
-        "hidden_capability": {
-            "holds": bool(ahead),
-            "statement": (
-                f"an elicitation method's best dose has its lower bound at or above {thr} "
-                "at least one checkpoint before naive prompting's upper bound reaches it"
-            ),
-            "evidence": sorted(ahead, key=lambda r: -(r["lead_steps"] or 0))[:10],
+
+def _run_metrics(run, info, concepts, held: pd.DataFrame, trajectory: dict, leads) -> dict:
+    """One run's entry of ``metrics["runs"]``: separations, signals, held-out learning times,
+    its trajectory summary and its leads (read per seed, then summarized: docs/method.md §6)."""
+    return {
+        "separations": {
+            c: clean(info.loc[run, f"sep_{c}"]) for c in concepts if f"sep_{c}" in info
         },
-    }
-    metrics = {
-        "phenomena": {k: v["holds"] for k, v in phenomena.items()},
-        "phenomena_detail": phenomena,
-        "runs": {
-            run: {
-                "separations": {
-                    c: clean(info.loc[run, f"sep_{c}"]) for c in concepts if f"sep_{c}" in info
-                },
-                "signal": {c: clean(info.loc[run, f"signal_{c}"]) for c in concepts},
-                "learning_time_held_out": {
-                    f"{row.concept}@{row.threshold:g}": {
-                        "mean": clean(row.learning_time_mean),
-                        "std": clean(row.learning_time_std),
-                        "censored_seeds": int(row.n_censored),
-                    }
-                    for row in held[held["run"] == run].itertuples()
-                },
-                "trajectory": per_run[run],
-                # leads read per seed, then summarized (docs/method.md §6)
-                "emergence": {
-                    f"{row.method}@{row.threshold:g}": {
-                        "step": clean(row.emergence_median),
-                        "censored": row.n_reached == 0,
-                        "lead_steps": clean(row.lead_median),
-                        "lead_is_lower_bound": bool(row.lead_median_is_lower_bound),
-                        "lead_high": clean(row.lead_high_median),
-                        "lead_high_is_lower_bound": bool(row.lead_high_median_is_lower_bound),
-                        "lead_min": clean(row.lead_min),
-                        "lead_max": clean(row.lead_max),
-                        "n_seeds": int(row.n_seeds),
-                        "n_reached": int(row.n_reached),
-                        "n_leads": int(row.n_leads),
-                        "per_seed": row.per_seed,
-                    }
-                    for row in leads[leads["run"] == run].itertuples()
-                },
+        "signal": {c: clean(info.loc[run, f"signal_{c}"]) for c in concepts},
+        "learning_time_held_out": {
+            f"{row.concept}@{row.threshold:g}": {
+                "mean": clean(row.learning_time_mean),
+                "std": clean(row.learning_time_std),
+                "censored_seeds": int(row.n_censored),
             }
-            for run in runs
+            for row in held[held["run"] == run].itertuples()
         },
-        "fits_inverse_time": fits,
-        "signal_order_training_classes": train_order,
+        "trajectory": trajectory,
+        "emergence": {
+            f"{row.method}@{row.threshold:g}": {
+                "step": clean(row.emergence_median),
+                "censored": row.n_reached == 0,
+                "lead_steps": clean(row.lead_median),
+                "lead_is_lower_bound": bool(row.lead_median_is_lower_bound),
+                "lead_high": clean(row.lead_high_median),
+                "lead_high_is_lower_bound": bool(row.lead_high_median_is_lower_bound),
+                "lead_min": clean(row.lead_min),
+                "lead_max": clean(row.lead_max),
+                "n_seeds": int(row.n_seeds),
+                "n_reached": int(row.n_reached),
+                "n_leads": int(row.n_leads),
+                "per_seed": row.per_seed,
+            }
+            for row in leads[leads["run"] == run].itertuples()
+        },
     }
-    metrics.update(extension_metrics(tables, run_info, analyze))
-    return clean(metrics)
 
 
 def extension_metrics(tables: dict[str, pd.DataFrame], run_info: pd.DataFrame, analyze) -> dict:
