@@ -20,6 +20,8 @@ from conceptspace.figures.style import (  # noqa: E402
     threshold_style,
 )
 
+BUDGET_STYLE = {"color": "0.5", "ls": ":"}  # the training budget's line in the T panels
+
 # --------------------------------------------------------------------------------------------
 # 2. learning time vs concept signal
 # --------------------------------------------------------------------------------------------
@@ -114,7 +116,7 @@ def learning_time_figure(
             _draw_fit(ax_v, fits[concept], x_all, "black", lab)
         _label_column(ax_t, ax_v, d, concept)
 
-    handles, labels = _legend_entries(axes)
+    handles, labels = _legend_entries(axes, lt_summary["budget"].dropna())
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
     spread = f"mean ± std over {n_seeds} seeds" if n_seeds > 1 else "one seed"
     fig.suptitle(f"{title}  ({spread})", fontsize=12)
@@ -174,6 +176,10 @@ def _draw_held_out(ax_t, ax_v, shift, ho: pd.DataFrame, thr: float, i: int, styl
         x, t, yerr=sd, fmt="none", ecolor=color, elinewidth=1.2, capsize=3, transform=tr_t
     )
     _censored_points(ax_t, x, t, cens, marker, color, tr_t)
+    # offset transforms do not autoscale: register the spread's extent (positive, log axis)
+    low = np.where(t - sd > 0, t - sd, t)
+    ax_t.update_datalim(np.column_stack([np.r_[x, x], np.r_[low, t + sd]]))
+    ax_t.autoscale_view()
     for xi, ti, k, m in zip(x[cens], t[cens], ncens[cens], nseed[cens], strict=True):
         _bound_arrow(ax_t, xi, ti * 1.06, ti * 1.5, color, tr_t)
         if m > 1 and k < m:  # short count beside the arrow: k of m seeds censored
@@ -209,22 +215,11 @@ def _label_column(ax_t, ax_v, d: pd.DataFrame, concept: str) -> None:
     a top axis at their signal."""
     budgets = d["budget"].dropna().unique()
     for b in budgets:
-        ax_t.axhline(b, color="0.5", ls=":", lw=1)
-    if len(budgets):
-        ax_t.annotate(
-            f"budget ({fmt_steps(max(budgets))} steps)",
-            (0.99, max(budgets)),
-            xycoords=("axes fraction", "data"),
-            xytext=(0, -3),
-            textcoords="offset points",
-            fontsize=8.5,
-            color="0.4",
-            ha="right",
-            va="top",
-        )
+        ax_t.axhline(b, color=BUDGET_STYLE["color"], ls=BUDGET_STYLE["ls"], lw=1)
+    if len(budgets):  # named in the legend: a label here would cover a censored point
         ax_t.set_ylim(top=max(budgets) * 2.8)
     ax_t.set_yscale("log")
-    ax_t.margins(x=0.08)
+    ax_t.margins(x=0.15)  # room for the k/n counts beside the outermost points
     for ax in (ax_t, ax_v):
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.set_xlabel(f"measured {concept} signal (pixel MSE)")
@@ -237,14 +232,15 @@ def _label_column(ax_t, ax_v, d: pd.DataFrame, concept: str) -> None:
     ax_t.set_title(f"{concept}: steps until the held-out class reaches θ", fontsize=10)
 
     ax_v.axhline(0, color="0.6", lw=0.8)
-    ax_v.margins(x=0.08)
+    ax_v.margins(x=0.15)
     ax_v.set_ylabel("learning speed 1/T (per 1000 steps)")
     ax_v.set_title(f"{concept}: learning speed 1/T", fontsize=10)
+    ax_v.set_xlim(ax_t.get_xlim())  # one signal axis per column: read a run straight down
 
 
-def _legend_entries(axes) -> tuple[list, list[str]]:
+def _legend_entries(axes, budgets: pd.Series) -> tuple[list, list[str]]:
     """One legend under the panels, never over the data: the top-left panel's entries, each
-    speed panel's fits once, and the open-marker key."""
+    speed panel's fits once, the open-marker key and the budget's line."""
     h_t, l_t = axes[0, 0].get_legend_handles_labels()
     h_v, l_v = [], []
     for ax in axes[1]:
@@ -256,7 +252,11 @@ def _legend_entries(axes) -> tuple[list, list[str]]:
         [], [], marker="o", mfc="white", mec="0.3", ls="", ms=7,
         label="open marker ↑: not reached within the budget (a lower bound; k/n seeds)",
     )  # fmt: skip
-    return h_t + h_v + [open_marker], l_t + l_v + [open_marker.get_label()]
+    keys = [open_marker]
+    if len(budgets):
+        label = f"budget ({fmt_steps(budgets.max())} steps): the last checkpoint"
+        keys.append(plt.Line2D([], [], lw=1, label=label, **BUDGET_STYLE))
+    return h_t + h_v + keys, l_t + l_v + [k.get_label() for k in keys]
 
 
 def _draw_fit(ax, fit: Mapping, x: np.ndarray, color, label: str) -> None:
