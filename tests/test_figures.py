@@ -433,3 +433,41 @@ def test_capability_figure_fits_readme_width(tmp_path):
     for name in ("cap", "wide"):
         with Image.open(tmp_path / f"{name}.png") as im:
             assert 1000 <= im.width <= 1700, (name, im.width)  # ~10 in at 150 dpi
+
+
+@pytest.mark.parametrize("study", ["default", "unseen_seeds"])
+def test_learning_time_counts_and_spreads_stay_inside_their_panels(study, monkeypatch, tmp_path):
+    """On a committed study's own tables: every k/n count of censored seeds lies inside its
+    panel, and every error bar of the learning-time panels inside the y range shown (the counts
+    once sat on the y axis and past the right edge, a spread ran below the panel)."""
+    import json
+
+    import conceptspace.figures.learning_times as LT
+
+    root = Path(__file__).resolve().parent.parent / "results" / study / "analyze"
+    lt = pd.read_csv(root / "learning_times.csv")
+    runs = json.loads((root / "details.json").read_text())["runs"]
+    info = pd.DataFrame(
+        [{"run": r, **{f"signal_{c}": v for c, v in m["signal"].items()}} for r, m in runs.items()]
+    )
+    drawn = {}
+    monkeypatch.setattr(LT, "save_figure", lambda fig, path, pdf=False: drawn.update(fig=fig))
+    learning_time_figure(lt, info, {}, tmp_path / "lt.png")
+    fig = drawn["fig"]
+    renderer = fig.canvas.get_renderer()
+    counts = 0
+    for ax in fig.axes[:2]:  # the learning-time panels, one per concept
+        box = ax.get_window_extent(renderer)
+        for text in ax.texts:
+            if "/" in text.get_text():
+                counts += 1
+                t = text.get_window_extent(renderer)
+                assert box.x0 <= t.x0 and t.x1 <= box.x1 and t.y1 <= box.y1, text.get_text()
+        y_lo, y_hi = ax.get_ylim()
+        for coll in ax.collections:  # error bars: vertical segments in data units
+            for seg in coll.get_segments():
+                assert y_lo <= seg[:, 1].min() and seg[:, 1].max() <= y_hi
+    assert study != "default" or counts > 0  # the default study has censored seeds to count
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -176,10 +176,7 @@ def _draw_held_out(ax_t, ax_v, shift, ho: pd.DataFrame, thr: float, i: int, styl
         x, t, yerr=sd, fmt="none", ecolor=color, elinewidth=1.2, capsize=3, transform=tr_t
     )
     _censored_points(ax_t, x, t, cens, marker, color, tr_t)
-    # offset transforms do not autoscale: register the spread's extent (positive, log axis)
-    low = np.where(t - sd > 0, t - sd, t)
-    ax_t.update_datalim(np.column_stack([np.r_[x, x], np.r_[low, t + sd]]))
-    ax_t.autoscale_view()
+    _register_extent(ax_t, x, np.where(t - sd > 0, t - sd, t), t + sd)  # positive: log axis
     for xi, ti, k, m in zip(x[cens], t[cens], ncens[cens], nseed[cens], strict=True):
         _bound_arrow(ax_t, xi, ti * 1.06, ti * 1.5, color, tr_t)
         if m > 1 and k < m:  # short count beside the arrow: k of m seeds censored
@@ -205,9 +202,14 @@ def _draw_held_out(ax_t, ax_v, shift, ho: pd.DataFrame, thr: float, i: int, styl
     _censored_points(ax_v, x, v, cens, marker, color, tr_v, label=f"θ={thr:g}")
     for xi, vi in zip(x[cens], v[cens], strict=True):
         _bound_arrow(ax_v, xi, vi * 0.95, vi * 0.55, color, tr_v)
-    # offset transforms do not autoscale: register the data extent explicitly
-    ax_v.update_datalim(np.column_stack([np.r_[x, x], np.r_[v_lo, v_hi]]))
-    ax_v.autoscale_view()
+    _register_extent(ax_v, x, v_lo, v_hi)
+
+
+def _register_extent(ax, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """Offset transforms do not autoscale: register the extent of what was drawn through one
+    (the points at ``x`` and their spread from ``lo`` to ``hi``)."""
+    ax.update_datalim(np.column_stack([np.r_[x, x], np.r_[lo, hi]]))
+    ax.autoscale_view()
 
 
 def _label_column(ax_t, ax_v, d: pd.DataFrame, concept: str) -> None:
