@@ -12,6 +12,7 @@ import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -132,3 +133,67 @@ def read_torch(path: str | Path, what: str, error: type[ArtifactError] = Artifac
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, random bytes, refused unpickling, ...
         raise error(f"{what} {path}: cannot be read ({type(e).__name__}: {e})") from None
+
+
+TMP_PREFIX = ".tmp-"  # temporary directories of atomic_torch_save start with this
+
+
+def atomic_torch_save(
+    obj: Any, path: str | Path, what: str = "file", error: type[ArtifactError] = ArtifactError
+) -> None:
+    """``torch.save(obj, path)`` that never leaves a partial file under ``path``.
+
+    The archive is written inside a fresh temporary directory next to ``path`` and then moved
+    into place with ``os.replace`` (atomic on one filesystem). The temporary file has the *same
+    basename* as ``path`` because torch names the records inside its zip archive after the file
+    name: this way the bytes equal those of a direct ``torch.save(obj, path)``, and checkpoints
+    written in different directories compare byte for byte. A failed write raises ``error``
+    naming ``what`` and the file, with nothing half-written left under ``path``.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp_dir = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=path.parent))
+    except OSError as e:
+        raise _save_error(path, e, what, error) from None
+    try:
+        tmp = tmp_dir / path.name
+        torch.save(obj, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the data reach the disk before the rename makes them visible
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _save_error(path, e, what, error) from None
+    except RuntimeError as e:  # torch's zip writer: "unexpected pos ...", "file write failed"
+        if not any(m in str(e) for m in WRITER_FAILURES):
+            raise
+        raise _save_error(path, e, what, error) from None
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+# How torch's archive writer reports a failed write (a full disk, a quota) as a RuntimeError.
+WRITER_FAILURES = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
+
+
+def _save_error(
+    path: Path, e: BaseException, what: str, error: type[ArtifactError]
+) -> ArtifactError:
+    """A failed save as ``error`` naming the file, the cause and what to do;
+    nothing half-written is left under ``path`` (the temporary directory is removed)."""
+    if isinstance(e, OSError):
+        cause = e.strerror or str(e)
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    else:
+        cause = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        full = True  # torch's writer fails this way when the disk fills
+    hint = (
+        f"free disk space on the filesystem of {path.parent} and run again"
+        if full
+        else f"check that {path.parent} is writable and run again"
+    )
+    return error(
+        f"{what} {path}: cannot be written ({cause}); nothing half-written was kept: {hint}"
+    )

@@ -48,6 +48,7 @@ from conceptspace.sections import (
     Section,
     Synthesize,
     Train,
+    checkpoint_steps,
     default_value_names,
     describe,
     key_of,
@@ -286,8 +287,6 @@ class Params(Section):
 
     def checkpoint_steps(self) -> list[int]:
         """The checkpoint schedule, known before training starts."""
-        from conceptspace.model.training import checkpoint_steps
-
         c = self.train.checkpoints
         return checkpoint_steps(c.first, self.train.steps, c.count)
 

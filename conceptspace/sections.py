@@ -14,6 +14,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -219,6 +220,18 @@ class Net(Section):
             channels = list(self.channels)
             return f"must be divisible by 2**{levels} for train.net.channels = {channels}"
         return None
+
+
+def checkpoint_steps(first: int, last: int, count: int) -> list[int]:
+    """Square-root spaced steps ⌊linspace(√first, √last, count)²⌋, last forced to ``last``,
+    de-duplicated and sorted. (500, 20000, 60) → [500, 594, 696, 807, ..., 19433, 20000].
+    """
+    if not 1 <= first <= last or count < 1:
+        raise ValueError(f"need 1 <= first <= last and count >= 1, got {first}, {last}, {count}")
+    # The small offset keeps exact squares from flooring to n − 1 after float round-off.
+    steps = np.floor(np.linspace(np.sqrt(first), np.sqrt(last), count) ** 2 + 1e-6).astype(int)
+    steps[-1] = last
+    return sorted({int(s) for s in steps})
 
 
 class Checkpoints(Section):

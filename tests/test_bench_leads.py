@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench_leads as B  # noqa: E402
 
-from conceptspace.model.training import checkpoint_steps  # noqa: E402
+from conceptspace.sections import checkpoint_steps  # noqa: E402
 
 
 def _params(first=200, steps=6500, count=24):

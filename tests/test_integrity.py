@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conceptspace import studies
-from conceptspace.model import checkpoints
 from conceptspace.model.checkpoints import CheckpointError, atomic_torch_save
 from conceptspace.params import ParamsError, read_yaml
 from stages import study as study_stage
@@ -188,7 +188,7 @@ def test_a_full_disk_while_saving_leaves_nothing_half_written(tmp_path, monkeypa
         Path(f).write_bytes(b"PK\x03\x04 half a checkpoint")
         raise failure
 
-    monkeypatch.setattr(checkpoints.torch, "save", full_disk)
+    monkeypatch.setattr(torch, "save", full_disk)
     target = tmp_path / "ckpt" / "step_000010.pt"
     with pytest.raises(
         CheckpointError, match=rf"{re.escape(str(target))}: cannot be written.*free disk space"
@@ -242,7 +242,7 @@ def test_a_full_disk_in_the_train_stage_exits_2(
 ):
     """The disk fills at the first checkpoint (nothing to resume: no .partial is left) or at the
     second (the work folder is kept and named, and a rerun resumes from it)."""
-    real_save, calls = checkpoints.torch.save, []
+    real_save, calls = torch.save, []
 
     def full_disk(obj, f):
         calls.append(f)
@@ -251,7 +251,7 @@ def test_a_full_disk_in_the_train_stage_exits_2(
         Path(f).write_bytes(b"PK half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoints.torch, "save", full_disk)
+    monkeypatch.setattr(torch, "save", full_disk)
     out = tmp_path / "out"
     assert _train(_tiny(tmp_path, tiny_doc), dataset, out) == 2
     err = capsys.readouterr().err
@@ -265,7 +265,7 @@ def test_a_full_disk_in_the_train_stage_exits_2(
         assert [p.name for p in (partial / "ckpt").iterdir()] == ["step_000010.pt"]
     else:
         assert "nothing half-written was kept" in err and not partial.exists()
-    monkeypatch.setattr(checkpoints.torch, "save", real_save)
+    monkeypatch.setattr(torch, "save", real_save)
     assert _train(_tiny(tmp_path, tiny_doc), dataset, out) == 0  # free space, run again
 
 

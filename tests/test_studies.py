@@ -94,6 +94,14 @@ def test_declared_code_holds_every_imported_project_module(stage):
     assert closure <= set(deps)
 
 
+@pytest.mark.parametrize("stage", ["synthesize", "fit_classifier"])
+def test_the_data_stages_do_not_depend_on_the_diffusion_model(stage):
+    """An edit to the diffusion model (conceptspace/model/) reruns the trainings and what
+    follows them, never the datasets or the classifier that measures every study."""
+    model = [f for f in pipeline.code_closure(stage) if f.startswith("conceptspace/model/")]
+    assert model == [], f"{stage} depends on {model}"
+
+
 def test_closure_follows_a_new_import(tmp_path):
     root = copy_project(tmp_path)
     target = root / "conceptspace" / "measure" / "probing.py"

@@ -21,9 +21,10 @@ from conceptspace.model.checkpoints import (
     load_checkpoint,
     load_model,
 )
-from conceptspace.model.training import TrainConfig, checkpoint_steps, train
+from conceptspace.model.training import TrainConfig, train
 from conceptspace.model.unet import UNetConfig
 from conceptspace.params import load_params
+from conceptspace.sections import checkpoint_steps
 from tests.squares import squares, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -41,12 +41,7 @@ from torch import Tensor, nn
 
 from conceptspace.data.concepts import ConceptGrid
 from conceptspace.data.render import render_classes
-from conceptspace.io import ArtifactError, atomic_path, read_torch
-
-try:  # byte-reproducible atomic save (same basename inside torch's zip archive)
-    from conceptspace.model.checkpoints import atomic_torch_save as _atomic_torch_save
-except Exception:  # pragma: no cover - checkpoints.py missing or broken: plain atomic rename
-    _atomic_torch_save = None
+from conceptspace.io import ArtifactError, atomic_torch_save, read_torch
 
 FORMAT = "conceptspace.probe.v1"
 RENDER_KINDS = ("random", "mean")
@@ -521,11 +516,7 @@ def save_classifier(path: str | Path, probe: ConceptClassifier, meta: dict) -> N
         "meta": _plain(meta),
     }
     path = Path(path)
-    if _atomic_torch_save is not None:
-        _atomic_torch_save(obj, path)
-    else:  # pragma: no cover
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
+    atomic_torch_save(obj, path, "classifier")  # byte for byte a direct torch.save
 
 
 def load_classifier(path: str | Path) -> tuple[ConceptClassifier, dict]:

@@ -8,23 +8,18 @@ from today's params (docs/method.md §3.4).
 
 from __future__ import annotations
 
-import errno
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from conceptspace.io import ArtifactError, read_torch
+from conceptspace.io import TMP_PREFIX, ArtifactError, read_torch
+from conceptspace.io import atomic_torch_save as _atomic_torch_save
 from conceptspace.model.schedule import LogSNRSchedule
 from conceptspace.model.unet import UNet, UNetConfig
 
 FORMAT = "conceptspace.ckpt.v1"
 REQUIRED_KEYS = ("format", "step", "net_config", "net", "schedule")
-TMP_PREFIX = ".tmp-"  # temporary directories of atomic_torch_save start with this
 
 
 class CheckpointError(ArtifactError):
@@ -59,57 +54,9 @@ def canonicalize(obj: Any) -> Any:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save(obj, path)`` that never leaves a partial file under ``path``.
-
-    The archive is written inside a fresh temporary directory next to ``path`` and then moved
-    into place with ``os.replace`` (atomic on one filesystem). The temporary file has the *same
-    basename* as ``path`` because torch names the records inside its zip archive after the file
-    name: this way the bytes equal those of a direct ``torch.save(obj, path)``, and checkpoints
-    written in different directories compare byte for byte.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp_dir = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=path.parent))
-    except OSError as e:
-        raise _write_error(path, e) from None
-    try:
-        tmp = tmp_dir / path.name
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # the data reach the disk before the rename makes them visible
-        os.replace(tmp, path)
-    except OSError as e:
-        raise _write_error(path, e) from None
-    except RuntimeError as e:  # torch's zip writer: "unexpected pos ...", "file write failed"
-        if not any(m in str(e) for m in WRITER_FAILURES):
-            raise
-        raise _write_error(path, e) from None
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
-# How torch's archive writer reports a failed write (a full disk, a quota) as a RuntimeError.
-WRITER_FAILURES = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
-
-
-def _write_error(path: Path, e: BaseException) -> CheckpointError:
-    """A failed save as a :class:`CheckpointError` naming the file, the cause and what to do;
-    nothing half-written is left under ``path`` (the temporary directory is removed)."""
-    if isinstance(e, OSError):
-        cause = e.strerror or str(e)
-        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-    else:
-        cause = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        full = True  # torch's writer fails this way when the disk fills
-    hint = (
-        f"free disk space on the filesystem of {path.parent} and run again"
-        if full
-        else f"check that {path.parent} is writable and run again"
-    )
-    return CheckpointError(
-        f"checkpoint {path}: cannot be written ({cause}); nothing half-written was kept: {hint}"
-    )
+    """:func:`conceptspace.io.atomic_torch_save` of a checkpoint: a failed write is a
+    :class:`CheckpointError` naming the file."""
+    _atomic_torch_save(obj, path, "checkpoint", CheckpointError)
 
 
 def remove_stale_temporaries(directory: Path) -> None:

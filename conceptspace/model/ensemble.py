@@ -95,6 +95,7 @@ from conceptspace.model.training import (
     _to_tensor,
     _truncate_csv,
     _write_text_atomic,
+    checked_schedule,
     evaluate_loss,
     resumable_mismatch,
     train,
@@ -600,11 +601,7 @@ def train_ensemble(
     ``cfg.steps``) and have the same number of training images (see :func:`check_members`).
     ``mode`` is the step mode (:class:`StepMode`; default: eager, bitwise).
     """
-    ckpt_steps = sorted(set(int(s) for s in ckpt_steps))
-    if not ckpt_steps or ckpt_steps[0] < 1 or ckpt_steps[-1] != cfg.steps:
-        raise ValueError(
-            f"ckpt_steps must be positive and end at steps={cfg.steps}, got {ckpt_steps}"
-        )
+    ckpt_steps = checked_schedule(ckpt_steps, cfg.steps)
     check_members(members, net_cfg)
     for m in members:
         for d in (m.ckpt_dir, m.log_dir):

@@ -63,18 +63,6 @@ EVAL_BATCH = 256
 RESUMABLE_CHANGES = ("steps", "log_every")
 
 
-def checkpoint_steps(first: int, last: int, count: int) -> list[int]:
-    """Square-root spaced steps ⌊linspace(√first, √last, count)²⌋, last forced to ``last``,
-    de-duplicated and sorted. (500, 20000, 60) → [500, 594, 696, 807, ..., 19433, 20000].
-    """
-    if not 1 <= first <= last or count < 1:
-        raise ValueError(f"need 1 <= first <= last and count >= 1, got {first}, {last}, {count}")
-    # The small offset keeps exact squares from flooring to n − 1 after float round-off.
-    steps = np.floor(np.linspace(np.sqrt(first), np.sqrt(last), count) ** 2 + 1e-6).astype(int)
-    steps[-1] = last
-    return sorted({int(s) for s in steps})
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings; stored in every checkpoint as ``train_config``.
@@ -342,6 +330,119 @@ def _check_same_run(
         )
 
 
+def checked_schedule(ckpt_steps: list[int], steps: int) -> list[int]:
+    """The checkpoint steps sorted and de-duplicated; they must be positive and end at
+    ``steps`` (training past the last checkpoint would be lost)."""
+    ckpt_steps = sorted(set(int(s) for s in ckpt_steps))
+    if not ckpt_steps or ckpt_steps[0] < 1 or ckpt_steps[-1] != steps:
+        raise ValueError(f"ckpt_steps must be positive and end at steps={steps}, got {ckpt_steps}")
+    return ckpt_steps
+
+
+@dataclass
+class _LoneRun:
+    """One run's model, optimizer, weight average and random streams (the module docstring
+    lists the streams): what a checkpoint saves and a resume restores."""
+
+    net: UNet
+    schedule: LogSNRSchedule
+    optimizer: torch.optim.Optimizer
+    average: WeightAverage | None
+    batch_gen: torch.Generator
+    noise_gen: torch.Generator
+    perm: Tensor  # this epoch's order of the training set
+    perm_pos: int  # how much of it has been used
+    n: int  # training images
+    dev: torch.device
+
+    @classmethod
+    def start(cls, net_cfg: UNetConfig, cfg: TrainConfig, seed: int, dev: torch.device, n: int):
+        """A fresh run of ``n`` training images: the parameters drawn from ``seed``."""
+        torch.manual_seed(seed)
+        net = UNet(net_cfg).to(dev)
+        schedule = LogSNRSchedule(cfg.gamma_min, cfg.gamma_max).to(dev)
+        params = [*net.parameters(), *schedule.parameters()]
+        # Fused AdamW is the same algorithm in fewer kernels (~6% faster per step on CPU).
+        optimizer = torch.optim.AdamW(
+            params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=dev.type in ("cpu", "cuda")
+        )
+        average = WeightAverage(params, cfg.ema) if cfg.ema > 0 else None
+        batch_gen = torch.Generator().manual_seed(_derived_seed(seed, "batch"))
+        noise_gen = torch.Generator(device=dev).manual_seed(_derived_seed(seed, "noise"))
+        perm = torch.randperm(n, generator=batch_gen)
+        return cls(net, schedule, optimizer, average, batch_gen, noise_gen, perm, 0, n, dev)
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return [*self.net.parameters(), *self.schedule.parameters()]
+
+    @property
+    def modules(self) -> dict[str, nn.Module]:
+        return {"net": self.net, "schedule": self.schedule}
+
+    def next_batch(self, batch_size: int) -> Tensor:
+        """The next batch's indices: the epoch's permutation walked in order, its final partial
+        batch kept; a new permutation starts the next epoch."""
+        if self.perm_pos >= self.n:
+            self.perm, self.perm_pos = torch.randperm(self.n, generator=self.batch_gen), 0
+        idx = self.perm[self.perm_pos : self.perm_pos + batch_size].to(self.dev)
+        self.perm_pos += idx.shape[0]
+        return idx
+
+    def checkpoint(self, step: int, net_cfg: UNetConfig, cfg: TrainConfig, seed: int) -> dict:
+        rng = {
+            "torch": torch.get_rng_state(),
+            "batch": self.batch_gen.get_state(),
+            "noise": self.noise_gen.get_state(),
+            "epoch_perm": self.perm,
+            "perm_pos": self.perm_pos,
+        }
+        if self.dev.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.dev)
+        ckpt = {
+            "format": FORMAT,
+            "step": step,
+            "net_config": net_cfg.to_dict(),
+            "train_config": asdict(cfg),
+            "net": self.net.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng,
+            "seed": seed,
+        }
+        if self.average is not None:
+            ckpt["ema"] = averaged_state(self.modules, self.average.tensors)
+        return ckpt
+
+    def load(self, ckpt: dict) -> int:
+        """Restore the run from its checkpoint; returns the checkpoint's step."""
+        self.net.load_state_dict(ckpt["net"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.average is not None:
+            self.average.load(parameters_of(ckpt["ema"], self.modules))
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        if self.dev.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.dev)
+        self.batch_gen.set_state(rng["batch"])
+        self.noise_gen.set_state(rng["noise"])
+        self.perm, self.perm_pos = rng["epoch_perm"], int(rng["perm_pos"])
+        return int(ckpt["step"])
+
+
+def _start_logs(log_dir: Path, resume_step: int | None) -> tuple[Path, Path]:
+    """The training and checkpoint logs: new, or cut back to ``resume_step``."""
+    train_log, ckpt_log = log_dir / TRAIN_LOG, log_dir / CKPT_LOG
+    if resume_step is None:
+        _write_text_atomic(train_log, TRAIN_LOG_HEADER + "\n")
+        _write_text_atomic(ckpt_log, CKPT_LOG_HEADER + "\n")
+    else:
+        _truncate_csv(train_log, TRAIN_LOG_HEADER, resume_step)
+        _truncate_csv(ckpt_log, CKPT_LOG_HEADER, resume_step)
+    return train_log, ckpt_log
+
+
 def train(
     data: dict[str, np.ndarray],
     net_cfg: UNetConfig,
@@ -361,16 +462,11 @@ def train(
     ``cfg.steps`` (training past the last checkpoint would be lost). Returns at once when the
     last scheduled checkpoint already exists.
     """
-    ckpt_steps = sorted(set(int(s) for s in ckpt_steps))
-    if not ckpt_steps or ckpt_steps[0] < 1 or ckpt_steps[-1] != cfg.steps:
-        raise ValueError(
-            f"ckpt_steps must be positive and end at steps={cfg.steps}, got {ckpt_steps}"
-        )
+    ckpt_steps = checked_schedule(ckpt_steps, cfg.steps)
     ckpt_dir, log_dir = Path(ckpt_dir), Path(log_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(ckpt_dir)
-    remove_stale_temporaries(log_dir)
+    for d in (ckpt_dir, log_dir):
+        d.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(d)
 
     resume = _latest_checkpoint(ckpt_dir, ckpt_steps)
     if resume is not None:
@@ -379,53 +475,18 @@ def train(
             return
 
     dev = torch.device(device)
-    train_x, train_c = _to_tensor(data["train_images"], dev), _to_tensor(data["train_cond"], dev)
-    val_x, val_c = _to_tensor(data["val_images"], dev), _to_tensor(data["val_cond"], dev)
-    held_x, held_c = (
-        _to_tensor(data["held_out_images"], dev),
-        _to_tensor(data["held_out_cond"], dev),
-    )
-    n_train = train_x.shape[0]
+    sets = {
+        name: (_to_tensor(data[f"{name}_images"], dev), _to_tensor(data[f"{name}_cond"], dev))
+        for name in ("train", "val", "held_out")
+    }
+    (train_x, train_c), n_train = sets["train"], sets["train"][0].shape[0]
     if n_train == 0:
         raise ValueError("data['train_images'] is empty")
-
-    torch.manual_seed(seed)
-    net = UNet(net_cfg).to(dev)
-    schedule = LogSNRSchedule(cfg.gamma_min, cfg.gamma_max).to(dev)
-    params = [*net.parameters(), *schedule.parameters()]
-    # Fused AdamW is the same algorithm in fewer kernels (~6% faster per step on CPU).
-    optimizer = torch.optim.AdamW(
-        params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=dev.type in ("cpu", "cuda")
-    )
-    modules = {"net": net, "schedule": schedule}
-    average = WeightAverage(params, cfg.ema) if cfg.ema > 0 else None
-    batch_gen = torch.Generator().manual_seed(_derived_seed(seed, "batch"))
-    noise_gen = torch.Generator(device=dev).manual_seed(_derived_seed(seed, "noise"))
-    eval_seed = _derived_seed(seed, "eval")
-    perm, perm_pos = torch.randperm(n_train, generator=batch_gen), 0
-
-    train_log, ckpt_log = log_dir / TRAIN_LOG, log_dir / CKPT_LOG
-    step = 0
-    if resume is not None:
-        net.load_state_dict(resume["net"])
-        schedule.load_state_dict(resume["schedule"])
-        optimizer.load_state_dict(resume["optimizer"])
-        if average is not None:
-            average.load(parameters_of(resume["ema"], modules))
-        rng = resume["rng"]
-        torch.set_rng_state(rng["torch"])
-        if dev.type == "cuda" and "cuda" in rng:
-            torch.cuda.set_rng_state(rng["cuda"], dev)
-        batch_gen.set_state(rng["batch"])
-        noise_gen.set_state(rng["noise"])
-        perm, perm_pos = rng["epoch_perm"], int(rng["perm_pos"])
-        step = int(resume["step"])
-        _truncate_csv(train_log, TRAIN_LOG_HEADER, step)
-        _truncate_csv(ckpt_log, CKPT_LOG_HEADER, step)
-    else:
-        _write_text_atomic(train_log, TRAIN_LOG_HEADER + "\n")
-        _write_text_atomic(ckpt_log, CKPT_LOG_HEADER + "\n")
+    run = _LoneRun.start(net_cfg, cfg, seed, dev, n_train)
+    step = run.load(resume) if resume is not None else 0
+    train_log, ckpt_log = _start_logs(log_dir, step if resume is not None else None)
     del resume
+    params, eval_seed = run.params, _derived_seed(seed, "eval")
 
     pending_rows: list[str] = []
     losses_since_ckpt: list[float] = []
@@ -436,26 +497,23 @@ def train(
         file=sys.stderr,
         disable=None if progress else True,
     )
-    net.train()
+    run.net.train()
     t_last = time.perf_counter()
     while step < cfg.steps:
-        # Next batch: walk the epoch's permutation; the final partial batch is kept.
-        if perm_pos >= n_train:
-            perm, perm_pos = torch.randperm(n_train, generator=batch_gen), 0
-        idx = perm[perm_pos : perm_pos + cfg.batch_size].to(dev)
-        perm_pos += idx.shape[0]
+        idx = run.next_batch(cfg.batch_size)
         x = train_x[idx]
-        h = uncond_dropout(train_c[idx], cfg.p_uncond, noise_gen)
-
-        terms = vdm_loss(net, schedule, x, h, generator=noise_gen, data_noise=cfg.data_noise)
+        h = uncond_dropout(train_c[idx], cfg.p_uncond, run.noise_gen)
+        terms = vdm_loss(
+            run.net, run.schedule, x, h, generator=run.noise_gen, data_noise=cfg.data_noise
+        )
         loss = terms["total"].mean()
-        optimizer.zero_grad(set_to_none=True)
+        run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = _grad_norm(params, cfg.grad_clip).item()
-        _optimizer_step(optimizer)
+        _optimizer_step(run.optimizer)
         step += 1
-        if average is not None:
-            average.update(params, step)
+        if run.average is not None:
+            run.average.update(params, step)
 
         loss_value = loss.item()
         if not math.isfinite(loss_value):
@@ -479,37 +537,16 @@ def train(
         if step in ckpt_steps:
             _append(train_log, pending_rows)
             pending_rows = []
-            val = evaluate_loss(
-                net, schedule, val_x, val_c, seed=eval_seed, data_noise=cfg.data_noise
-            )
-            held = evaluate_loss(
-                net, schedule, held_x, held_c, seed=eval_seed, data_noise=cfg.data_noise
+            val, held = (
+                evaluate_loss(
+                    run.net, run.schedule, *sets[name], seed=eval_seed, data_noise=cfg.data_noise
+                )
+                for name in ("val", "held_out")
             )
             train_loss = sum(losses_since_ckpt) / len(losses_since_ckpt)
             losses_since_ckpt = []
             _append(ckpt_log, [f"{step},{train_loss:.6f},{val:.6f},{held:.6f}\n"])
-            rng = {
-                "torch": torch.get_rng_state(),
-                "batch": batch_gen.get_state(),
-                "noise": noise_gen.get_state(),
-                "epoch_perm": perm,
-                "perm_pos": perm_pos,
-            }
-            if dev.type == "cuda":
-                rng["cuda"] = torch.cuda.get_rng_state(dev)
-            ckpt = {
-                "format": FORMAT,
-                "step": step,
-                "net_config": net_cfg.to_dict(),
-                "train_config": asdict(cfg),
-                "net": net.state_dict(),
-                "schedule": schedule.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": rng,
-                "seed": seed,
-            }
-            if average is not None:
-                ckpt["ema"] = averaged_state(modules, average.tensors)
+            ckpt = run.checkpoint(step, net_cfg, cfg, seed)
             atomic_torch_save(canonicalize(ckpt), checkpoint_path(ckpt_dir, step))
             bar.set_postfix(val=f"{val:.4f}", held_out=f"{held:.4f}")
     bar.close()
