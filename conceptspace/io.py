@@ -47,14 +47,25 @@ def atomic_path(path: str | Path):
             os.unlink(tmp)
 
 
-def _unwritable(path: Path, e: OSError) -> ArtifactError:
-    """A failed write as an :class:`ArtifactError` naming the file, the cause and what to do
-    (nothing half-written is left under ``path``)."""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+def _unwritable(
+    path: Path, e: BaseException, what: str = "", error: type[ArtifactError] = ArtifactError
+) -> ArtifactError:
+    """A failed write as ``error`` naming the file (and ``what`` it holds), the cause and what
+    to do. Every writer here removes its temporary file first, so nothing half-written is left
+    under ``path``. ``e`` is an ``OSError`` or one of torch's archive-writer failures
+    (:data:`WRITER_FAILURES`), which is how a full disk shows there."""
+    if isinstance(e, OSError):
+        cause = e.strerror or str(e)
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    else:
+        cause = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        full = True
+    if full:
         todo = f"free disk space on the filesystem of {path.parent} and run again"
     else:
         todo = f"check that {path.parent} is a writable folder and run again"
-    return ArtifactError(f"{path}: cannot be written ({e.strerror or e}); {todo}")
+    name = f"{what} {path}" if what else str(path)
+    return error(f"{name}: cannot be written ({cause}); nothing half-written was kept: {todo}")
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -157,7 +168,7 @@ def atomic_torch_save(
     try:
         tmp_dir = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=path.parent))
     except OSError as e:
-        raise _save_error(path, e, what, error) from None
+        raise _unwritable(path, e, what, error) from None
     try:
         tmp = tmp_dir / path.name
         torch.save(obj, tmp)
@@ -165,35 +176,14 @@ def atomic_torch_save(
             os.fsync(f.fileno())  # the data reach the disk before the rename makes them visible
         os.replace(tmp, path)
     except OSError as e:
-        raise _save_error(path, e, what, error) from None
+        raise _unwritable(path, e, what, error) from None
     except RuntimeError as e:  # torch's zip writer: "unexpected pos ...", "file write failed"
         if not any(m in str(e) for m in WRITER_FAILURES):
             raise
-        raise _save_error(path, e, what, error) from None
+        raise _unwritable(path, e, what, error) from None
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 # How torch's archive writer reports a failed write (a full disk, a quota) as a RuntimeError.
 WRITER_FAILURES = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
-
-
-def _save_error(
-    path: Path, e: BaseException, what: str, error: type[ArtifactError]
-) -> ArtifactError:
-    """A failed save as ``error`` naming the file, the cause and what to do;
-    nothing half-written is left under ``path`` (the temporary directory is removed)."""
-    if isinstance(e, OSError):
-        cause = e.strerror or str(e)
-        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-    else:
-        cause = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        full = True  # torch's writer fails this way when the disk fills
-    hint = (
-        f"free disk space on the filesystem of {path.parent} and run again"
-        if full
-        else f"check that {path.parent} is writable and run again"
-    )
-    return error(
-        f"{what} {path}: cannot be written ({cause}); nothing half-written was kept: {hint}"
-    )

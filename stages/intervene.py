@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from conceptspace.devices import pick_device, set_threads
 from conceptspace.io import write_with
 from conceptspace.measure import classifier, evaluation, interventions, probing
 from conceptspace.params import ParamsError
@@ -40,11 +39,9 @@ def run(argv=None) -> None:
     p.add_argument("--embeddings", required=True)
     args = p.parse_args(argv)
     params = load(args)
-    ckpts = evaluation.expected_checkpoints(params.checkpoint_steps(), args.ckpt_dir)
-    probe, grid = evaluation.classifier_for(params, args.run, args.classifier)
-    device = pick_device(params.intervene.device, "intervene.device")
-    probe = probe.to(device)
-    set_threads(params.intervene.threads)
+    ckpts, probe, grid, device = evaluation.prepare(
+        params, "intervene", args.run, args.ckpt_dir, args.classifier
+    )
 
     cfg, size, n = params.intervene, params.synthesize.image_size, params.intervene.n
     try:

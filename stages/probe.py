@@ -23,7 +23,6 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from conceptspace.devices import pick_device, set_threads
 from conceptspace.figures.style import sample_grid
 from conceptspace.io import write_npz, write_with
 from conceptspace.measure import classifier, evaluation, probing
@@ -41,11 +40,9 @@ def run(argv=None) -> None:
     p.add_argument("--grid", required=True)
     args = p.parse_args(argv)
     params = load(args)
-    ckpts = evaluation.expected_checkpoints(params.checkpoint_steps(), args.ckpt_dir)
-    probe, grid = evaluation.classifier_for(params, args.run, args.classifier)
-    device = pick_device(params.probe.device, "probe.device")
-    probe = probe.to(device)
-    set_threads(params.probe.threads)
+    ckpts, probe, grid, device = evaluation.prepare(
+        params, "probe", args.run, args.ckpt_dir, args.classifier
+    )
 
     cfg, size = params.probe, params.synthesize.image_size
     cond, class_id = probing.prompt_set(grid, cfg.n_train, cfg.n_held_out, seed=args.seed)

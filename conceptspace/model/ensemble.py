@@ -60,7 +60,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,6 @@ from tqdm import tqdm
 from conceptspace.io import ArtifactError
 from conceptspace.model.averaging import WeightAverage, averaged_state, parameters_of
 from conceptspace.model.checkpoints import (
-    FORMAT,
     CheckpointError,
     atomic_torch_save,
     canonicalize,
@@ -96,8 +95,10 @@ from conceptspace.model.training import (
     _truncate_csv,
     _write_text_atomic,
     checked_schedule,
+    checkpoint_record,
     evaluate_loss,
     resumable_mismatch,
+    rng_record,
     train,
 )
 from conceptspace.model.unet import UNet, UNetConfig
@@ -467,34 +468,24 @@ class EnsembleTrainer:
             for i, s in sd["state"].items()
         }
         on_cpu = self.dev.type == "cpu"
-        rng = {
-            "torch": self.dropout_gens[j].get_state() if on_cpu else self.cpu_states[j],
-            "batch": self.batch_gens[j].get_state(),
-            "noise": self.noise_gens[j].get_state(),
-            "epoch_perm": self.perms[j],
-            "perm_pos": self.perm_pos,
-        }
-        if self.dev.type == "cuda":
-            rng["cuda"] = self.dropout_gens[j].get_state()
-        ema = {}
-        if self.average is not None:
-            member = [a[j] for a in self.average.tensors]
-            ema = {"ema": averaged_state({"net": net, "schedule": schedule}, member)}
-        return (
-            {
-                "format": FORMAT,
-                "step": self.step_count,
-                "net_config": self.net_cfg.to_dict(),
-                "train_config": asdict(self.cfg),
-                "net": net.state_dict(),
-                "schedule": schedule.state_dict(),
-                "optimizer": {"state": state, "param_groups": copy.deepcopy(sd["param_groups"])},
-                "rng": rng,
-                "seed": self.members[j].seed,
-            }
-            | ema
-            | ({"fast_mode": fast} if (fast := self.mode.provenance()) else {})
+        rng = rng_record(
+            self.dropout_gens[j].get_state() if on_cpu else self.cpu_states[j],
+            self.dropout_gens[j].get_state() if self.dev.type == "cuda" else None,
+            self.batch_gens[j],
+            self.noise_gens[j],
+            self.perms[j],
+            self.perm_pos,
         )
+        modules = {"net": net, "schedule": schedule}
+        ema = None
+        if self.average is not None:
+            ema = averaged_state(modules, [a[j] for a in self.average.tensors])
+        optimizer = {"state": state, "param_groups": copy.deepcopy(sd["param_groups"])}
+        seed = self.members[j].seed
+        ckpt = checkpoint_record(
+            self.step_count, self.net_cfg, self.cfg, seed, modules, optimizer, rng, ema
+        )
+        return ckpt | ({"fast_mode": fast} if (fast := self.mode.provenance()) else {})
 
     @torch.no_grad()
     def load(self, ckpts: Sequence[dict]) -> None:

@@ -339,6 +339,57 @@ def checked_schedule(ckpt_steps: list[int], steps: int) -> list[int]:
     return ckpt_steps
 
 
+def rng_record(
+    torch_state: Tensor,
+    cuda_state: Tensor | None,
+    batch_gen: torch.Generator,
+    noise_gen: torch.Generator,
+    perm: Tensor,
+    perm_pos: int,
+) -> dict:
+    """A run's random streams as its checkpoint records them (the module docstring lists
+    them); ``cuda_state`` only on a GPU."""
+    rng = {
+        "torch": torch_state,
+        "batch": batch_gen.get_state(),
+        "noise": noise_gen.get_state(),
+        "epoch_perm": perm,
+        "perm_pos": perm_pos,
+    }
+    if cuda_state is not None:
+        rng["cuda"] = cuda_state
+    return rng
+
+
+def checkpoint_record(
+    step: int,
+    net_cfg: UNetConfig,
+    cfg: TrainConfig,
+    seed: int,
+    modules: dict[str, nn.Module],
+    optimizer: dict,
+    rng: dict,
+    ema: dict | None,
+) -> dict:
+    """The checkpoint of one run at ``step``, for a lone run and an ensemble member alike
+    (``modules``: its ``net`` and ``schedule``; ``optimizer``: its optimizer's state dict).
+    One builder, so both write the same keys in the same order and so the same bytes."""
+    ckpt = {
+        "format": FORMAT,
+        "step": step,
+        "net_config": net_cfg.to_dict(),
+        "train_config": asdict(cfg),
+        "net": modules["net"].state_dict(),
+        "schedule": modules["schedule"].state_dict(),
+        "optimizer": optimizer,
+        "rng": rng,
+        "seed": seed,
+    }
+    if ema is not None:
+        ckpt["ema"] = ema
+    return ckpt
+
+
 @dataclass
 class _LoneRun:
     """One run's model, optimizer, weight average and random streams (the module docstring
@@ -390,29 +441,15 @@ class _LoneRun:
         return idx
 
     def checkpoint(self, step: int, net_cfg: UNetConfig, cfg: TrainConfig, seed: int) -> dict:
-        rng = {
-            "torch": torch.get_rng_state(),
-            "batch": self.batch_gen.get_state(),
-            "noise": self.noise_gen.get_state(),
-            "epoch_perm": self.perm,
-            "perm_pos": self.perm_pos,
-        }
-        if self.dev.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.dev)
-        ckpt = {
-            "format": FORMAT,
-            "step": step,
-            "net_config": net_cfg.to_dict(),
-            "train_config": asdict(cfg),
-            "net": self.net.state_dict(),
-            "schedule": self.schedule.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "rng": rng,
-            "seed": seed,
-        }
+        cuda = torch.cuda.get_rng_state(self.dev) if self.dev.type == "cuda" else None
+        rng = rng_record(
+            torch.get_rng_state(), cuda, self.batch_gen, self.noise_gen, self.perm, self.perm_pos
+        )
+        ema = None
         if self.average is not None:
-            ckpt["ema"] = averaged_state(self.modules, self.average.tensors)
-        return ckpt
+            ema = averaged_state(self.modules, self.average.tensors)
+        optimizer = self.optimizer.state_dict()
+        return checkpoint_record(step, net_cfg, cfg, seed, self.modules, optimizer, rng, ema)
 
     def load(self, ckpt: dict) -> int:
         """Restore the run from its checkpoint; returns the checkpoint's step."""
